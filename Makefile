@@ -1,0 +1,29 @@
+# Two entry points, both install what they need into ./.venv first:
+#   make demo   installs meeg-inverse and runs the built-in example
+#   make test   installs it with the test extras (and the system packages for
+#               off-screen rendering and headless Chromium) and runs the tests
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+OUT ?= demo_output
+
+.PHONY: demo test install install-test system-deps
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+
+install-test: $(BIN)/python system-deps
+	$(BIN)/python -m pip install -q -e ".[test]"
+
+system-deps:
+	@if [ -f scripts/install_system_deps.sh ]; then bash scripts/install_system_deps.sh; fi
+
+demo: install
+	$(BIN)/meeg-inverse demo --out $(OUT)
+
+test: install-test
+	$(BIN)/python -m pytest

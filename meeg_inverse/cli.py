@@ -1,0 +1,231 @@
+"""The ``meeg-inverse`` command line."""
+
+import argparse
+import json
+import sys
+import textwrap
+import traceback
+import warnings
+from pathlib import Path
+
+from .errors import InputError
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+LOCALIZE_EXAMPLES = textwrap.dedent("""\
+    examples:
+      # an evoked file with its covariance and forward solution
+      meeg-inverse localize sample-ave.fif --condition "Left Auditory" \\
+          --noise-cov sample-cov.fif --forward sample-fwd.fif --out results/
+
+      # a raw recording: events from the stim channel, noise from the baseline,
+      # forward model built from the subject's MRI
+      meeg-inverse localize sub01_raw.fif --subject sub01 --subjects-dir ~/subjects \\
+          --trans sub01-trans.fif --tmin 0.05 --tmax 0.15 --alpha 0.3
+
+      # EEG without MRI: template head (fsaverage), channel positions from a file
+      # matched by order, non-convex penalty
+      meeg-inverse localize data.set --montage chans.locs --montage-match order \\
+          --penalty mcp --alpha 0.4
+    """)
+
+
+def _parse_reject(text):
+    if text is None:
+        return None
+    reject = {}
+    for item in text.split(","):
+        try:
+            key, value = item.split("=")
+            reject[key.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"Cannot read --reject {text!r}.",
+                             "write it as TYPE=VALUE pairs, e.g. eeg=150e-6,grad=4000e-13,mag=4e-12.") from None
+    return reject
+
+
+def _parse_loose(text):
+    return text if text == "auto" else float(text)
+
+
+def _penalty_choices():
+    from .penalties import PENALTIES
+
+    return sorted(PENALTIES)
+
+
+def build_parser():
+    """The argument parser of ``meeg-inverse``."""
+    parser = argparse.ArgumentParser(
+        prog="meeg-inverse",
+        description="Sparse M/EEG source localization: which parts of the brain produced "
+                    "the signals in a recording.")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    loc = sub.add_parser(
+        "localize", help="localize the sources of a recording",
+        description="Localize the sources of a recording (raw, epochs or evoked; any format "
+                    "MNE reads) and write a source estimate, a JSON summary and figures.",
+        epilog=LOCALIZE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    loc.add_argument("recording", help="raw file (FIF, EDF, BDF, BrainVision, EEGLAB, CTF, ...), "
+                                       "epochs (-epo.fif) or evoked (-ave.fif)")
+    loc.add_argument("--out", "-o", default="meeg_inverse_output",
+                     help="output folder (default: %(default)s)")
+    g = loc.add_argument_group("data")
+    g.add_argument("--condition", help="condition (event name/code, or evoked comment) to localize")
+    g.add_argument("--events", help="events file (-eve.fif) for a raw recording")
+    g.add_argument("--epoch-tmin", type=float, default=-0.2, help="epoch start, s (default -0.2)")
+    g.add_argument("--epoch-tmax", type=float, default=0.5, help="epoch end, s (default 0.5)")
+    g.add_argument("--no-baseline", action="store_true", help="no baseline correction of epochs")
+    g.add_argument("--reject", help="peak-to-peak rejection, e.g. eeg=150e-6,grad=4000e-13")
+    g.add_argument("--tmin", type=float, help="start of the time window to localize, s")
+    g.add_argument("--tmax", type=float, help="end of the time window to localize, s")
+    g = loc.add_argument_group("noise covariance (default: the epochs' pre-stimulus baseline)")
+    g.add_argument("--noise-cov", help="noise covariance file (-cov.fif)")
+    g.add_argument("--empty-room", help="empty-room raw recording to estimate it from")
+    g = loc.add_argument_group(
+        "forward model (default: the fsaverage template head)")
+    g.add_argument("--forward", help="forward solution (-fwd.fif)")
+    g.add_argument("--subject", help="FreeSurfer subject, to build the forward model")
+    g.add_argument("--subjects-dir", help="FreeSurfer subjects folder")
+    g.add_argument("--trans", help="head<->MRI transform (-trans.fif)")
+    g.add_argument("--bem", help="BEM solution (-bem-sol.fif); default: the subject's")
+    g.add_argument("--src", help="source space file (-src.fif)")
+    g.add_argument("--spacing", help="source spacing: oct6, ico4, ... or vol5 (volume, 5 mm)")
+    g.add_argument("--montage", help="EEG montage name (standard_1005, ...) or file")
+    g.add_argument("--montage-match", choices=("name", "order"), default="name",
+                   help="match montage to channels by name or by order (default name)")
+    g = loc.add_argument_group("inverse")
+    g.add_argument("--penalty", default="l21",
+                   help="l21 (MxNE, default), l1, mcp, scad, l05, l23, log, irl21")
+    g.add_argument("--alpha", type=float, default=0.3,
+                   help="regularization as a fraction of lambda_max, in (0, 1) (default 0.3)")
+    g.add_argument("--gamma", type=float,
+                   help="penalty parameter: MCP/SCAD concavity, log-sum epsilon")
+    g.add_argument("--loose", type=_parse_loose, default="auto",
+                   help="orientation: 0 fixed, 1 free, between: loose (default auto = 0.2 on "
+                        "surfaces, 1 in volumes)")
+    g.add_argument("--depth", type=float, default=0.8, help="depth weighting exponent (0.8)")
+    g.add_argument("--pick-ori", choices=("vector",), help="write xyz source components")
+    g.add_argument("--tol", type=float, default=1e-6, help="solver tolerance (1e-6)")
+    g = loc.add_argument_group("output")
+    g.add_argument("--no-figures", action="store_true", help="skip the figures")
+    g.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    g.add_argument("--quiet", "-q", action="store_true", help="no progress messages")
+    g.add_argument("--verbose", "-v", action="store_true", help="MNE's messages and tracebacks")
+
+    demo = sub.add_parser(
+        "demo", help="run the built-in example (no files needed)",
+        description="Simulate two sources (left motor, right occipital) on the fsaverage template head with a "
+                    "64-electrode EEG cap, localize them, and write the outputs.",
+        epilog="example:\n  meeg-inverse demo --out demo_output/",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    demo.add_argument("--out", "-o", default="meeg_inverse_demo", help="output folder")
+    demo.add_argument("--penalty", default="l21", help="penalty (default l21)")
+    demo.add_argument("--alpha", type=float, default=0.2, help="fraction of lambda_max (0.2)")
+    demo.add_argument("--snr", type=float, default=10.0, help="peak signal-to-noise ratio (10)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    demo.add_argument("--no-figures", action="store_true", help="skip the figures")
+    demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    demo.add_argument("--quiet", "-q", action="store_true")
+    demo.add_argument("--verbose", "-v", action="store_true")
+    return parser
+
+
+def _version():
+    from . import __version__
+
+    return f"meeg-inverse {__version__}"
+
+
+def _run_localize(args, progress):
+    from .pipeline import ForwardSpec, localize_file
+
+    if args.penalty not in _penalty_choices():
+        raise InputError(f"Unknown penalty {args.penalty!r}.",
+                         f"choose one of: {', '.join(_penalty_choices())}.")
+    penalty_params = {}
+    if args.gamma is not None:
+        penalty_params["gamma"] = args.gamma
+    spec = ForwardSpec(forward=args.forward, subject=args.subject, subjects_dir=args.subjects_dir,
+                       trans=args.trans, bem=args.bem, src=args.src, spacing=args.spacing,
+                       montage=args.montage, montage_match=args.montage_match)
+    result, paths = localize_file(
+        args.recording, args.out, forward_spec=spec, noise_cov=args.noise_cov,
+        empty_room=args.empty_room, condition=args.condition, events=args.events,
+        epoch_tmin=args.epoch_tmin, epoch_tmax=args.epoch_tmax,
+        baseline=None if args.no_baseline else (None, 0), reject=_parse_reject(args.reject),
+        tmin=args.tmin, tmax=args.tmax, alpha=args.alpha, penalty=args.penalty,
+        penalty_params=penalty_params, loose=args.loose, depth=args.depth,
+        pick_ori=args.pick_ori, tol=args.tol, figures=not args.no_figures,
+        progress=progress, verbose=args.verbose)
+    return result, paths
+
+
+def _print_result(result, paths, args):
+    summary = result.summary()
+    if args.json:
+        summary["files"] = {k: [str(x) for x in v] if isinstance(v, list) else str(v)
+                            for k, v in paths.items()}
+        print(json.dumps(summary, indent=2, default=str))
+        return
+    print(f"{len(result.records)} active source(s); explained variance "
+          f"{100 * result.explained_variance:.1f} %")
+    for rec in result.records[:10]:
+        mni = rec["position_mni_mm"]
+        where = f"MNI ({mni[0]:.0f}, {mni[1]:.0f}, {mni[2]:.0f}) mm" if mni else \
+            "head ({:.0f}, {:.0f}, {:.0f}) mm".format(*rec["position_head_mm"])
+        print(f"  {rec['hemisphere']}  {where}  peak {rec['peak_amplitude_nAm']:.1f} nA·m "
+              f"at {1e3 * rec['peak_time_s']:.0f} ms")
+    print(f"outputs in {paths['summary'].parent}")
+
+
+def main(argv=None):
+    """Entry point of ``meeg-inverse``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    from .pipeline import Progress
+
+    progress = Progress(enabled=not args.quiet)
+    import mne
+
+    mne.set_log_level("INFO" if args.verbose else "ERROR")
+    try:
+        with warnings.catch_warnings():
+            if not args.verbose:
+                warnings.simplefilter("ignore")
+            if args.command == "localize":
+                result, paths = _run_localize(args, progress)
+            elif args.command == "demo":
+                from .demo import run_demo
+
+                result, paths = run_demo(args.out, penalty=args.penalty, alpha=args.alpha,
+                                         snr=args.snr, seed=args.seed,
+                                         figures=not args.no_figures, progress=progress)
+        progress.done()
+        _print_result(result, paths, args)
+        return EXIT_OK
+    except InputError as exc:
+        progress.done()
+        print(f"meeg-inverse: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        progress.done()
+        print("meeg-inverse: interrupted; no output was written.", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:  # a bug or an environment problem: say so plainly
+        progress.done()
+        if args.verbose:
+            traceback.print_exc()
+        print(f"meeg-inverse: failed: {type(exc).__name__}: {exc}\n"
+              "  (run again with --verbose for details; please report it if it persists)",
+              file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,295 @@
+"""Loading recordings and noise covariances through MNE.
+
+Everything here returns plain MNE objects; the rest of the pipeline never reads
+files itself.
+"""
+
+from pathlib import Path
+
+import mne
+import numpy as np
+
+from .errors import InputError
+
+_EVOKED_SUFFIXES = ("-ave.fif", "_ave.fif", "-ave.fif.gz", "_ave.fif.gz")
+_EPOCHS_SUFFIXES = ("-epo.fif", "_epo.fif", "-epo.fif.gz", "_epo.fif.gz")
+
+
+def _existing_file(fname, what):
+    """Return ``fname`` as a Path, or raise a clear error if it is not a file."""
+    if fname is None:
+        raise InputError(f"No {what} was given.", f"pass the path of the {what}.")
+    path = Path(fname).expanduser()
+    if not path.exists():
+        raise InputError(f"The {what} {str(path)!r} does not exist.", "check the path.")
+    if path.is_dir() and path.suffix.lower() not in (".ds", ".mff"):
+        raise InputError(
+            f"The {what} {str(path)!r} is a folder, not a file.",
+            "give the path of the recording file inside it.",
+        )
+    return path
+
+
+def _read_failed(path, what, exc, hint):
+    return InputError(
+        f"Could not read the {what} {str(path)!r}: {type(exc).__name__}: {exc}",
+        hint,
+    )
+
+
+def recording_kind(fname):
+    """Say whether a file holds evoked responses, epochs or a raw recording.
+
+    Parameters
+    ----------
+    fname : path-like
+        The file name; MNE's naming convention decides (``-ave.fif``,
+        ``-epo.fif``, anything else is a raw recording).
+
+    Returns
+    -------
+    kind : 'evoked' | 'epochs' | 'raw'
+    """
+    name = Path(fname).name.lower()
+    if name.endswith(_EVOKED_SUFFIXES):
+        return "evoked"
+    if name.endswith(_EPOCHS_SUFFIXES):
+        return "epochs"
+    return "raw"
+
+
+def read_recording(fname, *, verbose=False):
+    """Read a recording in any format MNE reads.
+
+    Parameters
+    ----------
+    fname : path-like
+        A raw recording (FIF, EDF/BDF, BrainVision, EEGLAB, CTF, ...), an
+        epochs file (``-epo.fif``) or an evoked file (``-ave.fif``).
+    verbose : bool
+        Passed to MNE.
+
+    Returns
+    -------
+    inst : mne.io.Raw | mne.Epochs | list of mne.Evoked
+        Raw recordings are preloaded.
+    """
+    path = _existing_file(fname, "recording")
+    kind = recording_kind(path)
+    try:
+        if kind == "evoked":
+            inst = mne.read_evokeds(path, verbose=verbose)
+        elif kind == "epochs":
+            inst = mne.read_epochs(path, preload=True, verbose=verbose)
+        else:
+            inst = mne.io.read_raw(path, preload=True, verbose=verbose)
+    except Exception as exc:  # MNE raises many types for unreadable files
+        hint = (
+            "check that the file is complete and in a format MNE reads "
+            "(https://mne.tools/stable/auto_tutorials/io/index.html); "
+            "MNE decides the format from the extension, so a file must have the "
+            "extension of its real format."
+        )
+        raise _read_failed(path, "recording", exc, hint) from None
+    return inst
+
+
+def find_events(raw, *, stim_channel=None, verbose=False):
+    """Find the events of a raw recording, from a stim channel or annotations.
+
+    Parameters
+    ----------
+    raw : mne.io.Raw
+        The recording.
+    stim_channel : str | None
+        Stim channel to read; by default MNE's usual stim channels are tried
+        first, then the annotations.
+    verbose : bool
+        Passed to MNE.
+
+    Returns
+    -------
+    events : ndarray of int, shape (n_events, 3)
+    event_id : dict
+        Condition name to event code.
+    """
+    events = np.empty((0, 3), int)
+    event_id = {}
+    has_stim = stim_channel is not None or len(mne.pick_types(raw.info, stim=True)) > 0
+    if has_stim:
+        try:
+            events = mne.find_events(
+                raw, stim_channel=stim_channel, shortest_event=1, verbose=verbose
+            )
+        except ValueError:
+            events = np.empty((0, 3), int)
+        event_id = {str(code): int(code) for code in np.unique(events[:, 2])}
+    if len(events) == 0 and len(raw.annotations) > 0:
+        keep = [
+            d for d in np.unique(raw.annotations.description)
+            if not d.lower().startswith(("bad", "edge", "boundary"))
+        ]
+        if keep:
+            events, event_id = mne.events_from_annotations(
+                raw, event_id={d: i + 1 for i, d in enumerate(sorted(keep))},
+                verbose=verbose,
+            )
+    if len(events) == 0:
+        raise InputError(
+            "The recording has no events: no stim channel events and no annotations.",
+            "give an events file (--events), add annotations, or pass an epochs "
+            "(-epo.fif) or evoked (-ave.fif) file instead.",
+        )
+    return events, event_id
+
+
+def read_events_file(fname, *, verbose=False):
+    """Read an MNE events file (``-eve.fif`` or text), with clear errors."""
+    path = _existing_file(fname, "events file")
+    try:
+        events = mne.read_events(path, verbose=verbose)
+    except Exception as exc:
+        raise _read_failed(path, "events file", exc, "give an MNE -eve.fif or .eve text file.") from None
+    if len(events) == 0:
+        raise InputError(f"The events file {str(path)!r} holds no events.", "check the file.")
+    return events, {str(code): int(code) for code in np.unique(events[:, 2])}
+
+
+def make_epochs(raw, events, event_id, *, tmin=-0.2, tmax=0.5, baseline=(None, 0),
+                reject=None, verbose=False):
+    """Cut epochs around events, with baseline correction and rejection.
+
+    Parameters
+    ----------
+    raw : mne.io.Raw
+        The recording.
+    events : ndarray, shape (n_events, 3)
+        The events.
+    event_id : dict
+        Condition name to event code; only these conditions are kept.
+    tmin, tmax : float
+        The epoch window in seconds relative to the events.
+    baseline : tuple | None
+        Baseline interval for correction, as in :class:`mne.Epochs`.
+    reject : dict | None
+        Peak-to-peak rejection thresholds per channel type, e.g.
+        ``dict(eeg=150e-6, grad=4000e-13, mag=4e-12)``.
+    verbose : bool
+        Passed to MNE.
+
+    Returns
+    -------
+    epochs : mne.Epochs
+    """
+    if tmin >= tmax:
+        raise InputError(f"The epoch window is empty: tmin={tmin} ≥ tmax={tmax}.", "use tmin < tmax.")
+    if baseline is not None and baseline[0] is not None and baseline[0] < tmin:
+        raise InputError(
+            f"The baseline starts at {baseline[0]} s, before the epoch start {tmin} s.",
+            "make the baseline fit in the epoch window.",
+        )
+    present = set(np.unique(events[:, 2]))
+    event_id = {name: code for name, code in event_id.items() if code in present}
+    if not event_id:
+        raise InputError("None of the requested conditions occurs in the events.",
+                         "list the conditions with `meeg-inverse localize --list-conditions`.")
+    epochs = mne.Epochs(
+        raw, events, event_id, tmin=tmin, tmax=tmax, baseline=baseline,
+        reject=reject, preload=True, on_missing="ignore", verbose=verbose,
+    )
+    if len(epochs) == 0:
+        raise InputError(
+            "All epochs were rejected or fell outside the recording.",
+            "relax the rejection thresholds (--reject) or shorten the epoch window.",
+        )
+    return epochs
+
+
+def average_conditions(epochs):
+    """Average epochs per condition.
+
+    Returns
+    -------
+    evokeds : dict
+        Condition name to :class:`mne.Evoked`, for conditions with ≥ 1 epoch.
+    """
+    evokeds = {}
+    for name in epochs.event_id:
+        sub = epochs[name]
+        if len(sub):
+            evokeds[name] = sub.average()
+    return evokeds
+
+
+def pick_condition(evokeds, condition=None):
+    """Pick one evoked from a list or dict by name (or the first)."""
+    if isinstance(evokeds, mne.Evoked):
+        return evokeds
+    items = evokeds.items() if isinstance(evokeds, dict) else [(e.comment, e) for e in evokeds]
+    items = list(items)
+    names = [str(name) for name, _ in items]
+    if condition is None:
+        return items[0][1]
+    for name, evoked in items:
+        if str(name) == str(condition):
+            return evoked
+    raise InputError(
+        f"Condition {condition!r} not found.",
+        f"choose one of: {', '.join(repr(n) for n in names)}.",
+    )
+
+
+def set_average_reference(inst):
+    """Add an average-reference projector for EEG when none is there.
+
+    Sparse inverse solvers need the EEG average reference as a projector (as
+    :func:`mne.inverse_sparse.mixed_norm` does).
+    """
+    if len(mne.pick_types(inst.info, eeg=True, exclude=[])) == 0:
+        return inst
+    has_avg = any("average" in p["desc"].lower() and "eeg" in p["desc"].lower()
+                  for p in inst.info["projs"])
+    if not has_avg and not inst.info["custom_ref_applied"]:
+        inst.set_eeg_reference("average", projection=True, verbose=False)
+    elif inst.info["custom_ref_applied"] and not has_avg:
+        inst.set_eeg_reference("average", projection=True, verbose=False)
+    return inst
+
+
+def read_noise_cov(fname, *, verbose=False):
+    """Read a noise covariance file (``-cov.fif``), with a clear error."""
+    path = _existing_file(fname, "noise covariance")
+    try:
+        return mne.read_cov(path, verbose=verbose)
+    except Exception as exc:
+        raise _read_failed(path, "noise covariance", exc,
+                           "give a -cov.fif file written by mne.write_cov.") from None
+
+
+def noise_cov_from_baseline(epochs, *, tmax=0.0, method="shrunk", verbose=False):
+    """Estimate the noise covariance from the pre-stimulus part of epochs."""
+    if epochs.tmin >= tmax:
+        raise InputError(
+            f"The epochs start at {epochs.tmin} s, so there is no baseline before {tmax} s "
+            "to estimate the noise covariance from.",
+            "use epochs that start before the stimulus (e.g. --tmin -0.2) or give a "
+            "covariance file (--noise-cov).",
+        )
+    n_samples = int((min(tmax, epochs.tmax) - epochs.tmin) * epochs.info["sfreq"]) * len(epochs)
+    n_channels = len(mne.pick_types(epochs.info, meg=True, eeg=True, exclude="bads"))
+    if n_samples < 2:
+        raise InputError("The baseline is too short to estimate a noise covariance.",
+                         "use a longer pre-stimulus window or a covariance file.")
+    # A regularized estimator: with few baseline samples per channel the
+    # empirical covariance is singular.
+    if method == "shrunk" and n_samples > 20 * n_channels:
+        method = "empirical"
+    return mne.compute_covariance(epochs, tmax=tmax, method=method, rank=None, verbose=verbose)
+
+
+def noise_cov_from_empty_room(fname, *, method="shrunk", verbose=False):
+    """Estimate the noise covariance from an empty-room recording."""
+    raw = read_recording(fname, verbose=verbose)
+    if not isinstance(raw, mne.io.BaseRaw):
+        raise InputError(f"{fname!r} is not a raw recording.", "give the empty-room raw file.")
+    return mne.compute_raw_covariance(raw, method=method, rank=None, verbose=verbose)

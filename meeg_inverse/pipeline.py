@@ -1,0 +1,480 @@
+"""The localization pipeline: load → whitened problem → solve → MNE objects → outputs.
+
+:func:`localize_file` is what ``meeg-inverse localize`` runs; each step is a
+function of its own so the Python API can enter at any point with MNE
+objects in hand.
+"""
+
+import os
+import shutil
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mne
+import numpy as np
+
+from . import io as mio
+from .errors import InputError
+from .forward import (TEMPLATE_SUBJECT, check_forward_matches, make_subject_forward,
+                      make_template_forward, read_forward)
+from .problem import InverseProblem
+from .summary import source_records, write_json
+
+
+class Progress:
+    """Prints what the pipeline is doing and how long each step took.
+
+    Parameters
+    ----------
+    enabled : bool
+        False makes it silent.
+    stream : file-like | None
+        Where to print (default: standard error).
+    """
+
+    def __init__(self, enabled=True, stream=None):
+        import sys
+
+        self.enabled = enabled
+        self.stream = stream if stream is not None else sys.stderr
+        self._t0 = None
+
+    def step(self, message):
+        """Start a step; the previous one is reported done."""
+        self.done()
+        self._t0 = time.perf_counter()
+        if self.enabled:
+            print(f"[meeg-inverse] {message} ...", end="", file=self.stream, flush=True)
+
+    def done(self):
+        if self._t0 is not None and self.enabled:
+            print(f" {time.perf_counter() - self._t0:.1f} s", file=self.stream, flush=True)
+        self._t0 = None
+
+    def info(self, message):
+        self.done()
+        if self.enabled:
+            print(f"[meeg-inverse] {message}", file=self.stream, flush=True)
+
+
+@dataclass
+class LoadedData:
+    """What :func:`load_data` returns: the evoked to localize and where it came from."""
+
+    evoked: mne.Evoked
+    conditions: list
+    epochs: mne.Epochs | None = None
+    raw: mne.io.BaseRaw | None = None
+
+
+def load_data(recording, *, condition=None, events=None, stim_channel=None,
+              epoch_tmin=-0.2, epoch_tmax=0.5, baseline=(None, 0), reject=None,
+              montage=None, montage_match="name", verbose=False):
+    """Load a recording and reduce it to the evoked response to localize.
+
+    Raw recordings are cut into epochs around their events (stim channel,
+    annotations or an events file) and averaged per condition; epochs files are
+    averaged; evoked files are read as they are.
+
+    Returns
+    -------
+    loaded : LoadedData
+    """
+    inst = recording if not isinstance(recording, (str, os.PathLike)) else mio.read_recording(
+        recording, verbose=verbose)
+    raw = epochs = None
+    if isinstance(inst, mne.io.BaseRaw):
+        raw = inst
+        if montage is not None or _eeg_without_positions(raw.info):
+            from .forward import ensure_sensor_positions
+
+            ensure_sensor_positions(raw.info, montage, match_by=montage_match)
+        if events is not None:
+            ev, event_id = (mio.read_events_file(events, verbose=verbose)
+                            if isinstance(events, (str, os.PathLike)) else (events, None))
+            if event_id is None:
+                event_id = {str(c): int(c) for c in np.unique(ev[:, 2])}
+        else:
+            ev, event_id = mio.find_events(raw, stim_channel=stim_channel, verbose=verbose)
+        if condition is not None:
+            if str(condition) not in event_id:
+                raise InputError(f"Condition {condition!r} not found in the events.",
+                                 f"choose one of: {', '.join(map(repr, event_id))}.")
+            event_id = {str(condition): event_id[str(condition)]}
+        epochs = mio.make_epochs(raw, ev, event_id, tmin=epoch_tmin, tmax=epoch_tmax,
+                                 baseline=baseline, reject=reject, verbose=verbose)
+        inst = epochs
+    if isinstance(inst, mne.BaseEpochs):
+        epochs = inst
+        if montage is not None:
+            from .forward import ensure_sensor_positions
+
+            ensure_sensor_positions(epochs.info, montage, match_by=montage_match)
+        evokeds = mio.average_conditions(epochs)
+    elif isinstance(inst, mne.Evoked):
+        evokeds = {inst.comment or "evoked": inst}
+    elif isinstance(inst, (list, tuple)) and inst and all(isinstance(e, mne.Evoked) for e in inst):
+        evokeds = {}
+        for k, e in enumerate(inst):
+            evokeds[e.comment or f"evoked {k}"] = e
+    else:
+        raise InputError(f"Cannot localize a {type(inst).__name__}.",
+                         "give a Raw, Epochs or Evoked (or a file holding one).")
+    evoked = mio.pick_condition(evokeds, condition).copy()
+    if montage is not None and epochs is None:
+        from .forward import ensure_sensor_positions
+
+        ensure_sensor_positions(evoked.info, montage, match_by=montage_match)
+    mio.set_average_reference(evoked)
+    if epochs is not None:
+        mio.set_average_reference(epochs)
+    return LoadedData(evoked=evoked, conditions=list(evokeds), epochs=epochs, raw=raw)
+
+
+def _eeg_without_positions(info):
+    picks = mne.pick_types(info, meg=False, eeg=True, exclude=[])
+    if len(picks) == 0:
+        return False
+    locs = np.array([info["chs"][k]["loc"][:3] for k in picks])
+    return bool((~np.isfinite(locs).all(axis=1) | (np.abs(locs).sum(axis=1) == 0)).any())
+
+
+def load_noise_cov(noise_cov, loaded, *, empty_room=None, verbose=False):
+    """Get the noise covariance: a file, the epochs' baseline, or an empty-room recording.
+
+    Parameters
+    ----------
+    noise_cov : path-like | mne.Covariance | 'baseline' | None
+        None means the baseline of the epochs when there are epochs.
+    loaded : LoadedData
+        From :func:`load_data`.
+    empty_room : path-like | None
+        An empty-room raw recording to estimate the covariance from.
+    """
+    if isinstance(noise_cov, mne.Covariance):
+        return noise_cov
+    if empty_room is not None:
+        return mio.noise_cov_from_empty_room(empty_room, verbose=verbose)
+    if noise_cov is None or noise_cov == "baseline":
+        if loaded.epochs is None:
+            raise InputError(
+                "A noise covariance is needed, and an evoked file has no baseline epochs to "
+                "estimate one from.",
+                "give a covariance file (--noise-cov FILE) or an empty-room recording "
+                "(--empty-room FILE), or start from the raw recording or epochs.")
+        return mio.noise_cov_from_baseline(loaded.epochs, verbose=verbose)
+    return mio.read_noise_cov(noise_cov, verbose=verbose)
+
+
+@dataclass
+class ForwardSpec:
+    """How to get the forward: a file, a subject's anatomy, or the template head."""
+
+    forward: str | os.PathLike | mne.Forward | None = None
+    subject: str | None = None
+    subjects_dir: str | os.PathLike | None = None
+    trans: str | os.PathLike | None = None
+    bem: str | os.PathLike | None = None
+    src: str | os.PathLike | None = None
+    spacing: str | None = None
+    montage: str | None = None
+    montage_match: str = "name"
+
+
+def load_forward(spec, info, *, verbose=False):
+    """Get the forward solution of a recording as ``spec`` says.
+
+    Returns
+    -------
+    forward : mne.Forward
+    subject : str | None
+    subjects_dir : Path | None
+    """
+    if spec.forward is not None:
+        fwd = spec.forward if isinstance(spec.forward, mne.Forward) else read_forward(
+            spec.forward, verbose=verbose)
+        check_forward_matches(fwd, info, subject=spec.subject)
+        subject = spec.subject or fwd["src"][0].get("subject_his_id")
+        return fwd, subject, spec.subjects_dir
+    if spec.subject is not None and spec.subject != TEMPLATE_SUBJECT:
+        if spec.subjects_dir is None or spec.trans is None:
+            raise InputError(
+                f"Building a forward model for subject {spec.subject!r} needs the subjects "
+                "folder and the head↔MRI transform.",
+                "give --subjects-dir and --trans (and optionally --bem, --src), or a "
+                "forward file (--forward), or no --subject to use the template head.")
+        fwd = make_subject_forward(info, subject=spec.subject, subjects_dir=spec.subjects_dir,
+                                   trans=spec.trans, bem=spec.bem, src=spec.src,
+                                   spacing=spec.spacing or "oct6", verbose=verbose)
+        return fwd, spec.subject, Path(spec.subjects_dir)
+    fwd, _, subjects_dir = make_template_forward(
+        info, spacing=spec.spacing or "ico4", montage=spec.montage,
+        montage_match=spec.montage_match, verbose=verbose)
+    return fwd, TEMPLATE_SUBJECT, subjects_dir
+
+
+@dataclass
+class Localization:
+    """The result of a localization, with everything needed to write and plot it.
+
+    Attributes
+    ----------
+    stc : mne.SourceEstimate | mne.VectorSourceEstimate | mne.VolSourceEstimate
+        Active sources only, in A·m.
+    problem : InverseProblem
+    coef : ndarray, shape (n_rows, n_times)
+        Full solution of the whitened problem.
+    alpha : float
+        The lambda used (absolute, whitened units).
+    alpha_fraction : float
+        ``alpha / problem.alpha_max``.
+    penalty : str
+    solver_info : dict
+        Objective, duality gap, KKT violation, iterations, convergence.
+    records : list of dict
+        One per active source (see :func:`meeg_inverse.summary.source_records`).
+    """
+
+    stc: object
+    problem: InverseProblem
+    coef: np.ndarray
+    alpha: float
+    alpha_fraction: float
+    penalty: str
+    solver_info: dict
+    records: list
+    subject: str | None = None
+    subjects_dir: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def explained_variance(self):
+        return self.problem.explained_variance(self.coef)
+
+    def summary(self):
+        """A JSON-ready dictionary of the result."""
+        p = self.problem
+        return {
+            "subject": self.subject,
+            "condition": p.evoked.comment if p.evoked is not None else None,
+            "n_averaged_epochs": int(p.evoked.nave) if p.evoked is not None else None,
+            "time_window_s": [float(p.times[0]), float(p.times[-1])],
+            "n_channels": len(p.ch_names),
+            "noise_cov_rank": p.rank,
+            "n_sources": p.n_sources,
+            "orientation": "fixed" if p.n_orient == 1 else ("free" if p.loose == 1 else f"loose {p.loose}"),
+            "depth": p.depth,
+            "source_space": p.forward["src"].kind,
+            "penalty": self.penalty,
+            "alpha": self.alpha,
+            "alpha_fraction_of_max": self.alpha_fraction,
+            "alpha_max": p.alpha_max,
+            "n_active_sources": len(self.records),
+            "explained_variance": self.explained_variance,
+            "solver": self.solver_info,
+            "sources": self.records,
+            **self.extra,
+        }
+
+
+def solve_problem(problem, *, alpha=0.3, penalty="l21", tol=1e-6, max_iter=None,
+                  penalty_params=None, verbose=False):
+    """Solve the whitened problem at ``alpha`` (a fraction of lambda_max).
+
+    Returns
+    -------
+    coef : ndarray, shape (n_rows, n_times)
+    alpha_abs : float
+    solver_info : dict
+    """
+    from .penalties import make_penalty
+    from .solvers import solve
+
+    alpha_abs = problem.alpha_from_fraction(alpha)
+    try:
+        pen = make_penalty(penalty, alpha_abs, **(penalty_params or {}))
+    except (KeyError, TypeError) as exc:
+        raise InputError(f"Bad penalty {penalty!r}: {exc}", "see `meeg-inverse localize --help`.") from None
+    kwargs = {} if max_iter is None else {"max_iter": max_iter}
+    res = solve(problem.gain, problem.data, pen, n_orient=problem.n_orient, tol=tol,
+                verbose=verbose, **kwargs)
+    info = {
+        "objective": float(res.objective),
+        "dual_gap": None if res.dual_gap is None else float(res.dual_gap),
+        "kkt_violation": None if res.kkt_violation is None else float(res.kkt_violation),
+        "n_iter": int(res.n_iter),
+        "converged": bool(res.converged),
+        "tol": tol,
+    }
+    return np.asarray(res.coef), alpha_abs, info
+
+
+def localize(evoked, forward, noise_cov, *, alpha=0.3, penalty="l21", loose="auto", depth=0.8,
+             tmin=None, tmax=None, pick_ori=None, rank=None, tol=1e-6, penalty_params=None,
+             subject=None, subjects_dir=None, progress=None, verbose=False):
+    """Localize an evoked response with MNE objects in and out.
+
+    Parameters
+    ----------
+    evoked : mne.Evoked
+    forward : mne.Forward
+    noise_cov : mne.Covariance
+    alpha : float
+        Regularization as a fraction of lambda_max, in (0, 1).
+    penalty : str
+        Penalty name (see :data:`meeg_inverse.penalties.PENALTIES`).
+    loose, depth, rank
+        As in :func:`mne.inverse_sparse.mixed_norm`.
+    tmin, tmax : float | None
+        Time window to localize.
+    pick_ori : None | 'vector'
+    tol : float
+        Solver tolerance (relative duality gap for convex penalties).
+
+    Returns
+    -------
+    result : Localization
+    """
+    progress = progress or Progress(enabled=False)
+    progress.step("whitening and weighting the forward model")
+    problem = InverseProblem.from_evoked(evoked, forward, noise_cov, loose=loose, depth=depth,
+                                         rank=rank, tmin=tmin, tmax=tmax, verbose=verbose)
+    progress.step(f"solving ({penalty}, alpha = {alpha} x lambda_max, "
+                  f"{problem.n_sources} sources x {problem.n_orient} orientations, "
+                  f"{problem.data.shape[1]} time samples)")
+    coef, alpha_abs, solver_info = solve_problem(problem, alpha=alpha, penalty=penalty, tol=tol,
+                                                 penalty_params=penalty_params, verbose=verbose)
+    progress.done()
+    stc = problem.to_stc(coef, pick_ori=pick_ori)
+    records = source_records(problem, coef, subject=subject, subjects_dir=subjects_dir)
+    if not records:
+        warnings.warn(f"No active source at alpha = {alpha} x lambda_max.", stacklevel=2)
+    return Localization(stc=stc, problem=problem, coef=coef, alpha=alpha_abs, alpha_fraction=float(alpha),
+                        penalty=penalty, solver_info=solver_info, records=records,
+                        subject=subject, subjects_dir=subjects_dir)
+
+
+def check_output_dir(out_dir):
+    """Fail early, before any computation, when the output folder can't be written."""
+    out_dir = Path(out_dir).expanduser().resolve()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"The output path {str(out_dir)!r} is a file, not a folder.",
+                         "give a folder name with --out.")
+    parent = out_dir
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"The output folder {str(out_dir)!r} cannot be made: "
+                         f"{str(parent)!r} is a file.", "choose another folder with --out.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"The output folder {str(out_dir)!r} cannot be written "
+                         f"({str(parent)!r} is not writable).",
+                         "choose a writable folder with --out.")
+    return out_dir
+
+
+def write_outputs(result, out_dir, *, basename="sources", figures=True, progress=None):
+    """Write the source estimate, the JSON summary and figures into ``out_dir``.
+
+    Everything is written into a temporary folder first and moved into place at
+    the end, so a failure leaves no half-written output.
+
+    Returns
+    -------
+    paths : dict
+        Name → path of each file written.
+    """
+    progress = progress or Progress(enabled=False)
+    out_dir = check_output_dir(out_dir)
+    if not result.records:
+        raise InputError(
+            f"The estimate is empty: no source is active at alpha = {result.alpha_fraction} "
+            "x lambda_max, so there is nothing to write.",
+            "lower --alpha (e.g. 0.2).")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        progress.step("writing the source estimate and summary")
+        written = {}
+        stc = result.stc
+        stc_base = staging / basename
+        if isinstance(stc, mne.SourceEstimate):
+            stc.save(stc_base, ftype="stc", overwrite=True, verbose=False)
+            written["stc"] = [f"{basename}-lh.stc", f"{basename}-rh.stc"]
+        stc.save(str(stc_base) + "-stc.h5", ftype="h5", overwrite=True, verbose=False)
+        written["stc_h5"] = f"{basename}-stc.h5"
+        summary = result.summary()
+        if figures:
+            progress.step("drawing figures")
+            written.update(_draw_figures(result, staging))
+        summary["files"] = written
+        write_json(summary, staging / "summary.json")
+        written["summary"] = "summary.json"
+        progress.step("moving the outputs into place")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for item in staging.iterdir():
+            target = out_dir / item.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(item, target)
+        progress.done()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {name: ([out_dir / f for f in files] if isinstance(files, list) else out_dir / files)
+            for name, files in written.items()}
+
+
+def _draw_figures(result, folder):
+    """Draw the figures of a result into ``folder``; returns name → relative path."""
+    from .viz import render_all
+
+    problem = result.problem
+    paths = render_all(
+        result.stc, problem.forward["src"], folder,
+        data=problem.data, fit=problem.fit(result.coef), times=problem.times,
+        subject=result.subject, subjects_dir=result.subjects_dir,
+        trans=problem.forward["mri_head_t"], summary=result.summary())
+    return {name: str(Path(p).relative_to(folder)) for name, p in paths.items()}
+
+
+def localize_file(recording, out_dir, *, forward_spec=None, noise_cov=None, empty_room=None,
+                  condition=None, events=None, epoch_tmin=-0.2, epoch_tmax=0.5,
+                  baseline=(None, 0), reject=None, tmin=None, tmax=None, alpha=0.3,
+                  penalty="l21", penalty_params=None, loose="auto", depth=0.8, pick_ori=None,
+                  tol=1e-6, figures=True, progress=None, verbose=False):
+    """Run the whole pipeline on a file and write its outputs (what the CLI runs).
+
+    Returns
+    -------
+    result : Localization
+    paths : dict
+    """
+    progress = progress or Progress()
+    out_dir = check_output_dir(out_dir)
+    forward_spec = forward_spec or ForwardSpec()
+    progress.step(f"reading {Path(str(recording)).name}")
+    loaded = load_data(recording, condition=condition, events=events, epoch_tmin=epoch_tmin,
+                       epoch_tmax=epoch_tmax, baseline=baseline, reject=reject,
+                       montage=forward_spec.montage, montage_match=forward_spec.montage_match,
+                       verbose=verbose)
+    progress.step("getting the noise covariance")
+    cov = load_noise_cov(noise_cov, loaded, empty_room=empty_room, verbose=verbose)
+    what = ("reading the forward solution" if forward_spec.forward is not None else
+            "building the forward model (a few minutes the first time)")
+    progress.step(what)
+    fwd, subject, subjects_dir = load_forward(forward_spec, loaded.evoked.info, verbose=verbose)
+    progress.done()
+    result = localize(loaded.evoked, fwd, cov, alpha=alpha, penalty=penalty, loose=loose,
+                      depth=depth, tmin=tmin, tmax=tmax, pick_ori=pick_ori, tol=tol,
+                      penalty_params=penalty_params, subject=subject,
+                      subjects_dir=subjects_dir, progress=progress, verbose=verbose)
+    result.extra["recording"] = str(recording)
+    result.extra["conditions_available"] = loaded.conditions
+    progress.info(f"{len(result.records)} active source(s), explained variance "
+                  f"{100 * result.explained_variance:.1f} %")
+    paths = write_outputs(result, out_dir, figures=figures, progress=progress)
+    return result, paths

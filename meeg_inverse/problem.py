@@ -1,0 +1,459 @@
+"""The whitened inverse problem shared by every solver.
+
+:class:`InverseProblem` owns the maths that turns MNE objects into the matrix
+problem ``min_B 1/2 ||Y - G B||_F^2 + lambda * Omega(B)`` and maps a solution
+back: channel selection common to data, forward and covariance, SSP
+projections, rank-aware whitening, depth weighting, fixed / loose / free
+orientation (a source is a group of 1 or 3 gain columns), lambda_max, and the
+source estimate in physical units (A·m).
+
+The preparation follows :func:`mne.inverse_sparse.mixed_norm` step by step, so
+that the whitened gain equals MNE's before its last rescaling: MNE then
+divides the gain by ``0.01 * lambda_max`` to express alpha as a percentage,
+while here the gain is left as is and ``alpha`` is absolute
+(``alpha = fraction * lambda_max``). The two problems have the same
+solutions and objective values.
+"""
+
+import warnings
+from dataclasses import dataclass, field
+
+import mne
+import numpy as np
+
+from .errors import InputError, check_finite
+
+
+def _triage_loose(src, loose):
+    """Resolve ``loose`` to one number, as MNE does ('auto': 0.2 surface, else 1)."""
+    kinds = {s["type"] for s in src}
+    if isinstance(loose, str):
+        if loose != "auto":
+            raise InputError(f"loose must be 'auto' or a number in [0, 1], got {loose!r}.",
+                             "use loose='auto', 0 (fixed), 0.2 (loose) or 1 (free).")
+        return 0.2 if src.kind == "surface" else 1.0
+    try:
+        loose = float(loose)
+    except (TypeError, ValueError):
+        raise InputError(f"loose must be 'auto' or a number in [0, 1], got {loose!r}.",
+                         "use loose='auto', 0 (fixed), 0.2 (loose) or 1 (free).") from None
+    if not 0.0 <= loose <= 1.0:
+        raise InputError(f"loose must lie in [0, 1], got {loose}.",
+                         "use 0 (fixed), 0.2 (loose) or 1 (free orientation).")
+    if loose < 1.0 and kinds - {"surf", "discrete"}:
+        raise InputError(
+            f"loose={loose} needs cortical surface orientations, but the source space is "
+            f"{src.kind}.", "use loose=1 (free orientation) with volume source spaces.")
+    return loose
+
+
+def select_channels(info, forward, noise_cov):
+    """Channels usable for the inverse: good, in the forward and in the covariance.
+
+    Returns the names in the recording's order, and raises a clear error when
+    the recording, forward and covariance share no channel.
+    """
+    meeg = set(info["ch_names"][k] for k in mne.pick_types(info, meg=True, eeg=True, exclude=[]))
+    fwd_names = set(forward["sol"]["row_names"])
+    cov_names = set(noise_cov["names"])
+    bads = set(info["bads"]) | set(noise_cov["bads"])
+    good_data = [c for c in info["ch_names"] if c in meeg and c not in bads]
+    if not good_data:
+        raise InputError("The recording has no good MEG or EEG channel.",
+                         "check info['bads'] and the channel types of the recording.")
+    in_fwd = [c for c in good_data if c in fwd_names]
+    if not in_fwd:
+        raise InputError(
+            f"None of the recording's {len(good_data)} good M/EEG channels "
+            f"({', '.join(good_data[:3])}, ...) is in the forward solution "
+            f"({', '.join(sorted(fwd_names)[:3])}, ...).",
+            "compute the forward solution with this recording's info, or rename the "
+            "channels to match.")
+    missing_fwd = [c for c in good_data if c not in fwd_names]
+    if missing_fwd:
+        warnings.warn(
+            f"{len(missing_fwd)} good channel(s) of the recording are not in the forward "
+            f"solution and are left out: {', '.join(missing_fwd[:10])}", stacklevel=3)
+    ch_names = [c for c in in_fwd if c in cov_names]
+    if not ch_names:
+        raise InputError(
+            "The noise covariance covers none of the channels shared by the recording and "
+            "the forward solution.", "give the noise covariance of this recording's sensors.")
+    missing_cov = [c for c in in_fwd if c not in cov_names]
+    if missing_cov:
+        warnings.warn(
+            f"{len(missing_cov)} channel(s) are not in the noise covariance and are left out: "
+            f"{', '.join(missing_cov[:10])}", stacklevel=3)
+    return ch_names
+
+
+def _check_noise_cov(noise_cov, ch_names):
+    idx = [noise_cov["names"].index(c) for c in ch_names]
+    cov = noise_cov["data"]
+    diag = cov[idx] if noise_cov["diag"] else np.diag(cov)[idx]
+    if not np.all(np.isfinite(diag)) or (not noise_cov["diag"] and not np.all(np.isfinite(cov))):
+        raise InputError("The noise covariance contains NaN or Inf values.",
+                         "recompute it from clean baseline or empty-room data.")
+    zero = [c for c, d in zip(ch_names, diag) if not d > 0]
+    if zero:
+        raise InputError(
+            f"The noise covariance is singular: zero variance for {len(zero)} channel(s) "
+            f"({', '.join(zero[:6])}).",
+            "mark those channels as bad or recompute the covariance with data on them "
+            "(e.g. method='shrunk').")
+
+
+@dataclass
+class InverseProblem:
+    """The whitened, depth-weighted multitask regression problem.
+
+    Build it with :meth:`from_evoked`. Solvers use :attr:`gain`,
+    :attr:`data` and :attr:`n_orient`; everything else maps solutions back.
+
+    Attributes
+    ----------
+    gain : ndarray, shape (n_whitened_channels, n_sources * n_orient)
+        Whitened, depth- and orientation-weighted gain, scaled so that
+        ``||gain||_F^2`` equals the rank of the noise covariance (as MNE).
+        Fortran-ordered: solvers read it column by column.
+    data : ndarray, shape (n_whitened_channels, n_times)
+        Whitened measurements (SSP projections applied).
+    n_orient : int
+        Gain columns per source: 1 (fixed) or 3 (loose / free).
+    source_weighting : ndarray, shape (n_sources * n_orient,)
+        Multiply row ``i`` of a solution by ``source_weighting[i]`` to get A·m.
+    alpha_max : float
+        Smallest lambda for which the L2,1 solution is zero,
+        ``max_k ||gain_k^T data||_F``.
+    """
+
+    gain: np.ndarray
+    data: np.ndarray
+    n_orient: int
+    source_weighting: np.ndarray
+    whitener: np.ndarray
+    forward: mne.Forward
+    info: mne.Info
+    ch_names: list
+    times: np.ndarray
+    loose: float
+    depth: float | None
+    rank: int
+    alpha_max: float
+    source_mask: np.ndarray | None = None
+    evoked: mne.Evoked | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_evoked(cls, evoked, forward, noise_cov, *, loose="auto", depth=0.8, rank=None,
+                    weights=None, weights_min=0.0, tmin=None, tmax=None, verbose=False):
+        """Build the problem from an evoked response, a forward solution and a noise covariance.
+
+        Parameters
+        ----------
+        evoked : mne.Evoked
+            The data. EEG must carry an average-reference projector
+            (:func:`meeg_inverse.io.set_average_reference` adds one).
+        forward : mne.Forward
+            Forward solution; a free-orientation one allows any ``loose``.
+        noise_cov : mne.Covariance
+            Noise covariance of the sensors.
+        loose : 'auto' | float
+            Orientation constraint: 0 fixed normal, 1 free, in between loose
+            ('auto': 0.2 on surface source spaces, 1 otherwise).
+        depth : float | None
+            Depth-weighting exponent (0.8 as MNE's sparse solvers; None: none).
+        rank : None | dict | 'info' | 'full'
+            Rank of the noise covariance, as in MNE.
+        weights : None | ndarray | mne.SourceEstimate
+            Per-source prior weights, as ``weights`` of
+            :func:`mne.inverse_sparse.mixed_norm`.
+        weights_min : float
+            Sources with weight ≤ ``weights_min`` are left out.
+        tmin, tmax : float | None
+            Time window to localize (s).
+
+        Returns
+        -------
+        problem : InverseProblem
+        """
+        if not isinstance(evoked, mne.Evoked):
+            raise InputError(f"evoked must be an mne.Evoked, got {type(evoked).__name__}.",
+                             "average epochs first (epochs.average()).")
+        if not isinstance(forward, mne.Forward):
+            raise InputError(f"forward must be an mne.Forward, got {type(forward).__name__}.",
+                             "read one with mne.read_forward_solution.")
+        if not isinstance(noise_cov, mne.Covariance):
+            raise InputError(f"noise_cov must be an mne.Covariance, got {type(noise_cov).__name__}.",
+                             "read one with mne.read_cov or estimate it with mne.compute_covariance.")
+        if tmin is not None or tmax is not None:
+            lo = evoked.times[0] if tmin is None else tmin
+            hi = evoked.times[-1] if tmax is None else tmax
+            if lo > hi or hi < evoked.times[0] or lo > evoked.times[-1]:
+                raise InputError(
+                    f"The time window [{lo}, {hi}] s does not overlap the data "
+                    f"[{evoked.times[0]:.3f}, {evoked.times[-1]:.3f}] s.",
+                    "choose --tmin/--tmax inside the data.")
+            evoked = evoked.copy().crop(lo, hi)
+        mne_eeg = mne.pick_types(evoked.info, meg=False, eeg=True, exclude="bads")
+        if len(mne_eeg):
+            # Sparse solvers need the average reference as a projector.
+            from mne._fiff.proj import _has_eeg_average_ref_proj
+
+            if not _has_eeg_average_ref_proj(evoked.info) and not evoked.info["custom_ref_applied"]:
+                raise InputError(
+                    "The EEG has no average-reference projector.",
+                    "call evoked.set_eeg_reference('average', projection=True) first "
+                    "(meeg_inverse.io.set_average_reference does it).")
+        if depth is not None:
+            depth = float(depth)
+            if depth < 0:
+                raise InputError(f"depth must be ≥ 0, got {depth}.", "use 0.8 (MNE's default) or None.")
+            depth = depth or None
+        loose = _triage_loose(forward["src"], loose)
+
+        forward = forward.copy()
+        fixed = loose == 0.0
+        if fixed:
+            if forward["src"].kind != "surface" and {s["type"] for s in forward["src"]} - {"surf", "discrete"}:
+                raise InputError("Fixed orientation needs a surface source space.",
+                                 "use loose=1 with volume source spaces.")
+            if not mne.forward.is_fixed_orient(forward):
+                forward = mne.convert_forward_solution(forward, surf_ori=True, force_fixed=True,
+                                                       use_cps=True, verbose=False)
+        else:
+            if mne.forward.is_fixed_orient(forward):
+                raise InputError(
+                    "The forward solution has fixed orientation, so only loose=0 is possible.",
+                    "pass loose=0, or compute a free-orientation forward solution.")
+            if loose < 1.0 and not forward["surf_ori"]:
+                forward = mne.convert_forward_solution(forward, surf_ori=True, use_cps=True,
+                                                       verbose=False)
+
+        info = evoked.info
+        ch_names = select_channels(info, forward, noise_cov)
+        _check_noise_cov(noise_cov, ch_names)
+        forward = mne.pick_channels_forward(forward, ch_names, ordered=True, verbose=False)
+        info_picked = mne.pick_info(info, [info["ch_names"].index(c) for c in ch_names])
+        data = evoked.data[[info["ch_names"].index(c) for c in ch_names]]
+        check_finite(data, "The evoked data")
+        check_finite(forward["sol"]["data"], "The forward solution")
+
+        with mne.utils.use_log_level(verbose):
+            depth_prior = None
+            if depth is not None:
+                depth_prior = mne.forward.compute_depth_prior(
+                    forward, info_picked, exp=depth, limit=None, limit_depth_chs="whiten",
+                    combine_xyz="fro", noise_cov=noise_cov, rank=rank)
+            orient_prior = None
+            if not fixed:
+                orient_prior = mne.forward.compute_orient_prior(forward, loose=loose)
+            noise_cov = mne.cov.prepare_noise_cov(noise_cov, info, ch_names, rank)
+            whitener, _ = mne.cov.compute_whitener(noise_cov, info, ch_names, pca=True, rank=rank)
+        rank_value = int((noise_cov["eig"] > 0).sum())
+        if rank_value == 0:
+            raise InputError("The noise covariance has rank 0.", "recompute it from real noise data.")
+
+        gain = whitener @ forward["sol"]["data"]
+        source_weighting = np.ones(gain.shape[1])
+        if depth_prior is not None:
+            source_weighting *= depth_prior
+        if orient_prior is not None:
+            source_weighting *= orient_prior
+        np.sqrt(source_weighting, out=source_weighting)
+        gain *= source_weighting
+        # Scale so that trace(G R G^T) equals the number of non-zero noise eigenvalues.
+        scale = np.sqrt(rank_value / np.linalg.norm(gain, "fro") ** 2)
+        gain *= scale
+        source_weighting *= scale
+
+        n_orient = 1 if fixed else 3
+        source_mask = None
+        if weights is not None:
+            gain, source_weighting, source_mask = _apply_prior_weights(
+                forward, gain, source_weighting, weights, weights_min, n_orient)
+
+        data = whitener @ data
+        gain = np.asfortranarray(gain)
+        alpha_max = float(group_norms(gain.T @ data, n_orient).max())
+        if not alpha_max > 0:
+            raise InputError("The whitened data are zero: nothing to localize.",
+                             "check the time window and the channels.")
+        return cls(gain=gain, data=data, n_orient=n_orient, source_weighting=source_weighting,
+                   whitener=whitener, forward=forward, info=info_picked, ch_names=ch_names,
+                   times=evoked.times.copy(), loose=loose, depth=depth, rank=rank_value,
+                   alpha_max=alpha_max, source_mask=source_mask, evoked=evoked)
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def n_sources(self):
+        """Number of source positions in the problem."""
+        return self.gain.shape[1] // self.n_orient
+
+    @property
+    def n_channels(self):
+        """Number of whitened channels (the rank of the noise covariance)."""
+        return self.gain.shape[0]
+
+    @property
+    def sfreq(self):
+        return self.info["sfreq"]
+
+    # ------------------------------------------------------------- penalties
+    def alpha_from_fraction(self, fraction):
+        """Turn a fraction of lambda_max into the absolute lambda, with range checks."""
+        try:
+            fraction = float(fraction)
+        except (TypeError, ValueError):
+            raise InputError(f"alpha must be a number in (0, 1), got {fraction!r}.",
+                             "give alpha as a fraction of lambda_max, e.g. 0.3.") from None
+        if not 0.0 < fraction < 1.0:
+            raise InputError(
+                f"alpha={fraction} is outside (0, 1): at alpha ≥ 1 (lambda ≥ lambda_max) no "
+                "source is active, and alpha ≤ 0 is not a regularization.",
+                "give alpha as a fraction of lambda_max strictly between 0 and 1, e.g. 0.3 "
+                "(MNE's percentages divide by 100).")
+        return fraction * self.alpha_max
+
+    # --------------------------------------------------------------- mapping
+    def full_coef(self, coef, active_set=None):
+        """Expand a solution to all rows of the (unmasked) source space."""
+        coef = np.asarray(coef)
+        if active_set is not None:
+            full = np.zeros((len(active_set), coef.shape[1]))
+            full[active_set] = coef
+            coef = full
+        if self.source_mask is not None:
+            full = np.zeros((len(self.source_mask), coef.shape[1]))
+            full[self.source_mask] = coef
+            coef = full
+        return coef
+
+    def fit(self, coef, active_set=None):
+        """Whitened measurements predicted by a solution, ``gain @ coef``."""
+        if active_set is not None:
+            return self.gain[:, active_set] @ np.asarray(coef)
+        return self.gain @ coef
+
+    def explained_variance(self, coef, active_set=None):
+        """Fraction of the whitened data's energy that a solution explains."""
+        residual = self.data - self.fit(coef, active_set)
+        return 1.0 - float(np.sum(residual ** 2) / np.sum(self.data ** 2))
+
+    def to_physical(self, coef):
+        """Rows of a (full, unmasked-space) solution in A·m."""
+        weights = self.source_weighting
+        if self.source_mask is not None:
+            weights = np.zeros(len(self.source_mask))
+            weights[self.source_mask] = self.source_weighting
+        return coef * weights[:, None]
+
+    def active_sources(self, coef):
+        """Indices of source positions with a non-zero block in a full solution."""
+        blocks = np.abs(coef).reshape(-1, self.n_orient * coef.shape[1]).max(axis=1)
+        return np.flatnonzero(blocks > 0)
+
+    def to_stc(self, coef, active_set=None, *, pick_ori=None, times=None):
+        """Map a solution of the whitened problem to an MNE source estimate in A·m.
+
+        Parameters
+        ----------
+        coef : ndarray, shape (n_rows, n_times) or (n_active_rows, n_times)
+            A solution; with ``active_set`` only its active rows.
+        active_set : ndarray of bool | None
+            Rows of ``coef`` within the full solution.
+        pick_ori : None | 'vector'
+            None gives the amplitude (norm over orientations) as MNE's
+            ``mixed_norm``; 'vector' gives xyz components (free / loose only).
+        times : ndarray | None
+            Times of the columns of ``coef``; default :attr:`times`.
+
+        Returns
+        -------
+        stc : mne.SourceEstimate | mne.VectorSourceEstimate | mne.VolSourceEstimate | ...
+            Only the active sources, with their vertex numbers.
+        """
+        if pick_ori not in (None, "vector"):
+            raise InputError(f"pick_ori must be None or 'vector', got {pick_ori!r}.",
+                             "use pick_ori=None or 'vector'.")
+        if pick_ori == "vector" and self.n_orient == 1:
+            raise InputError("pick_ori='vector' needs loose or free orientation.",
+                             "use loose > 0, or pick_ori=None.")
+        coef = self.to_physical(self.full_coef(coef, active_set))
+        times = self.times if times is None else times
+        active = self.active_sources(coef)
+        n_times = coef.shape[1]
+        blocks = coef.reshape(-1, self.n_orient, n_times)[active]
+        src = self.forward["src"]
+        vertices, offset = [], 0
+        for s in src:
+            n_used = len(s["vertno"])
+            here = active[(active >= offset) & (active < offset + n_used)] - offset
+            vertices.append(s["vertno"][here])
+            offset += n_used
+        vector = pick_ori == "vector"
+        if self.n_orient == 1:
+            data = blocks[:, 0]
+        elif vector:
+            # Rows are along the forward's source orientations (surface-oriented
+            # when loose < 1); rotate them back to x, y, z.
+            nn = self.forward["source_nn"].reshape(-1, 3, 3)[active]
+            data = np.einsum("kjt,kji->kit", blocks, nn)
+        else:
+            data = np.linalg.norm(blocks, axis=1)
+        kind = src.kind
+        subject = src[0].get("subject_his_id")
+        tmin, tstep = float(times[0]), 1.0 / self.sfreq
+        if kind == "surface":
+            cls = mne.VectorSourceEstimate if vector else mne.SourceEstimate
+        elif kind == "mixed":
+            cls = mne.MixedVectorSourceEstimate if vector else mne.MixedSourceEstimate
+        else:
+            cls = mne.VolVectorSourceEstimate if vector else mne.VolSourceEstimate
+        return cls(data, vertices, tmin, tstep, subject=subject)
+
+    def source_positions(self, indices):
+        """Positions (MRI coordinates, m) and hemisphere labels of source indices."""
+        src = self.forward["src"]
+        positions = np.concatenate([s["rr"][s["vertno"]] for s in src])
+        hemi_names = {mne.io.constants.FIFF.FIFFV_MNE_SURF_LEFT_HEMI: "lh",
+                      mne.io.constants.FIFF.FIFFV_MNE_SURF_RIGHT_HEMI: "rh"}
+        labels = []
+        for s in src:
+            name = hemi_names.get(s["id"]) if s["type"] == "surf" else None
+            labels += [name] * len(s["vertno"])
+        rr = positions[indices]
+        if src[0]["coord_frame"] == mne.io.constants.FIFF.FIFFV_COORD_HEAD:
+            head_mri_t = mne.transforms.invert_transform(self.forward["mri_head_t"])
+            rr = mne.transforms.apply_trans(head_mri_t, rr)
+        hemis = [labels[i] if labels[i] is not None else ("lh" if rr[j, 0] < 0 else "rh")
+                 for j, i in enumerate(indices)]
+        return rr, hemis
+
+
+def group_norms(matrix, n_orient):
+    """Frobenius norm of each block of ``n_orient`` consecutive rows."""
+    n_rows, n_cols = matrix.shape
+    return np.sqrt((matrix.reshape(n_rows // n_orient, n_orient * n_cols) ** 2).sum(axis=1))
+
+
+def _apply_prior_weights(forward, gain, source_weighting, weights, weights_min, n_orient):
+    """Apply MNE-style per-source prior weights; drop sources below ``weights_min``."""
+    if isinstance(weights, mne.SourceEstimate) or hasattr(weights, "vertices"):
+        weights = np.max(np.abs(weights.data), axis=1)
+    weights = np.asarray(weights, dtype=float)
+    n_sources = gain.shape[1] // n_orient
+    if weights.ndim != 1 or len(weights) != n_sources:
+        raise InputError(f"weights must have one value per source ({n_sources}), got shape "
+                         f"{weights.shape}.", "give one weight per source position.")
+    check_finite(weights, "The source weights")
+    if weights.max() <= 0:
+        raise InputError("All source weights are zero or negative.", "give positive weights.")
+    weights = weights / weights.max()
+    row_weights = np.repeat(weights, n_orient)
+    gain = gain * row_weights[None, :]
+    source_weighting = source_weighting * row_weights
+    mask = row_weights > weights_min
+    if not mask.any():
+        raise InputError(f"No source has a weight above weights_min={weights_min}.",
+                         "lower weights_min.")
+    return gain[:, mask], source_weighting[mask], mask

@@ -1,0 +1,110 @@
+"""A plain description of a localization: one record per active source.
+
+The JSON written from it is what a user reads first: where each source is (head,
+MRI and MNI coordinates in mm, hemisphere), when it peaks and how strong it is
+(nA·m), and how much of the data it explains.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import mne
+import numpy as np
+
+from .forward import TEMPLATE_SUBJECT
+
+
+def mni_transform(subject, subjects_dir):
+    """MRI (surface RAS, m) → MNI (m) transform of a subject, or None.
+
+    fsaverage's surface RAS is MNI305 space, so the template needs none.
+    """
+    if subject == TEMPLATE_SUBJECT:
+        return np.eye(4)
+    if subject is None or subjects_dir is None:
+        return None
+    try:
+        return mne.read_talxfm(subject, subjects_dir)["trans"]
+    except Exception:  # missing talairach.xfm: MNI is then unknown
+        return None
+
+
+def source_records(problem, coef_full, *, subject=None, subjects_dir=None):
+    """Describe every active source of a full solution.
+
+    Parameters
+    ----------
+    problem : InverseProblem
+        The problem solved.
+    coef_full : ndarray, shape (n_rows, n_times)
+        Full solution of the whitened problem (rows of the unmasked space).
+    subject, subjects_dir
+        For MNI coordinates (talairach.xfm of the subject).
+
+    Returns
+    -------
+    records : list of dict
+        Sorted by decreasing peak amplitude.
+    """
+    physical = problem.to_physical(coef_full)
+    active = problem.active_sources(coef_full)
+    if len(active) == 0:
+        return []
+    n_orient, n_times = problem.n_orient, coef_full.shape[1]
+    amplitude = np.linalg.norm(physical.reshape(-1, n_orient, n_times)[active], axis=1)
+    rr_mri, hemis = problem.source_positions(active)
+    rr_head = mne.transforms.apply_trans(problem.forward["mri_head_t"], rr_mri)
+    to_mni = mni_transform(subject, subjects_dir)
+    rr_mni = None if to_mni is None else mne.transforms.apply_trans(to_mni, rr_mri)
+    vertnos = np.concatenate([s["vertno"] for s in problem.forward["src"]])
+    data_energy = float(np.sum(problem.data ** 2))
+    gain_full = problem.gain
+    records = []
+    for j, k in enumerate(active):
+        rows = slice(k * n_orient, (k + 1) * n_orient)
+        if problem.source_mask is not None:
+            masked_rows = np.flatnonzero(problem.source_mask[rows])
+            masked_index = np.cumsum(problem.source_mask) - 1
+            cols = masked_index[rows][masked_rows]
+            contribution = gain_full[:, cols] @ coef_full[rows][masked_rows]
+        else:
+            contribution = gain_full[:, rows] @ coef_full[rows]
+        residual = problem.data - contribution
+        peak = int(np.argmax(amplitude[j]))
+        records.append({
+            "source_index": int(k),
+            "vertex": int(vertnos[k]),
+            "hemisphere": hemis[j],
+            "position_head_mm": np.round(rr_head[j] * 1e3, 2).tolist(),
+            "position_mri_mm": np.round(rr_mri[j] * 1e3, 2).tolist(),
+            "position_mni_mm": None if rr_mni is None else np.round(rr_mni[j] * 1e3, 2).tolist(),
+            "peak_time_s": round(float(problem.times[peak]), 5),
+            "peak_amplitude_nAm": float(amplitude[j, peak] * 1e9),
+            "explained_variance": 1.0 - float(np.sum(residual ** 2)) / data_energy,
+        })
+    records.sort(key=lambda r: -r["peak_amplitude_nAm"])
+    return records
+
+
+def write_json(obj, fname):
+    """Write JSON atomically: a temporary file renamed into place."""
+    fname = Path(fname)
+    tmp = fname.with_name(f".{fname.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+        tmp.replace(fname)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return fname
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")

@@ -1,0 +1,135 @@
+"""``meeg-inverse localize`` end to end on real recordings, and its bad-input handling."""
+
+import json
+
+import mne
+import numpy as np
+import pytest
+
+from meeg_inverse.cli import main
+
+
+@pytest.fixture(scope="module")
+def sample_fwd_file(sample_forward, tmp_path_factory):
+    fname = tmp_path_factory.mktemp("fwd") / "sample-small-fwd.fif"
+    mne.write_forward_solution(fname, sample_forward, verbose=False)
+    return fname
+
+
+def _localize_args(sample_paths, fwd_file, out, *extra):
+    return ["localize", str(sample_paths["evoked"]), "--condition", "Left Auditory",
+            "--noise-cov", str(sample_paths["cov"]), "--forward", str(fwd_file),
+            "--tmin", "0.05", "--tmax", "0.15", "--out", str(out), "--quiet", *extra]
+
+
+def test_localize_left_auditory_writes_outputs_mne_reads(sample_paths, sample_fwd_file, tmp_path,
+                                                         capsys):
+    out = tmp_path / "result"
+    status = main(_localize_args(sample_paths, sample_fwd_file, out, "--alpha", "0.3",
+                                 "--subjects-dir", str(sample_paths["subjects_dir"]),
+                                 "--no-figures", "--json"))
+    assert status == 0
+    printed = json.loads(capsys.readouterr().out)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_active_sources"] == len(summary["sources"]) >= 1
+    assert printed["n_active_sources"] == summary["n_active_sources"]
+    assert summary["solver"]["converged"]
+    assert summary["condition"] == "Left Auditory"
+    assert 0.0 < summary["explained_variance"] < 1.0
+
+    stc = mne.read_source_estimate(out / "sources", subject="sample")
+    stc_h5 = mne.read_source_estimate(out / "sources-stc.h5")
+    np.testing.assert_allclose(stc.data, stc_h5.data, rtol=1e-6)
+    assert stc.data.shape[0] == summary["n_active_sources"]
+    assert stc.tmin == pytest.approx(0.05, abs=2e-3)
+    # Vertices are real vertices of the source space.
+    for verts, src in zip(stc.vertices, mne.read_source_spaces(sample_paths["src"], verbose=False)):
+        assert np.isin(verts, src["vertno"]).all()
+    # Amplitudes in A·m: cortical evoked sources are nA·m to a few hundred nA·m.
+    peak = np.abs(stc.data).max()
+    assert 1e-10 < peak < 1e-6
+    first = summary["sources"][0]
+    assert first["peak_amplitude_nAm"] == pytest.approx(peak * 1e9, rel=1e-6)
+    assert first["hemisphere"] in ("lh", "rh")
+    assert 0.05 <= first["peak_time_s"] <= 0.15
+    assert first["position_mni_mm"] is not None  # talairach.xfm of 'sample' is there
+    # The MRI position is that of the source's vertex in the source space file.
+    src = mne.read_source_spaces(sample_paths["src"], verbose=False)
+    hemi = 0 if first["hemisphere"] == "lh" else 1
+    np.testing.assert_allclose(first["position_mri_mm"], src[hemi]["rr"][first["vertex"]] * 1e3,
+                               atol=0.01)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--alpha", "1.5"], "alpha"),
+    (["--alpha", "0"], "alpha"),
+    (["--penalty", "nope"], "penalty"),
+    (["--tmin", "3", "--tmax", "4"], "time window"),
+])
+def test_localize_bad_options_exit_2_without_output(sample_paths, sample_fwd_file, tmp_path,
+                                                    capsys, extra, message):
+    out = tmp_path / "result"
+    status = main(_localize_args(sample_paths, sample_fwd_file, out, *extra))
+    assert status == 2
+    err = capsys.readouterr().err
+    assert message in err and "Fix:" in err
+    assert not out.exists()
+    assert not list(tmp_path.glob(".result.partial*"))
+
+
+def test_localize_bad_files_exit_2(sample_paths, sample_fwd_file, tmp_path, capsys):
+    out = tmp_path / "result"
+    assert main(_localize_args(sample_paths, sample_fwd_file, out)[:1] + [str(tmp_path / "missing-ave.fif"),
+                "--out", str(out), "-q"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+    garbage = tmp_path / "broken-ave.fif"
+    garbage.write_bytes(b"\x00\x01not a fif file" * 100)
+    assert main(["localize", str(garbage), "--out", str(out), "-q"]) == 2
+    assert "Could not read the recording" in capsys.readouterr().err
+
+    text = tmp_path / "notes_raw.fif"
+    text.write_text("this is a text file with a .fif name\n")
+    assert main(["localize", str(text), "--out", str(out), "-q"]) == 2
+    assert "Could not read the recording" in capsys.readouterr().err
+
+    bad_cov = tmp_path / "bad-cov.fif"
+    bad_cov.write_text("nope")
+    args = _localize_args(sample_paths, sample_fwd_file, out)
+    args[args.index("--noise-cov") + 1] = str(bad_cov)
+    assert main(args) == 2
+    assert "noise covariance" in capsys.readouterr().err
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert main(_localize_args(sample_paths, sample_fwd_file, blocker / "sub")) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_forward_of_another_session_is_refused(sample_paths, sample_forward, tmp_path, capsys):
+    moved = sample_forward.copy()
+    with moved["info"]._unlock():
+        moved["info"]["dev_head_t"] = moved["info"]["dev_head_t"].copy()
+        moved["info"]["dev_head_t"]["trans"][:3, 3] += [0.0, 0.02, 0.01]
+    fname = tmp_path / "other-fwd.fif"
+    mne.write_forward_solution(fname, moved, verbose=False)
+    out = tmp_path / "result"
+    assert main(_localize_args(sample_paths, fname, out)) == 2
+    assert "another subject or session" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_raw_without_events_is_refused(sample_paths, tmp_path, capsys):
+    raw = mne.io.read_raw_fif(sample_paths["raw"], verbose=False).pick(["meg"])
+    raw.set_annotations(None)
+    fname = tmp_path / "noevents_raw.fif"
+    raw.save(fname, verbose=False)
+    assert main(["localize", str(fname), "--out", str(tmp_path / "o"), "-q"]) == 2
+    assert "no events" in capsys.readouterr().err
+
+
+def test_evoked_without_noise_cov_is_refused(sample_paths, sample_fwd_file, tmp_path, capsys):
+    assert main(["localize", str(sample_paths["evoked"]), "--forward", str(sample_fwd_file),
+                 "--out", str(tmp_path / "o"), "-q"]) == 2
+    assert "--noise-cov" in capsys.readouterr().err
