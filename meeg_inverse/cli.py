@@ -98,7 +98,8 @@ def build_parser():
                    help="match montage to channels by name or by order (default name)")
     g = loc.add_argument_group("inverse")
     g.add_argument("--penalty", default="l21",
-                   help="l21 (MxNE, default), l1, mcp, scad, l05, l23, log, irl21")
+                   help="l21 (MxNE, default), weighted_l21, l1, mcp, scad, l05, l23, log, "
+                        "irmxne (reweighted L2,1 as MNE's irMxNE)")
     g.add_argument("--alpha", type=float, default=0.3,
                    help="regularization as a fraction of lambda_max, in (0, 1) (default 0.3)")
     g.add_argument("--gamma", type=float,
@@ -147,7 +148,8 @@ def _run_localize(args, progress):
                          f"choose one of: {', '.join(_penalty_choices())}.")
     penalty_params = {}
     if args.gamma is not None:
-        penalty_params["gamma"] = args.gamma
+        # One option for the penalty's shape parameter, named as each penalty names it.
+        penalty_params["eps" if args.penalty == "log" else "gamma"] = args.gamma
     spec = ForwardSpec(forward=args.forward, subject=args.subject, subjects_dir=args.subjects_dir,
                        trans=args.trans, bem=args.bem, src=args.src, spacing=args.spacing,
                        montage=args.montage, montage_match=args.montage_match)

@@ -295,8 +295,8 @@ def solve_problem(problem, *, alpha=0.3, penalty="l21", tol=1e-6, max_iter=None,
     alpha_abs = problem.alpha_from_fraction(alpha)
     try:
         pen = make_penalty(penalty, alpha_abs, **(penalty_params or {}))
-    except (KeyError, TypeError) as exc:
-        raise InputError(f"Bad penalty {penalty!r}: {exc}", "see `meeg-inverse localize --help`.") from None
+    except ValueError as exc:
+        raise InputError(f"Bad penalty: {exc}", "see `meeg-inverse localize --help`.") from None
     kwargs = {} if max_iter is None else {"max_iter": max_iter}
     res = solve(problem.gain, problem.data, pen, n_orient=problem.n_orient, tol=tol,
                 verbose=verbose, **kwargs)

@@ -1,0 +1,202 @@
+"""Figures: off-screen rendering, time courses, fit/residual panel, render_all."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+mne = pytest.importorskip("mne")
+pytest.importorskip("pyvista")
+
+from meeg_inverse import viz  # noqa: E402
+from meeg_inverse.viz import _render  # noqa: E402
+
+
+def _gauss(times, lat, width, amp):
+    return amp * np.exp(-0.5 * ((times - lat) / width) ** 2)
+
+
+@pytest.fixture(scope="module")
+def src(sample_forward):
+    return sample_forward["src"]
+
+
+@pytest.fixture(scope="module")
+def lh_stc(src):
+    """One active source in the LEFT hemisphere (most lateral used vertex)."""
+    times = np.arange(-0.05, 0.25, 0.005)
+    vno = src[0]["vertno"]
+    v = int(vno[np.argmin(src[0]["rr"][vno, 0])])
+    data = _gauss(times, 0.09, 0.015, 30e-9)[None]
+    return mne.SourceEstimate(data, [np.array([v]), np.array([], int)], times[0], 0.005,
+                              subject="sample")
+
+
+@pytest.fixture(scope="module")
+def two_stc(src):
+    times = np.arange(-0.05, 0.25, 0.005)
+    lv, rv = src[0]["vertno"], src[1]["vertno"]
+    data = np.array([_gauss(times, 0.09, 0.015, 30e-9), _gauss(times, 0.15, 0.02, -12e-9),
+                     _gauss(times, 0.10, 0.015, 20e-9)])
+    vert = [np.sort(lv[[5, 100]]), rv[[50]]]
+    return mne.SourceEstimate(data, vert, times[0], 0.005, subject="sample")
+
+
+def _coloured(img, thr=60):
+    """Count saturated (non-grey, non-white) pixels."""
+    img = np.asarray(img, float)[..., :3]
+    if img.max() <= 1.0:
+        img = img * 255
+    return int(np.sum(img.max(-1) - img.min(-1) > thr))
+
+
+def _read_png(path):
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def test_backend_is_vtk_offscreen():
+    backend = _render.get_backend()
+    if backend != "pyvista":
+        pytest.skip("VTK cannot render off-screen here (run scripts/install_system_deps.sh) "
+                    "or MEEG_INVERSE_VIZ_BACKEND forces matplotlib")
+    assert backend == "pyvista"
+
+
+@pytest.mark.parametrize("backend", ["pyvista", "matplotlib"])
+def test_lh_source_colours_only_lh_panels(lh_stc, src, backend, sample_paths):
+    if backend == "pyvista" and _render.get_backend() != "pyvista":
+        pytest.skip("VTK off-screen rendering unavailable")
+    panels, info = viz.render_surface_panels(
+        lh_stc, src, subjects_dir=sample_paths["subjects_dir"], trans=sample_paths["trans"],
+        views=("lateral", "medial"), size=(320, 240), backend=backend)
+    assert set(panels) == {("lh", "lateral"), ("lh", "medial"), ("rh", "lateral"),
+                           ("rh", "medial")}
+    for img in panels.values():  # not blank: a shaded brain on a white background
+        assert img.shape == (240, 320, 3)
+        assert img.std() > 20
+    lh = _coloured(panels[("lh", "lateral")])
+    rh = _coloured(panels[("rh", "lateral")]) + _coloured(panels[("rh", "medial")])
+    assert lh > 50, lh
+    assert rh == 0, rh
+    assert info["vmax"] == pytest.approx(30e-9)
+
+
+def test_plot_source_map_png_left_half_only(lh_stc, src, sample_paths, tmp_path):
+    out = viz.plot_source_map(lh_stc, src, tmp_path / "map.png", subject="sample",
+                              subjects_dir=sample_paths["subjects_dir"],
+                              trans=sample_paths["trans"], panel_size=(360, 270))
+    assert Path(out).exists() and Path(out).stat().st_size < 300_000
+    img = _read_png(out)
+    assert img.std() > 20
+    h, w = img.shape[:2]
+    body = img[int(0.08 * h):int(0.85 * h)]  # panels only: no title, no colour bar
+    left, right = body[:, : w // 2], body[:, w // 2:]
+    assert _coloured(left) > 50
+    assert _coloured(right) == 0
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
+
+
+def test_vector_and_fsaverage(src, lh_stc, sample_paths, tmp_path):
+    data = np.zeros((1, 3, len(lh_stc.times)))
+    data[0, 2] = lh_stc.data[0]
+    vstc = mne.VectorSourceEstimate(data, lh_stc.vertices, lh_stc.tmin, lh_stc.tstep,
+                                    subject="sample")
+    panels, _ = viz.render_surface_panels(
+        vstc, src, subject="sample", subjects_dir=sample_paths["subjects_dir"],
+        trans=sample_paths["trans"], surface="fsaverage", views=("lateral",),
+        size=(320, 240))
+    assert _coloured(panels[("lh", "lateral")]) > 20
+    assert _coloured(panels[("rh", "lateral")]) == 0
+
+
+def test_volume_source_map(sample_paths, tmp_path):
+    sd = sample_paths["subjects_dir"]
+    vsrc = mne.setup_volume_source_space("sample", pos=15.0, sphere=(0, 0, 0.04, 0.08),
+                                         subjects_dir=sd, add_interpolator=False,
+                                         verbose=False)
+    vno = vsrc[0]["vertno"]
+    times = np.arange(0, 0.2, 0.01)
+    stc = mne.VolSourceEstimate(_gauss(times, 0.1, 0.02, 20e-9)[None], [vno[[len(vno) // 2]]],
+                                0.0, 0.01, subject="sample")
+    out = viz.plot_source_map(stc, vsrc, tmp_path / "vol.png", subjects_dir=sd,
+                              panel_size=(320, 240))
+    img = _read_png(out)
+    assert img.std() > 20 and _coloured(img) > 50
+    # the T1 slices row is drawn (a volume figure with MRI is taller than 1 row of panels)
+    assert img.shape[0] > 2 * 240
+
+
+def test_time_courses_and_fit_residual(two_stc, tmp_path):
+    p = viz.plot_time_courses(two_stc, tmp_path / "tc.png", time=0.09)
+    img = _read_png(p)
+    assert img.std() > 10 and _coloured(img) > 200
+    rng = np.random.default_rng(0)
+    times = two_stc.times
+    fit = np.outer(rng.standard_normal(20), _gauss(times, 0.1, 0.02, 5.0))
+    data = fit + rng.standard_normal(fit.shape)
+    p = viz.plot_fit_residual(times, data, fit, tmp_path / "fit.png")
+    assert _read_png(p).std() > 10
+    with pytest.raises(ValueError, match="shape mismatch"):
+        viz.plot_fit_residual(times, data, fit[:, :-1], tmp_path / "bad.png")
+    assert not (tmp_path / "bad.png").exists()
+
+
+def test_render_all_and_atomicity(two_stc, src, sample_paths, tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    fit = rng.standard_normal((10, len(two_stc.times)))
+    data = fit + 0.3 * rng.standard_normal(fit.shape)
+    out = tmp_path / "res"
+    paths = viz.render_all(two_stc, src, out, data=data, fit=fit, subject="sample",
+                           subjects_dir=sample_paths["subjects_dir"],
+                           trans=mne.read_trans(sample_paths["trans"]),
+                           info={"solver": "test"},
+                           summary={"alpha": 0.25, "penalty": {"name": "l21"}, "ev": [1, 2]})
+    assert set(paths) >= {"source_map", "time_courses", "fit_residual", "viewer", "index"}
+    index = paths["index"].read_text()
+    assert "penalty.name" in index and "l21" in index and "0.25" in index
+    for key in ("source_map", "time_courses", "fit_residual", "viewer"):
+        assert paths[key].exists()
+        assert paths[key].name in index
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+    # a crash while writing leaves the previous files intact and no temporary file behind
+    before = paths["time_courses"].read_bytes()
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    import matplotlib.figure
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", boom)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        viz.plot_time_courses(two_stc, out / "time_courses.png")
+    assert paths["time_courses"].read_bytes() == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_matplotlib_fallback_warns(monkeypatch):
+    monkeypatch.setattr(_render, "_BACKEND", None)
+    monkeypatch.delenv(_render.BACKEND_ENV, raising=False)
+    monkeypatch.setattr(_render, "_PROBE", "import sys; sys.exit(7)")
+    with pytest.warns(RuntimeWarning, match="falling back"):
+        assert _render.get_backend() == "matplotlib"
+    monkeypatch.setattr(_render, "_BACKEND", None)  # restored by monkeypatch afterwards
+
+
+def test_open_viewer(tmp_path, monkeypatch):
+    opened = []
+    monkeypatch.setattr("webbrowser.open", lambda uri: opened.append(uri) or True)
+    (tmp_path / "viewer.html").write_text("<html></html>")
+    uri = viz.open_viewer(tmp_path)
+    assert opened == [uri] and uri.startswith("file://") and uri.endswith("viewer.html")
+    with pytest.raises(FileNotFoundError):
+        viz.open_viewer(tmp_path / "missing.html")
+
+
+def test_show_live_needs_display(lh_stc, src, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(RuntimeError, match="no display"):
+        viz.show_live(lh_stc, src)
