@@ -131,7 +131,54 @@ def build_parser():
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     demo.add_argument("--quiet", "-q", action="store_true")
     demo.add_argument("--verbose", "-v", action="store_true")
+    view = sub.add_parser(
+        "view", help="open the 3D viewer of a result",
+        description="Open the interactive 3D viewer (viewer.html) of a result folder in the "
+                    "web browser, or with --show a live pyvista window (needs a display).",
+        epilog="examples:\n  meeg-inverse view meeg_inverse_output/\n"
+               "  meeg-inverse view meeg_inverse_output/ --show --src sample-src.fif",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    view.add_argument("result", help="result folder (or its viewer.html)")
+    view.add_argument("--show", action="store_true", help="live window instead of the browser")
+    view.add_argument("--src", help="source space file, needed by --show")
+    view.add_argument("--subjects-dir", help="FreeSurfer subjects folder (surfaces for --show)")
+    view.add_argument("--quiet", "-q", action="store_true")
+    view.add_argument("--verbose", "-v", action="store_true")
     return parser
+
+
+def _run_view(args):
+    from pathlib import Path
+
+    from .viz import open_viewer, show_live
+
+    result = Path(args.result)
+    if not result.exists():
+        raise InputError(f"The result {str(result)!r} does not exist.",
+                         "give the output folder of `meeg-inverse localize`.")
+    if not args.show:
+        try:
+            uri = open_viewer(result)
+        except FileNotFoundError:
+            raise InputError(f"No viewer.html in {str(result)!r}.",
+                             "run `meeg-inverse localize` without --no-figures.") from None
+        if not args.quiet:
+            print(f"opened {uri}")
+        return
+    import mne
+
+    folder = result if result.is_dir() else result.parent
+    h5 = folder / "sources-stc.h5"
+    if not h5.exists():
+        raise InputError(f"No sources-stc.h5 in {str(folder)!r}.", "give a result folder.")
+    if args.src is None:
+        raise InputError("--show needs the source space of the result.", "add --src FILE.")
+    stc = mne.read_source_estimate(h5)
+    src = mne.read_source_spaces(args.src, verbose=False)
+    try:
+        show_live(stc, src, subject=stc.subject, subjects_dir=args.subjects_dir)
+    except RuntimeError as exc:
+        raise InputError(str(exc), "use `meeg-inverse view RESULT` (browser) instead.") from None
 
 
 def _version():
@@ -202,6 +249,9 @@ def main(argv=None):
                 warnings.simplefilter("ignore")
             if args.command == "localize":
                 result, paths = _run_localize(args, progress)
+            elif args.command == "view":
+                _run_view(args)
+                return EXIT_OK
             elif args.command == "demo":
                 from .demo import run_demo
 

@@ -16,7 +16,7 @@ import mne
 import numpy as np
 
 from .errors import InputError
-from .io import _existing_file, _read_failed
+from .io import _existing_dir, _existing_file, _read_failed
 
 TEMPLATE_SUBJECT = "fsaverage"
 _MNE_FSAVERAGE = Path(mne.__file__).parent / "data" / "fsaverage"
@@ -71,7 +71,7 @@ def make_subject_forward(info, *, subject, subjects_dir, trans, bem=None, spacin
     -------
     forward : mne.Forward
     """
-    subjects_dir = Path(_existing_file(subjects_dir, "subjects folder"))
+    subjects_dir = _existing_dir(subjects_dir, "subjects folder")
     bem_dir = subjects_dir / subject / "bem"
     if not (subjects_dir / subject).is_dir():
         raise InputError(f"Subject {subject!r} not found in {str(subjects_dir)!r}.",

@@ -30,6 +30,14 @@ def _existing_file(fname, what):
     return path
 
 
+def _existing_dir(dirname, what):
+    """Return ``dirname`` as a Path, or raise a clear error if it is not a folder."""
+    path = Path(dirname).expanduser()
+    if not path.is_dir():
+        raise InputError(f"The {what} {str(path)!r} is not an existing folder.", "check the path.")
+    return path
+
+
 def _read_failed(path, what, exc, hint):
     return InputError(
         f"Could not read the {what} {str(path)!r}: {type(exc).__name__}: {exc}",

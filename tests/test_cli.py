@@ -133,3 +133,29 @@ def test_evoked_without_noise_cov_is_refused(sample_paths, sample_fwd_file, tmp_
     assert main(["localize", str(sample_paths["evoked"]), "--forward", str(sample_fwd_file),
                  "--out", str(tmp_path / "o"), "-q"]) == 2
     assert "--noise-cov" in capsys.readouterr().err
+
+
+def test_view_opens_the_viewer_of_a_result(tmp_path, monkeypatch, capsys):
+    opened = []
+    monkeypatch.setattr("webbrowser.open", lambda uri: opened.append(uri) or True)
+    (tmp_path / "viewer.html").write_text("<html></html>")
+    assert main(["view", str(tmp_path)]) == 0
+    assert opened == [(tmp_path / "viewer.html").resolve().as_uri()]
+    assert main(["view", str(tmp_path / "nothing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["view", str(tmp_path), "--show"]) == 2  # no sources-stc.h5 / display
+
+
+def test_localize_builds_the_forward_from_the_subject_anatomy(sample_paths, tmp_path):
+    out = tmp_path / "anat"
+    status = main(["localize", str(sample_paths["evoked"]), "--condition", "Left Auditory",
+                   "--noise-cov", str(sample_paths["cov"]), "--subject", "sample",
+                   "--subjects-dir", str(sample_paths["subjects_dir"]),
+                   "--trans", str(sample_paths["trans"]), "--src", str(sample_paths["src"]),
+                   "--bem", str(sample_paths["bem"]), "--tmin", "0.08", "--tmax", "0.12",
+                   "--alpha", "0.5", "--out", str(out), "-q", "--no-figures"])
+    assert status == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["subject"] == "sample" and summary["n_active_sources"] >= 1
+    # mindist=5 mm drops sources next to the inner skull: fewer than the 516 in the file.
+    assert 0 < summary["n_sources"] < 516
