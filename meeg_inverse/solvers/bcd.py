@@ -1,0 +1,156 @@
+"""Numba kernels: one epoch of proximal block coordinate descent (BCD).
+
+Two variants of the same update ``B_k ← prox_{p/L_k}(B_k − ∇_k F(B) / L_k)``:
+
+* :func:`epoch_gram` works on a small working set with the precomputed Gram
+  matrix ``Q = G_Wᵀ G_W`` and ``H = G_Wᵀ Y``.  It keeps ``QB`` up to date, so
+  an epoch never touches the channels (cost ``|W|²·n_orient²·n_times`` at most,
+  much less since blocks that stay zero are skipped).
+* :func:`epoch_residual` keeps the residual ``R = Y − G_W B`` up to date with
+  two BLAS gemm calls per block (numba lowers ``np.dot`` to BLAS), for large
+  working sets where the Gram matrix would not pay off.
+
+Neither kernel knows the penalty: it receives the integer code, the per-block
+regularisation and one parameter, and calls the cached dispatchers of
+:mod:`meeg_inverse.penalties`.  All arrays are in block layout
+``(n_blocks, n_orient * n_times)``.
+
+Note: numba's on-disk cache of a function is invalidated only when *its own*
+file changes.  After editing ``penalties.py`` in a development checkout,
+delete ``meeg_inverse/solvers/__pycache__/bcd.*.nbi`` (or touch this file).
+"""
+
+import numpy as np
+from numba import njit
+
+from ..penalties import block_prox
+
+
+@njit(cache=True)
+def epoch_gram(code, param, alphas, lipschitz, gram, xty_blocks, coef_blocks,
+               qcoef_blocks, n_orient, n_times):
+    """One cyclic BCD pass using the Gram matrix.
+
+    Parameters
+    ----------
+    code, param : int, float
+        Penalty code and parameter.
+    alphas : array, shape (n_blocks,)
+        Per-block regularisation.
+    lipschitz : array, shape (n_blocks,)
+        Block Lipschitz constants ``‖G_kᵀG_k‖₂``.
+    gram : array, shape (n_blocks * n_orient, n_blocks * n_orient)
+        ``G_Wᵀ G_W``.
+    xty_blocks : array, shape (n_blocks, n_orient * n_times)
+        ``G_Wᵀ Y`` in block layout.
+    coef_blocks : array, shape (n_blocks, n_orient * n_times)
+        Coefficients, updated in place.
+    qcoef_blocks : array, shape (n_blocks, n_orient * n_times)
+        ``Q B`` in block layout, updated in place.
+    n_orient, n_times : int
+
+    Returns
+    -------
+    max_change : float
+        Largest ``L_k ‖ΔB_k‖`` of the pass.
+    """
+    n_blocks, block_size = coef_blocks.shape
+    new = np.empty(block_size)
+    delta = np.empty(block_size)
+    max_change = 0.0
+    for k in range(n_blocks):
+        lip = lipschitz[k]
+        if lip <= 0.0:
+            continue
+        step = 1.0 / lip
+        old = coef_blocks[k]
+        qk = qcoef_blocks[k]
+        xk = xty_blocks[k]
+        was_zero = True
+        for i in range(block_size):
+            # gradient of the datafit: Q_k B − H_k
+            new[i] = old[i] - step * (qk[i] - xk[i])
+            if old[i] != 0.0:
+                was_zero = False
+        is_nonzero = block_prox(code, new, alphas[k], param, step, new)
+        if was_zero and not is_nonzero:
+            continue  # the common case in a working set: nothing to update
+        change = 0.0
+        for i in range(block_size):
+            delta[i] = new[i] - old[i]
+            change += delta[i] * delta[i]
+            old[i] = new[i]
+        if change == 0.0:
+            continue
+        max_change = max(max_change, lip * np.sqrt(change))
+        # QB += Q[:, block k] ΔB_k, a rank-n_orient update of QB.
+        col0 = k * n_orient
+        for j in range(n_blocks):
+            qj = qcoef_blocks[j]
+            for a in range(n_orient):
+                row = j * n_orient + a
+                off_a = a * n_times
+                for b in range(n_orient):
+                    q = gram[row, col0 + b]
+                    if q == 0.0:
+                        continue
+                    off_b = b * n_times
+                    for t in range(n_times):
+                        qj[off_a + t] += q * delta[off_b + t]
+    return max_change
+
+
+@njit(cache=True)
+def epoch_residual(code, param, alphas, lipschitz, gain_t_blocks, coef_blocks,
+                   residual, n_orient, n_times):
+    """One cyclic BCD pass keeping the residual up to date with BLAS.
+
+    Parameters
+    ----------
+    code, param, alphas, lipschitz
+        As in :func:`epoch_gram`.
+    gain_t_blocks : array, shape (n_blocks, n_orient, n_channels)
+        ``G_Wᵀ`` split by block (C-contiguous, so each block is a BLAS operand).
+    coef_blocks : array, shape (n_blocks, n_orient * n_times)
+        Coefficients, updated in place.
+    residual : array, shape (n_channels, n_times)
+        ``Y − G_W B``, updated in place.
+
+    Returns
+    -------
+    max_change : float
+    """
+    n_blocks, block_size = coef_blocks.shape
+    new = np.empty(block_size)
+    delta = np.empty((n_orient, n_times))
+    max_change = 0.0
+    for k in range(n_blocks):
+        lip = lipschitz[k]
+        if lip <= 0.0:
+            continue
+        step = 1.0 / lip
+        old = coef_blocks[k]
+        corr = np.dot(gain_t_blocks[k], residual)  # G_kᵀ R (BLAS gemm)
+        was_zero = True
+        for a in range(n_orient):
+            for t in range(n_times):
+                i = a * n_times + t
+                new[i] = old[i] + step * corr[a, t]
+                if old[i] != 0.0:
+                    was_zero = False
+        is_nonzero = block_prox(code, new, alphas[k], param, step, new)
+        if was_zero and not is_nonzero:
+            continue
+        change = 0.0
+        for a in range(n_orient):
+            for t in range(n_times):
+                i = a * n_times + t
+                d = new[i] - old[i]
+                delta[a, t] = d
+                change += d * d
+                old[i] = new[i]
+        if change == 0.0:
+            continue
+        max_change = max(max_change, lip * np.sqrt(change))
+        residual -= np.dot(gain_t_blocks[k].T, delta)  # R -= G_k ΔB_k (BLAS gemm)
+    return max_change

@@ -1,0 +1,104 @@
+"""Block penalties: closed-form proxes against a numerical prox, values, errors."""
+
+import numpy as np
+import pytest
+
+from meeg_inverse.penalties import PENALTIES, make_penalty
+from meeg_inverse.solvers.reference import numeric_radial_prox, radial_value
+
+RADIAL = ["l21", "mcp", "scad", "l05", "l23", "log"]
+
+
+def _prox_objective(pen, x, z, step, alpha):
+    return (x - z) ** 2 / (2 * step) + float(radial_value(pen, x, alpha))
+
+
+@pytest.mark.parametrize("name", RADIAL)
+@pytest.mark.parametrize("step", [0.1, 1.0, 4.0])
+def test_radial_prox_is_global_minimiser(name, step):
+    """The closed-form/Newton prox reaches the numerical global minimum."""
+    alpha = 1.3
+    pen = make_penalty(name, alpha)
+    rng = np.random.default_rng(0)
+    # dense around the thresholds, where the non-convex proxes jump
+    zs = np.concatenate([rng.uniform(0, 8 * alpha * max(step, 1), 200),
+                         np.linspace(0.5, 3.0, 60) * alpha * step])
+    for z in zs:
+        block = np.array([z, 0.0, 0.0])
+        ours = pen.prox(block, step)
+        assert np.all(np.isfinite(ours))
+        x_ours = np.linalg.norm(ours)
+        x_num = numeric_radial_prox(pen, z, step, alpha)
+        h_ours = _prox_objective(pen, x_ours, z, step, alpha)
+        h_num = _prox_objective(pen, x_num, z, step, alpha)
+        assert h_ours <= h_num + 1e-9 * (1 + abs(h_num)), (z, x_ours, x_num)
+
+
+def test_l1_prox_is_soft_thresholding():
+    pen = make_penalty("l1", 0.5)
+    block = np.array([[1.0, -0.2], [-2.0, 0.4]])
+    np.testing.assert_allclose(pen.prox(block, 2.0), [[0.0, 0.0], [-1.0, 0.0]])
+
+
+@pytest.mark.parametrize("name", RADIAL + ["l1"])
+def test_prox_of_zero_block_is_zero(name):
+    """The radial prox divides by ‖B‖: a zero block must not give NaN."""
+    pen = make_penalty(name, 1.0)
+    with np.errstate(all="raise"):
+        out = pen.prox(np.zeros((3, 4)), 0.7)
+    assert np.array_equal(out, np.zeros((3, 4)))
+
+
+@pytest.mark.parametrize("name", ["l21", "l1", "mcp", "scad", "log"])
+def test_subdiff_distance_vanishes_at_prox_output(name):
+    """B = prox_{s p}(Z) ⇔ (Z − B)/s ∈ ∂p(B), i.e. distance 0 for ∇ = (B − Z)/s."""
+    pen = make_penalty(name, 1.0)
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        z = rng.standard_normal((3, 5)) * 2
+        step = 0.3
+        b = pen.prox(z, step)
+        assert pen.subdiff_distance(b, (b - z) / step) < 1e-10
+        assert pen.fixed_point_score(b, (b - z) / step, 1 / step) < 1e-10
+
+
+def test_fixed_point_score_detects_nonzero_candidates_for_lq():
+    """Subdifferential distance is 0 at zero for Lq; the fixed-point score is not."""
+    pen = make_penalty("l05", 1.0)
+    grad = np.array([-10.0, 0.0, 0.0])
+    assert pen.subdiff_distance(np.zeros(3), grad) == 0.0
+    assert pen.fixed_point_score(np.zeros(3), grad, 1.0) > 1.0
+
+
+def test_values_and_support():
+    coef = np.zeros((6, 2))
+    coef[3:6] = [[3.0, 0.0], [0.0, 4.0], [0.0, 0.0]]
+    assert make_penalty("l21", 2.0).value(coef, 3) == pytest.approx(10.0)
+    assert make_penalty("l1", 2.0).value(coef, 3) == pytest.approx(14.0)
+    assert make_penalty("l05", 2.0).value(coef, 3) == pytest.approx(2 * np.sqrt(5))
+    mcp = make_penalty("mcp", 1.0, gamma=2.0)
+    assert mcp.value(coef, 3) == pytest.approx(1.0)  # above γα the MCP is flat: γα²/2
+    w = make_penalty("weighted_l21", 2.0, weights=np.array([1.0, 3.0]))
+    assert w.value(coef, 3) == pytest.approx(30.0)
+    assert make_penalty("l21", 1.0).support(coef, 3).tolist() == [False] * 3 + [True] * 3
+    assert make_penalty("log", 1.0, eps=0.5).value(np.array([0.0, 5.0])) == pytest.approx(
+        np.log1p(10.0))
+
+
+def test_bad_penalty_parameters():
+    with pytest.raises(ValueError, match="valid names are: l21, weighted_l21, l1"):
+        make_penalty("lasso", 1.0)
+    with pytest.raises(ValueError, match="alpha"):
+        make_penalty("l21", 0.0)
+    with pytest.raises(ValueError, match="alpha"):
+        make_penalty("mcp", -1.0)
+    with pytest.raises(ValueError, match="gamma"):
+        make_penalty("scad", 1.0, gamma=1.5)
+    with pytest.raises(ValueError, match="weights"):
+        make_penalty("weighted_l21", 1.0)
+    with pytest.raises(ValueError, match="weights"):
+        make_penalty("l21", 1.0, weights=np.array([1.0, -1.0]))
+    with pytest.raises(ValueError, match="bad parameters"):
+        make_penalty("l21", 1.0, gamma=3.0)
+    assert set(PENALTIES) >= {"l21", "weighted_l21", "l1", "mcp", "scad", "l05", "l23",
+                              "log", "irmxne"}
