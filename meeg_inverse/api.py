@@ -1,0 +1,432 @@
+"""The Python API: MNE objects in, MNE objects out.
+
+:func:`sparse_inverse` is a drop-in for :func:`mne.inverse_sparse.mixed_norm`:
+the arguments they share have the same names and meanings (``alpha`` is a
+percentage of lambda_max, ``loose``, ``depth``, ``weights``, ``weights_min``,
+``time_pca``, ``debias``, ``n_mxne_iter``, ``pick_ori``, ``return_residual``,
+``return_as_dipoles``, ``rank``, ``rng``/``random_state``, lists of evokeds), and
+it returns the same types. It adds non-convex penalties, automatic lambda by
+SURE hypergradients, and an optional result object with lambda, SURE and
+convergence figures. :class:`SparseInverse` wraps it as a scikit-learn style
+estimator.
+"""
+
+import warnings
+from dataclasses import dataclass, field
+
+import mne
+import numpy as np
+
+from .errors import InputError
+from .problem import InverseProblem
+
+
+@dataclass
+class SparseInverseResult:
+    """Everything about one sparse inverse fit.
+
+    Attributes
+    ----------
+    estimates : list
+        One source estimate (or list of dipoles) per evoked.
+    alpha : float
+        The lambda used, absolute (whitened units).
+    alpha_percent : float
+        The same as a percentage of lambda_max (MNE's convention).
+    alpha_max : float
+    penalty : str
+    sure : float | None
+        SURE value at the chosen lambda, when lambda was chosen by SURE.
+    selection : object | None
+        The lambda selection record (path of the outer loop, curve).
+    solver_info : dict
+        Objective, duality gap, KKT violation, iterations, convergence.
+    active_set : ndarray of bool
+        Active rows of the whitened problem.
+    explained_variance : float
+    residuals : list of mne.Evoked | None
+    problem : InverseProblem
+    """
+
+    estimates: list
+    alpha: float
+    alpha_percent: float
+    alpha_max: float
+    penalty: str
+    sure: float | None
+    selection: object
+    solver_info: dict
+    active_set: np.ndarray
+    explained_variance: float
+    residuals: list | None = None
+    problem: InverseProblem | None = field(default=None, repr=False)
+
+    @property
+    def n_active_sources(self):
+        return int(self.active_set.sum()) // self.problem.n_orient
+
+
+def _as_evoked_list(evoked):
+    if isinstance(evoked, mne.Evoked):
+        return [evoked], False
+    if isinstance(evoked, (list, tuple)) and evoked and all(isinstance(e, mne.Evoked) for e in evoked):
+        names = evoked[0].ch_names
+        if any(e.ch_names != names for e in evoked[1:]):
+            raise InputError("All the evoked responses must have the same channels.",
+                             "pick the same channels in each (evoked.pick(ch_names)).")
+        return list(evoked), True
+    raise InputError(f"evoked must be an mne.Evoked or a list of them, got {type(evoked).__name__}.",
+                     "average epochs first (epochs.average()).")
+
+
+def _concatenate(evokeds):
+    """One evoked holding the evokeds side by side in time (as MNE's mixed_norm)."""
+    if len(evokeds) == 1:
+        return evokeds[0]
+    data = np.concatenate([e.data for e in evokeds], axis=1)
+    return mne.EvokedArray(data, evokeds[0].info, tmin=evokeds[0].times[0],
+                           nave=evokeds[0].nave, comment=evokeds[0].comment, verbose=False)
+
+
+def _debias(gain_active, data, coef_active, n_orient):
+    """Rescale each active source by d_k ≥ 1 to undo the penalty's shrinkage.
+
+    Solves ``min_D ½‖Y − G diag(D) X‖²_F  s.t. D ≥ 1`` with one scale per source,
+    the problem MNE's ``compute_bias`` solves by FISTA, here exactly by bounded
+    least squares.
+    """
+    from scipy.optimize import lsq_linear
+
+    n_active = coef_active.shape[0] // n_orient
+    columns = np.empty((data.size, n_active))
+    for k in range(n_active):
+        rows = slice(k * n_orient, (k + 1) * n_orient)
+        columns[:, k] = (gain_active[:, rows] @ coef_active[rows]).ravel()
+    scale = lsq_linear(columns, data.ravel(), bounds=(1.0, np.inf), method="bvls").x
+    return coef_active * np.repeat(scale, n_orient)[:, None]
+
+
+def _resolve_alpha(alpha, alpha_fraction):
+    if alpha_fraction is not None:
+        return "fraction", alpha_fraction
+    if isinstance(alpha, str):
+        if alpha != "sure":
+            raise InputError(f"alpha must be 'sure' or a number in (0, 100), got {alpha!r}.",
+                             "use alpha='sure' or a percentage of lambda_max, e.g. 30.")
+        return "sure", None
+    try:
+        alpha = float(alpha)
+    except (TypeError, ValueError):
+        raise InputError(f"alpha must be 'sure' or a number in (0, 100), got {alpha!r}.",
+                         "use alpha='sure' or a percentage of lambda_max, e.g. 30.") from None
+    if not 0.0 < alpha < 100.0:
+        raise InputError(
+            f"alpha={alpha} is outside (0, 100): it is a percentage of lambda_max, and at "
+            "100 % or more no source is active.",
+            "use a percentage strictly between 0 and 100 (e.g. 30), or alpha='sure'.")
+    return "fraction", alpha / 100.0
+
+
+def sparse_inverse(evoked, forward, noise_cov, alpha="sure", loose="auto", depth=0.8,
+                   maxit=3000, tol=1e-4, active_set_size=10, debias=True, time_pca=True,
+                   weights=None, weights_min=0.0, solver="auto", n_mxne_iter=1,
+                   return_residual=False, return_as_dipoles=False, dgap_freq=10, rank=None,
+                   pick_ori=None, sure_alpha_grid="auto", verbose=None, *, rng=None,
+                   random_state=None, penalty="l21", penalty_params=None, alpha_fraction=None,
+                   return_result=False):
+    """Sparse source estimate with group penalties; a drop-in for ``mixed_norm``.
+
+    Parameters
+    ----------
+    evoked : mne.Evoked | list of mne.Evoked
+        The data; several evokeds are fitted jointly (concatenated in time).
+    forward : mne.Forward
+        Forward solution.
+    noise_cov : mne.Covariance
+        Noise covariance.
+    alpha : 'sure' | float
+        Regularization: ``'sure'`` picks it automatically by SURE
+        hypergradients; a number is a percentage of lambda_max in (0, 100), as
+        in MNE.
+    loose, depth, rank, weights, weights_min, pick_ori
+        As in :func:`mne.inverse_sparse.mixed_norm`.
+    maxit : int
+        Maximum number of outer iterations of the solver.
+    tol : float
+        Relative tolerance: the duality gap (convex penalties) or the
+        fixed-point criterion (non-convex ones) must fall below
+        ``tol * ||M||_F^2``, as in MNE.
+    active_set_size : int
+        Initial working-set size, in sources.
+    debias : bool
+        Rescale the active sources to undo the amplitude shrinkage.
+    time_pca : bool | int
+        Reduce the time dimension by SVD before solving (True: the data's rank;
+        int: that many components).
+    solver, dgap_freq, sure_alpha_grid
+        Accepted for compatibility with MNE; the solver is always the
+        working-set Anderson-accelerated block coordinate descent.
+    n_mxne_iter : int
+        > 1 runs iteratively reweighted L2,1 (irMxNE) with that many iterations,
+        as MNE does.
+    return_residual : bool
+        Also return the residual as an :class:`mne.Evoked` (sensor space).
+    return_as_dipoles : bool
+        Return a list of :class:`mne.Dipole` instead of a source estimate.
+    verbose : bool | str | None
+        MNE's verbosity.
+    rng, random_state : None | int | Generator
+        Seed of the random direction of the SURE Monte-Carlo step.
+    penalty : str
+        ``'l21'`` (MxNE), ``'mcp'``, ``'scad'``, ``'l05'``, ``'l23'``, ``'log'``,
+        ``'l1'``, ``'weighted_l21'``, ``'irmxne'``.
+    penalty_params : dict | None
+        Penalty parameters (``gamma`` for MCP/SCAD, ``eps`` for log-sum).
+    alpha_fraction : float | None
+        Regularization as a fraction of lambda_max in (0, 1); overrides ``alpha``.
+    return_result : bool
+        Return a :class:`SparseInverseResult` instead of MNE's return values.
+
+    Returns
+    -------
+    stc : SourceEstimate | VectorSourceEstimate | VolSourceEstimate | list
+        As :func:`mne.inverse_sparse.mixed_norm`: one per evoked (a list if a
+        list was given), or lists of :class:`mne.Dipole` with
+        ``return_as_dipoles``; with ``return_residual`` a tuple
+        ``(stc, residual)``. With ``return_result`` a
+        :class:`SparseInverseResult`.
+    """
+    from .penalties import make_penalty
+    from .solvers import solve
+    from .solvers import time_pca as reduce_time
+
+    evokeds, is_list = _as_evoked_list(evoked)
+    alpha_mode, fraction = _resolve_alpha(alpha, alpha_fraction)
+    if n_mxne_iter != 1:
+        if int(n_mxne_iter) < 1:
+            raise InputError(f"n_mxne_iter must be ≥ 1, got {n_mxne_iter}.", "use 1 (MxNE) or 10.")
+        if penalty not in ("l21", "irmxne"):
+            raise InputError("n_mxne_iter > 1 reweights the L2,1 penalty (irMxNE).",
+                             "use penalty='l21' with n_mxne_iter, or a non-convex penalty alone.")
+        penalty = "irmxne"
+        penalty_params = {**(penalty_params or {}), "n_iter": int(n_mxne_iter)}
+    if int(maxit) < 1:
+        raise InputError(f"maxit must be ≥ 1, got {maxit}.", "use e.g. 3000.")
+    if not (isinstance(tol, (int, float)) and 0 < tol < 1):
+        raise InputError(f"tol must be a number in (0, 1), got {tol!r}.", "use e.g. 1e-4.")
+    seed = random_state if random_state is not None else rng
+
+    with mne.utils.use_log_level(verbose if verbose is not None else "WARNING"):
+        joint = _concatenate(evokeds)
+        problem = InverseProblem.from_evoked(joint, forward, noise_cov, loose=loose, depth=depth,
+                                             rank=rank, weights=weights, weights_min=weights_min)
+    data = problem.data
+    basis = None
+    if time_pca:
+        n_components = None if time_pca is True else int(time_pca)
+        try:
+            data, basis = reduce_time(data, n_components)
+        except ValueError as exc:
+            raise InputError(f"time_pca: {exc}", "use time_pca=True or a smaller integer.") from None
+
+    selection, sure_value = None, None
+    if alpha_mode == "sure":
+        from .sure import select_alpha
+
+        selection = select_alpha(problem.gain, data, penalty=penalty, n_orient=problem.n_orient,
+                                 penalty_params=penalty_params, tol=tol,
+                                 random_state=0 if seed is None else seed)
+        alpha_abs = float(selection.alpha)
+        sure_value = float(selection.sure)
+        result = selection.solver_result
+    else:
+        alpha_abs = problem.alpha_from_fraction(fraction)
+        try:
+            pen = make_penalty(penalty, alpha_abs, **(penalty_params or {}))
+        except ValueError as exc:
+            raise InputError(f"Bad penalty: {exc}", "see the documentation of `penalty`.") from None
+        result = solve(problem.gain, data, pen, n_orient=problem.n_orient, tol=tol,
+                       max_iter=int(maxit), p0=int(active_set_size))
+    active_set = np.asarray(result.active_set, bool)
+    coef_active = np.asarray(result.coef)[active_set]
+    if debias and active_set.any():
+        coef_active = _debias(problem.gain[:, active_set], data, coef_active, problem.n_orient)
+    if basis is not None:
+        coef_active = coef_active @ basis
+    coef = np.zeros((problem.gain.shape[1], problem.data.shape[1]))
+    coef[active_set] = coef_active
+    explained = problem.explained_variance(coef) if active_set.any() else 0.0
+    if not active_set.any():
+        warnings.warn("No active source: alpha is too large. Lower alpha.", RuntimeWarning,
+                      stacklevel=2)
+
+    estimates, residuals, start = [], [], 0
+    for e in evokeds:
+        stop = start + len(e.times)
+        part = coef[:, start:stop]
+        if return_as_dipoles:
+            estimates.append(_make_dipoles(problem, part, e.times))
+        else:
+            estimates.append(problem.to_stc(part, pick_ori=pick_ori, times=e.times))
+        if return_residual:
+            residuals.append(_residual(problem, e, part))
+        start = stop
+
+    solver_info = {
+        "objective": float(result.objective),
+        "dual_gap": None if result.dual_gap is None else float(result.dual_gap),
+        "kkt_violation": float(result.kkt_violation),
+        "n_iter": int(result.n_iter), "converged": bool(result.converged), "tol": tol,
+    }
+    if return_result:
+        return SparseInverseResult(
+            estimates=estimates, alpha=alpha_abs, alpha_percent=100 * alpha_abs / problem.alpha_max,
+            alpha_max=problem.alpha_max, penalty=penalty, sure=sure_value, selection=selection,
+            solver_info=solver_info, active_set=active_set, explained_variance=explained,
+            residuals=residuals if return_residual else None, problem=problem)
+    out = estimates if is_list else estimates[0]
+    if return_residual:
+        return out, (residuals if is_list else residuals[0])
+    return out
+
+
+def _residual(problem, evoked, coef):
+    """Sensor-space residual: data minus the forward projection of the estimate."""
+    residual = evoked.copy().pick(problem.ch_names)
+    physical = problem.to_physical(problem.full_coef(coef)) if problem.source_mask is None \
+        else problem.to_physical(coef)
+    fit = problem.forward["sol"]["data"] @ physical
+    # The data carry their SSP projections; project the fit the same way.
+    info = residual.info.copy()
+    with info._unlock():
+        info["projs"] = [mne.Projection(**{**dict(p), "active": False}) for p in info["projs"]]
+    projected = mne.EvokedArray(fit, info, tmin=residual.times[0], verbose=False)
+    projected.apply_proj(verbose=False)
+    residual.data = residual.data - projected.data
+    return residual
+
+
+def _make_dipoles(problem, coef, times):
+    """One :class:`mne.Dipole` per active source, with its moment over time."""
+    physical = problem.to_physical(problem.full_coef(coef))
+    active = problem.active_sources(physical)
+    n_orient = problem.n_orient
+    src_rr = np.concatenate([s["rr"][s["vertno"]] for s in problem.forward["src"]])
+    nn = problem.forward["source_nn"]
+    total = np.sum(problem.data ** 2)
+    dipoles = []
+    for k in active:
+        rows = slice(k * n_orient, (k + 1) * n_orient)
+        moments = nn[rows].T @ physical[rows]  # (3, n_times) in head coordinates
+        amplitude = np.linalg.norm(moments, axis=0)
+        ori = np.where(amplitude > 0, moments / np.maximum(amplitude, 1e-300), 0.0).T
+        ori[amplitude == 0] = nn[rows][-1]
+        pos = np.tile(src_rr[k], (len(times), 1))
+        contribution = problem.gain[:, rows] @ coef[rows] if problem.source_mask is None else 0.0
+        gof = 100 * (1 - np.sum((problem.data[:, :coef.shape[1]] - contribution) ** 2) / total) \
+            if problem.source_mask is None else np.nan
+        dipoles.append(mne.Dipole(times, pos, amplitude, ori, np.full(len(times), gof),
+                                  name=f"source {k}"))
+    return dipoles
+
+
+def localize_epochs(epochs, forward, noise_cov=None, **kwargs):
+    """Sparse inverse of the average of epochs (noise from their baseline if not given).
+
+    Keyword arguments go to :func:`sparse_inverse`.
+    """
+    if not isinstance(epochs, mne.BaseEpochs):
+        raise InputError(f"epochs must be an mne.Epochs, got {type(epochs).__name__}.",
+                         "cut epochs with mne.Epochs(raw, events).")
+    if noise_cov is None:
+        from .io import noise_cov_from_baseline
+
+        noise_cov = noise_cov_from_baseline(epochs)
+    evoked = epochs.average()
+    from .io import set_average_reference
+
+    set_average_reference(evoked)
+    return sparse_inverse(evoked, forward, noise_cov, **kwargs)
+
+
+def localize_raw(raw, forward, noise_cov, start, stop, **kwargs):
+    """Sparse inverse of a time window ``[start, stop]`` (s) of a raw recording."""
+    if not isinstance(raw, mne.io.BaseRaw):
+        raise InputError(f"raw must be an mne.io.Raw, got {type(raw).__name__}.",
+                         "read one with mne.io.read_raw.")
+    if not raw.times[0] <= start < stop <= raw.times[-1]:
+        raise InputError(f"The window [{start}, {stop}] s is not inside the recording "
+                         f"[{raw.times[0]:.3f}, {raw.times[-1]:.3f}] s.", "choose start < stop inside it.")
+    segment = raw.copy().crop(start, stop).load_data()
+    from .io import set_average_reference
+
+    set_average_reference(segment)
+    evoked = mne.EvokedArray(segment.get_data(), segment.info, tmin=start, nave=1,
+                             comment=f"raw {start}-{stop} s", verbose=False)
+    return sparse_inverse(evoked, forward, noise_cov, **kwargs)
+
+
+class SparseInverse:
+    """Scikit-learn style estimator around :func:`sparse_inverse`.
+
+    Parameters are those of :func:`sparse_inverse`; ``fit(evoked, forward,
+    noise_cov)`` sets ``stc_``, ``alpha_``, ``alpha_percent_``, ``sure_``,
+    ``solver_info_`` and ``result_``.
+
+    Examples
+    --------
+    >>> est = SparseInverse(penalty="mcp", alpha="sure").fit(evoked, fwd, cov)  # doctest: +SKIP
+    >>> est.stc_.plot()  # doctest: +SKIP
+    """
+
+    _param_names = ("alpha", "penalty", "penalty_params", "loose", "depth", "tol", "maxit",
+                    "debias", "time_pca", "weights", "weights_min", "n_mxne_iter", "pick_ori",
+                    "rank", "random_state")
+
+    def __init__(self, alpha="sure", penalty="l21", penalty_params=None, loose="auto", depth=0.8,
+                 tol=1e-4, maxit=3000, debias=True, time_pca=True, weights=None, weights_min=0.0,
+                 n_mxne_iter=1, pick_ori=None, rank=None, random_state=0):
+        self.alpha = alpha
+        self.penalty = penalty
+        self.penalty_params = penalty_params
+        self.loose = loose
+        self.depth = depth
+        self.tol = tol
+        self.maxit = maxit
+        self.debias = debias
+        self.time_pca = time_pca
+        self.weights = weights
+        self.weights_min = weights_min
+        self.n_mxne_iter = n_mxne_iter
+        self.pick_ori = pick_ori
+        self.rank = rank
+        self.random_state = random_state
+
+    def get_params(self, deep=True):
+        """Parameters of the estimator, as scikit-learn expects."""
+        return {name: getattr(self, name) for name in self._param_names}
+
+    def set_params(self, **params):
+        """Set parameters; unknown names raise a clear error."""
+        for name, value in params.items():
+            if name not in self._param_names:
+                raise InputError(f"Unknown parameter {name!r} for SparseInverse.",
+                                 f"valid parameters: {', '.join(self._param_names)}.")
+            setattr(self, name, value)
+        return self
+
+    def fit(self, evoked, forward, noise_cov):
+        """Fit the sparse inverse; returns self."""
+        result = sparse_inverse(evoked, forward, noise_cov, return_result=True,
+                                **self.get_params())
+        self.result_ = result
+        self.stc_ = result.estimates[0] if len(result.estimates) == 1 else result.estimates
+        self.alpha_ = result.alpha
+        self.alpha_percent_ = result.alpha_percent
+        self.sure_ = result.sure
+        self.solver_info_ = result.solver_info
+        return self
+
+    def __repr__(self):
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"SparseInverse({params})"

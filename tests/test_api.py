@@ -1,0 +1,115 @@
+"""The drop-in API against MNE's own mixed_norm, on the real sample data."""
+
+import warnings
+
+import mne
+import numpy as np
+import pytest
+
+from meeg_inverse.api import SparseInverse, _debias, sparse_inverse
+from meeg_inverse.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def evoked_window(sample_evoked):
+    return sample_evoked.copy().crop(0.05, 0.15)
+
+
+def _vertices(stc):
+    return np.concatenate(stc.vertices)
+
+
+@pytest.mark.parametrize("loose, alpha", [(1.0, 50), (0.0, 30)])
+def test_same_call_as_mne_mixed_norm_same_support_and_amplitudes(evoked_window, sample_forward,
+                                                                   sample_cov, loose, alpha):
+    # MNE's documented call, and ours with the very same arguments.
+    kwargs = dict(alpha=alpha, loose=loose, depth=0.8, tol=1e-8, debias=False, time_pca=True,
+                  return_residual=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stc_mne, res_mne = mne.inverse_sparse.mixed_norm(evoked_window, sample_forward, sample_cov,
+                                                         verbose=False, **kwargs)
+    stc, res = sparse_inverse(evoked_window, sample_forward, sample_cov, **kwargs)
+    assert type(stc) is type(stc_mne)
+    np.testing.assert_array_equal(_vertices(stc), _vertices(stc_mne))
+    scale = np.abs(stc_mne.data).max()
+    np.testing.assert_allclose(stc.data, stc_mne.data, atol=1e-4 * scale)
+    np.testing.assert_allclose(res.data, res_mne.data, atol=1e-4 * np.abs(res_mne.data).max())
+    assert res.ch_names == res_mne.ch_names
+
+
+def test_debias_is_the_exact_minimizer_of_mne_debias_problem():
+    from mne.inverse_sparse.mxne_debiasing import compute_bias
+
+    rng = np.random.default_rng(0)
+    gain = rng.standard_normal((40, 24))
+    coef = 0.3 * rng.standard_normal((24, 6))
+    data = 1.7 * gain @ coef + 0.1 * rng.standard_normal((40, 6))
+    for n_orient in (1, 3):
+        ours = _debias(gain, data, coef, n_orient)
+        scale = compute_bias(data, gain, coef, n_orient=n_orient, max_iter=100000, tol=1e-12)
+        np.testing.assert_allclose(ours, coef * scale[:, None], rtol=1e-6, atol=1e-9)
+
+
+def test_return_types_like_mne(evoked_window, sample_forward, sample_cov, sample_paths):
+    other = mne.read_evokeds(sample_paths["evoked"], condition="Right Auditory",
+                             verbose=False).crop(0.05, 0.15)
+    stcs = sparse_inverse([evoked_window, other], sample_forward, sample_cov, alpha=50)
+    assert isinstance(stcs, list) and len(stcs) == 2
+    np.testing.assert_array_equal(_vertices(stcs[0]), _vertices(stcs[1]))  # joint support
+    assert stcs[0].times[0] == pytest.approx(evoked_window.times[0])
+
+    vec = sparse_inverse(evoked_window, sample_forward, sample_cov, alpha=50, pick_ori="vector")
+    assert isinstance(vec, mne.VectorSourceEstimate)
+
+    dipoles = sparse_inverse(evoked_window, sample_forward, sample_cov, alpha=50,
+                             return_as_dipoles=True)
+    assert dipoles and all(isinstance(d, mne.Dipole) for d in dipoles)
+    assert len(dipoles) == vec.data.shape[0]
+    np.testing.assert_allclose(np.sort([d.amplitude.max() for d in dipoles]),
+                               np.sort(np.linalg.norm(vec.data, axis=1).max(axis=1)), rtol=1e-6)
+
+    result = sparse_inverse(evoked_window, sample_forward, sample_cov, alpha=50,
+                            penalty="mcp", return_result=True)
+    assert result.alpha_percent == pytest.approx(50)
+    assert result.solver_info["converged"]
+    assert result.n_active_sources == result.estimates[0].data.shape[0] >= 1
+
+
+def test_irmxne_support_is_within_mxne_support(evoked_window, sample_forward, sample_cov):
+    kwargs = dict(alpha=40, loose=1.0, tol=1e-6, debias=False)
+    stc_l21 = sparse_inverse(evoked_window, sample_forward, sample_cov, **kwargs)
+    stc_ir = sparse_inverse(evoked_window, sample_forward, sample_cov, n_mxne_iter=5, **kwargs)
+    assert 1 <= len(_vertices(stc_ir)) <= len(_vertices(stc_l21))
+    assert np.isin(_vertices(stc_ir), _vertices(stc_l21)).all()
+
+
+def test_estimator_params_and_fit(evoked_window, sample_forward, sample_cov):
+    est = SparseInverse(alpha=50, penalty="l21")
+    assert est.get_params()["alpha"] == 50
+    est.set_params(penalty="scad", penalty_params={"gamma": 3.7})
+    assert est.penalty == "scad"
+    with pytest.raises(InputError, match="Unknown parameter"):
+        est.set_params(lam=3)
+    est.fit(evoked_window, sample_forward, sample_cov)
+    assert isinstance(est.stc_, mne.SourceEstimate)
+    assert est.alpha_percent_ == pytest.approx(50)
+    assert "SparseInverse(" in repr(est)
+
+
+@pytest.mark.parametrize("alpha", [0, 100, 150, -3, "auto", None])
+def test_bad_alpha(evoked_window, sample_forward, sample_cov, alpha):
+    with pytest.raises(InputError, match="alpha"):
+        sparse_inverse(evoked_window, sample_forward, sample_cov, alpha=alpha)
+
+
+def test_bad_inputs(evoked_window, sample_forward, sample_cov):
+    with pytest.raises(InputError, match="mne.Evoked"):
+        sparse_inverse(evoked_window.data, sample_forward, sample_cov, alpha=30)
+    with pytest.raises(InputError, match="penalty"):
+        sparse_inverse(evoked_window, sample_forward, sample_cov, alpha=30, penalty="lasso2")
+    with pytest.raises(InputError, match="tol"):
+        sparse_inverse(evoked_window, sample_forward, sample_cov, alpha=30, tol=0)
+    with pytest.raises(InputError, match="same channels"):
+        sparse_inverse([evoked_window, evoked_window.copy().pick("eeg")], sample_forward,
+                       sample_cov, alpha=30)
