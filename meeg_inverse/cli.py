@@ -144,7 +144,71 @@ def build_parser():
     view.add_argument("--subjects-dir", help="FreeSurfer subjects folder (surfaces for --show)")
     view.add_argument("--quiet", "-q", action="store_true")
     view.add_argument("--verbose", "-v", action="store_true")
+    fetch = sub.add_parser(
+        "fetch", help="download a data set (MNE sample, somato, fsaverage, EEGLAB sample)",
+        description="Download a data set into the cache folder (default ~/mne_data, or "
+                    "$MEEG_INVERSE_DATA, or MNE's MNE_DATA), with checksums and resume.",
+        epilog="examples:\n  meeg-inverse fetch --list\n  meeg-inverse fetch sample\n"
+               "  meeg-inverse fetch eeglab --path ./data",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    fetch.add_argument("name", nargs="?", help="sample, somato, fsaverage or eeglab")
+    fetch.add_argument("--list", action="store_true", help="list the data sets")
+    fetch.add_argument("--path", help="cache folder")
+    fetch.add_argument("--base-url", help="mirror to download from")
+    fetch.add_argument("--force", action="store_true", help="download again")
+    fetch.add_argument("--json", action="store_true", help="print the result as JSON")
+    fetch.add_argument("--quiet", "-q", action="store_true")
+    fetch.add_argument("--verbose", "-v", action="store_true")
+
+    bench = sub.add_parser(
+        "benchmark", help="run the solver benchmark (ours vs MNE, skglm, celer, scikit-learn)",
+        description="Run scripts/benchmark_solvers.py of a source checkout; its options "
+                    "follow (e.g. --quick, --repeats N).",
+        epilog="example:\n  meeg-inverse benchmark --quick",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_argument("options", nargs=argparse.REMAINDER, help="options of the benchmark script")
+    bench.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
+    bench.add_argument("--quiet", "-q", action="store_true", help=argparse.SUPPRESS)
+    bench.add_argument("--verbose", "-v", action="store_true", help=argparse.SUPPRESS)
     return parser
+
+
+def _run_fetch(args):
+    import data_fetchers
+
+    if args.list or args.name is None:
+        datasets = data_fetchers.list_datasets()
+        if args.json:
+            print(json.dumps(datasets, indent=2, default=str))
+        else:
+            for name, meta in datasets.items():
+                print(f"{name:10s} {meta.get('size', '?'):>10s}  {meta.get('description', '')}")
+        return
+    if args.name not in data_fetchers.list_datasets():
+        raise InputError(f"Unknown data set {args.name!r}.",
+                         f"choose one of: {', '.join(data_fetchers.list_datasets())}.")
+    try:
+        path = data_fetchers.fetch_dataset(args.name, args.path, base_url=args.base_url,
+                                           force=args.force, progress=not args.quiet)
+    except data_fetchers.DatasetError as exc:
+        raise _DatasetFailure(str(exc)) from None
+    print(json.dumps({"name": args.name, "path": str(path)}) if args.json else str(path))
+
+
+class _DatasetFailure(RuntimeError):
+    """A download failed (network, checksum): exit status 1, message as is."""
+
+
+def _run_benchmark(args):
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_solvers.py"
+    if not script.exists():
+        raise InputError("The benchmark script is not installed with the package.",
+                         "run it from a source checkout: python scripts/benchmark_solvers.py.")
+    sys.argv = [str(script), *args.options]
+    runpy.run_path(str(script), run_name="__main__")
 
 
 def _run_view(args):
@@ -249,8 +313,9 @@ def main(argv=None):
                 warnings.simplefilter("ignore")
             if args.command == "localize":
                 result, paths = _run_localize(args, progress)
-            elif args.command == "view":
-                _run_view(args)
+            elif args.command in ("view", "fetch", "benchmark"):
+                {"view": _run_view, "fetch": _run_fetch, "benchmark": _run_benchmark}[
+                    args.command](args)
                 return EXIT_OK
             elif args.command == "demo":
                 from .demo import run_demo
@@ -265,6 +330,10 @@ def main(argv=None):
         progress.done()
         print(f"meeg-inverse: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except _DatasetFailure as exc:
+        progress.done()
+        print(f"meeg-inverse: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         progress.done()
         print("meeg-inverse: interrupted; no output was written.", file=sys.stderr)

@@ -159,3 +159,20 @@ def test_localize_builds_the_forward_from_the_subject_anatomy(sample_paths, tmp_
     assert summary["subject"] == "sample" and summary["n_active_sources"] >= 1
     # mindist=5 mm drops sources next to the inner skull: fewer than the 516 in the file.
     assert 0 < summary["n_sources"] < 516
+
+
+def test_fetch_lists_and_refuses_unknown_names(capsys):
+    assert main(["fetch", "--list"]) == 0
+    listed = capsys.readouterr().out
+    for name in ("sample", "somato", "fsaverage", "eeglab"):
+        assert name in listed
+    assert main(["fetch", "no-such-data"]) == 2
+    assert "Unknown data set" in capsys.readouterr().err
+
+
+def test_help_of_every_subcommand_has_examples(capsys):
+    for command in ("localize", "demo", "view", "fetch", "benchmark"):
+        with pytest.raises(SystemExit) as exc:
+            main([command, "--help"])
+        assert exc.value.code == 0
+        assert "example" in capsys.readouterr().out
