@@ -200,7 +200,8 @@ def make_epochs(raw, events, event_id, *, tmin=-0.2, tmax=0.5, baseline=(None, 0
     event_id = {name: code for name, code in event_id.items() if code in present}
     if not event_id:
         raise InputError("None of the requested conditions occurs in the events.",
-                         "list the conditions with `meeg-inverse localize --list-conditions`.")
+                         "check --condition and --events: the condition must be an event "
+                         "name or code present in the recording.")
     epochs = mne.Epochs(
         raw, events, event_id, tmin=tmin, tmax=tmax, baseline=baseline,
         reject=reject, preload=True, on_missing="ignore", verbose=verbose,
