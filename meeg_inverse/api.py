@@ -233,9 +233,11 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="sure", loose="auto", depth
     if alpha_mode == "sure":
         from .sure import select_alpha
 
+        # SURE's finite-difference dof needs solves far more accurate than MNE's
+        # default tol=1e-4: the two solves must differ by the data, not by noise.
         selection = select_alpha(problem.gain, data, penalty=penalty, n_orient=problem.n_orient,
-                                 penalty_params=penalty_params, tol=tol,
-                                 random_state=0 if seed is None else seed)
+                                 tol=min(tol, 1e-8), random_state=0 if seed is None else seed,
+                                 **(penalty_params or {}))
         alpha_abs = float(selection.alpha)
         sure_value = float(selection.sure)
         result = selection.solver_result

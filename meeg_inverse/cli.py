@@ -44,6 +44,16 @@ def _parse_reject(text):
     return reject
 
 
+def _parse_alpha(text):
+    if text == "sure":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither 'sure' nor a number (a fraction of lambda_max, e.g. 0.3)") from None
+
+
 def _parse_loose(text):
     return text if text == "auto" else float(text)
 
@@ -100,8 +110,13 @@ def build_parser():
     g.add_argument("--penalty", default="l21",
                    help="l21 (MxNE, default), weighted_l21, l1, mcp, scad, l05, l23, log, "
                         "irmxne (reweighted L2,1 as MNE's irMxNE)")
-    g.add_argument("--alpha", type=float, default=0.3,
-                   help="regularization as a fraction of lambda_max, in (0, 1) (default 0.3)")
+    g.add_argument("--alpha", type=_parse_alpha, default="sure",
+                   help="regularization: 'sure' (default) picks it automatically by SURE "
+                        "hypergradients; a number is a fraction of lambda_max in (0, 1)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="seed of SURE's random direction (default 0)")
+    g.add_argument("--sure-curve", action="store_true",
+                   help="also evaluate SURE on a 30-point grid for the curve figure")
     g.add_argument("--gamma", type=float,
                    help="penalty parameter: MCP/SCAD concavity, log-sum epsilon")
     g.add_argument("--loose", type=_parse_loose, default="auto",
@@ -124,7 +139,8 @@ def build_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--out", "-o", default="meeg_inverse_demo", help="output folder")
     demo.add_argument("--penalty", default="l21", help="penalty (default l21)")
-    demo.add_argument("--alpha", type=float, default=0.2, help="fraction of lambda_max (0.2)")
+    demo.add_argument("--alpha", type=_parse_alpha, default="sure",
+                      help="'sure' (default) or a fraction of lambda_max")
     demo.add_argument("--snr", type=float, default=10.0, help="peak signal-to-noise ratio (10)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (0)")
     demo.add_argument("--no-figures", action="store_true", help="skip the figures")
@@ -271,7 +287,8 @@ def _run_localize(args, progress):
         baseline=None if args.no_baseline else (None, 0), reject=_parse_reject(args.reject),
         tmin=args.tmin, tmax=args.tmax, alpha=args.alpha, penalty=args.penalty,
         penalty_params=penalty_params, loose=args.loose, depth=args.depth,
-        pick_ori=args.pick_ori, tol=args.tol, figures=not args.no_figures,
+        pick_ori=args.pick_ori, tol=args.tol, random_state=args.seed,
+        sure_curve=args.sure_curve, figures=not args.no_figures,
         progress=progress, verbose=args.verbose)
     return result, paths
 

@@ -9,6 +9,7 @@ known covariance is added; then the data go through the same
 error against the truth is reported.
 """
 
+import json
 from pathlib import Path
 
 import mne
@@ -16,6 +17,7 @@ import numpy as np
 
 from .forward import make_template_forward
 from .pipeline import ForwardSpec, Progress, check_output_dir, localize_file
+from .summary import write_json
 
 # Left hand motor cortex and right occipital (visual) cortex, MNI mm. Distinct
 # EEG topographies: two symmetric auditory dipoles, for example, look nearly
@@ -76,7 +78,7 @@ def simulate_evoked(*, snr=10.0, seed=0, sfreq=250.0, progress=None):
     return evoked, noise_cov, fwd, true_mni
 
 
-def run_demo(out_dir, *, penalty="l21", alpha=0.2, snr=10.0, seed=0, figures=True, progress=None):
+def run_demo(out_dir, *, penalty="l21", alpha="sure", snr=10.0, seed=0, figures=True, progress=None):
     """Simulate, localize through the file pipeline, and report the error.
 
     Returns
@@ -105,6 +107,10 @@ def run_demo(out_dir, *, penalty="l21", alpha=0.2, snr=10.0, seed=0, figures=Tru
                         float(np.min(np.linalg.norm(estimated - np.array(pos), axis=1))))
     result.extra["demo"] = {"true_sources_mni_mm": true_mni,
                             "localization_error_mm": errors, "snr": snr, "seed": seed}
+    # The summary was written before the errors were known: add them.
+    summary = json.loads(paths["summary"].read_text())
+    summary["demo"] = result.extra["demo"]
+    write_json(summary, paths["summary"])
     progress.info("localization error: " + ", ".join(
         f"{hemi} {err:.1f} mm" if err is not None else f"{hemi} not found"
         for hemi, err in errors.items()))

@@ -248,6 +248,7 @@ class Localization:
     subject: str | None = None
     subjects_dir: Path | None = None
     extra: dict = field(default_factory=dict)
+    selection: object = field(default=None, repr=False)
 
     @property
     def explained_variance(self):
@@ -280,26 +281,47 @@ class Localization:
 
 
 def solve_problem(problem, *, alpha=0.3, penalty="l21", tol=1e-6, max_iter=None,
-                  penalty_params=None, verbose=False):
-    """Solve the whitened problem at ``alpha`` (a fraction of lambda_max).
+                  penalty_params=None, random_state=0, sure_curve=False, verbose=False):
+    """Solve the whitened problem at ``alpha``: a fraction of lambda_max, or 'sure'.
+
+    With ``alpha='sure'`` lambda is chosen by minimizing SURE with
+    hypergradients (:func:`meeg_inverse.sure.select_alpha`).
 
     Returns
     -------
     coef : ndarray, shape (n_rows, n_times)
     alpha_abs : float
     solver_info : dict
+    selection : AlphaSelection | None
     """
     from .penalties import make_penalty
     from .solvers import solve
 
-    alpha_abs = problem.alpha_from_fraction(alpha)
-    try:
-        pen = make_penalty(penalty, alpha_abs, **(penalty_params or {}))
-    except ValueError as exc:
-        raise InputError(f"Bad penalty: {exc}", "see `meeg-inverse localize --help`.") from None
-    kwargs = {} if max_iter is None else {"max_iter": max_iter}
-    res = solve(problem.gain, problem.data, pen, n_orient=problem.n_orient, tol=tol,
-                verbose=verbose, **kwargs)
+    params = penalty_params or {}
+    selection = None
+    if isinstance(alpha, str):
+        if alpha != "sure":
+            raise InputError(f"alpha must be 'sure' or a fraction of lambda_max, got {alpha!r}.",
+                             "use --alpha sure or e.g. --alpha 0.3.")
+        from .sure import select_alpha
+
+        try:
+            selection = select_alpha(problem.gain, problem.data, penalty=penalty,
+                                     n_orient=problem.n_orient, tol=min(tol, 1e-8),
+                                     random_state=random_state, return_curve=sure_curve,
+                                     **params)
+        except ValueError as exc:
+            raise InputError(f"Bad penalty: {exc}", "see `meeg-inverse localize --help`.") from None
+        res, alpha_abs = selection.solver_result, float(selection.alpha)
+    else:
+        alpha_abs = problem.alpha_from_fraction(alpha)
+        try:
+            pen = make_penalty(penalty, alpha_abs, **params)
+        except ValueError as exc:
+            raise InputError(f"Bad penalty: {exc}", "see `meeg-inverse localize --help`.") from None
+        kwargs = {} if max_iter is None else {"max_iter": max_iter}
+        res = solve(problem.gain, problem.data, pen, n_orient=problem.n_orient, tol=tol,
+                    verbose=verbose, **kwargs)
     info = {
         "objective": float(res.objective),
         "dual_gap": None if res.dual_gap is None else float(res.dual_gap),
@@ -308,12 +330,13 @@ def solve_problem(problem, *, alpha=0.3, penalty="l21", tol=1e-6, max_iter=None,
         "converged": bool(res.converged),
         "tol": tol,
     }
-    return np.asarray(res.coef), alpha_abs, info
+    return np.asarray(res.coef), alpha_abs, info, selection
 
 
 def localize(evoked, forward, noise_cov, *, alpha=0.3, penalty="l21", loose="auto", depth=0.8,
              tmin=None, tmax=None, pick_ori=None, rank=None, tol=1e-6, penalty_params=None,
-             subject=None, subjects_dir=None, progress=None, verbose=False):
+             random_state=0, sure_curve=False, subject=None, subjects_dir=None, progress=None,
+             verbose=False):
     """Localize an evoked response with MNE objects in and out.
 
     Parameters
@@ -321,8 +344,9 @@ def localize(evoked, forward, noise_cov, *, alpha=0.3, penalty="l21", loose="aut
     evoked : mne.Evoked
     forward : mne.Forward
     noise_cov : mne.Covariance
-    alpha : float
-        Regularization as a fraction of lambda_max, in (0, 1).
+    alpha : 'sure' | float
+        Regularization: 'sure' chooses it by SURE hypergradients; a number is a
+        fraction of lambda_max, in (0, 1).
     penalty : str
         Penalty name (see :data:`meeg_inverse.penalties.PENALTIES`).
     loose, depth, rank
@@ -341,19 +365,35 @@ def localize(evoked, forward, noise_cov, *, alpha=0.3, penalty="l21", loose="aut
     progress.step("whitening and weighting the forward model")
     problem = InverseProblem.from_evoked(evoked, forward, noise_cov, loose=loose, depth=depth,
                                          rank=rank, tmin=tmin, tmax=tmax, verbose=verbose)
-    progress.step(f"solving ({penalty}, alpha = {alpha} x lambda_max, "
+    what = "lambda by SURE" if alpha == "sure" else f"alpha = {alpha} x lambda_max"
+    progress.step(f"solving ({penalty}, {what}, "
                   f"{problem.n_sources} sources x {problem.n_orient} orientations, "
                   f"{problem.data.shape[1]} time samples)")
-    coef, alpha_abs, solver_info = solve_problem(problem, alpha=alpha, penalty=penalty, tol=tol,
-                                                 penalty_params=penalty_params, verbose=verbose)
+    coef, alpha_abs, solver_info, selection = solve_problem(
+        problem, alpha=alpha, penalty=penalty, tol=tol, penalty_params=penalty_params,
+        random_state=random_state, sure_curve=sure_curve, verbose=verbose)
     progress.done()
     stc = problem.to_stc(coef, pick_ori=pick_ori)
     records = source_records(problem, coef, subject=subject, subjects_dir=subjects_dir)
     if not records:
-        warnings.warn(f"No active source at alpha = {alpha} x lambda_max.", stacklevel=2)
-    return Localization(stc=stc, problem=problem, coef=coef, alpha=alpha_abs, alpha_fraction=float(alpha),
-                        penalty=penalty, solver_info=solver_info, records=records,
-                        subject=subject, subjects_dir=subjects_dir)
+        warnings.warn(f"No active source at alpha = {alpha_abs / problem.alpha_max:.3g} x "
+                      "lambda_max.", stacklevel=2)
+    extra = {}
+    if selection is not None:
+        extra["alpha_selection"] = {
+            "method": selection.method, "sure": float(selection.sure),
+            "n_outer_iter": int(selection.n_outer_iter), "n_solves": int(selection.n_solves),
+            "dof": float(selection.dof), "time_s": float(selection.time),
+            "empty": bool(selection.empty), "random_state": random_state,
+            "path": {"alpha_fraction": [a / problem.alpha_max for a in selection.history["alphas"]],
+                     "sure": list(map(float, selection.history["sure"]))},
+        }
+        if selection.empty:
+            warnings.warn("SURE selected a lambda at which no source is active.", stacklevel=2)
+    return Localization(stc=stc, problem=problem, coef=coef, alpha=alpha_abs,
+                        alpha_fraction=alpha_abs / problem.alpha_max, penalty=penalty,
+                        solver_info=solver_info, records=records, subject=subject,
+                        subjects_dir=subjects_dir, extra=extra, selection=selection)
 
 
 def check_output_dir(out_dir):
@@ -390,9 +430,9 @@ def write_outputs(result, out_dir, *, basename="sources", figures=True, progress
     out_dir = check_output_dir(out_dir)
     if not result.records:
         raise InputError(
-            f"The estimate is empty: no source is active at alpha = {result.alpha_fraction} "
+            f"The estimate is empty: no source is active at alpha = {result.alpha_fraction:.3g} "
             "x lambda_max, so there is nothing to write.",
-            "lower --alpha (e.g. 0.2).")
+            "give a smaller --alpha explicitly (e.g. 0.2).")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -411,6 +451,11 @@ def write_outputs(result, out_dir, *, basename="sources", figures=True, progress
         if figures:
             progress.step("drawing figures")
             written.update(_draw_figures(result, staging))
+            if result.selection is not None:
+                from .sure import plot_sure_curve
+
+                plot_sure_curve(result.selection, staging / "sure_curve.png")
+                written["sure_curve"] = "sure_curve.png"
         summary["files"] = written
         write_json(summary, staging / "summary.json")
         written["summary"] = "summary.json"
@@ -445,7 +490,8 @@ def localize_file(recording, out_dir, *, forward_spec=None, noise_cov=None, empt
                   condition=None, events=None, epoch_tmin=-0.2, epoch_tmax=0.5,
                   baseline=(None, 0), reject=None, tmin=None, tmax=None, alpha=0.3,
                   penalty="l21", penalty_params=None, loose="auto", depth=0.8, pick_ori=None,
-                  tol=1e-6, figures=True, progress=None, verbose=False):
+                  tol=1e-6, random_state=0, sure_curve=False, figures=True, progress=None,
+                  verbose=False):
     """Run the whole pipeline on a file and write its outputs (what the CLI runs).
 
     Returns
@@ -470,8 +516,9 @@ def localize_file(recording, out_dir, *, forward_spec=None, noise_cov=None, empt
     progress.done()
     result = localize(loaded.evoked, fwd, cov, alpha=alpha, penalty=penalty, loose=loose,
                       depth=depth, tmin=tmin, tmax=tmax, pick_ori=pick_ori, tol=tol,
-                      penalty_params=penalty_params, subject=subject,
-                      subjects_dir=subjects_dir, progress=progress, verbose=verbose)
+                      penalty_params=penalty_params, random_state=random_state,
+                      sure_curve=sure_curve, subject=subject, subjects_dir=subjects_dir,
+                      progress=progress, verbose=verbose)
     result.extra["recording"] = str(recording)
     result.extra["conditions_available"] = loaded.conditions
     progress.info(f"{len(result.records)} active source(s), explained variance "
