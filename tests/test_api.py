@@ -113,3 +113,42 @@ def test_bad_inputs(evoked_window, sample_forward, sample_cov):
     with pytest.raises(InputError, match="same channels"):
         sparse_inverse([evoked_window, evoked_window.copy().pick("eeg")], sample_forward,
                        sample_cov, alpha=30)
+
+
+def test_weights_and_weights_min_like_mne(evoked_window, sample_forward, sample_cov):
+    # MNE's example weights the sources with a dSPM estimate and drops weak ones.
+    inverse = mne.minimum_norm.make_inverse_operator(evoked_window.info, sample_forward,
+                                                     sample_cov, loose=1.0, depth=0.8,
+                                                     verbose=False)
+    stc_dspm = mne.minimum_norm.apply_inverse(evoked_window, inverse, lambda2=1.0 / 9,
+                                              method="dSPM", verbose=False)
+    kwargs = dict(alpha=40, loose=1.0, depth=0.8, tol=1e-8, debias=False, weights=stc_dspm,
+                  weights_min=0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stc_mne = mne.inverse_sparse.mixed_norm(evoked_window, sample_forward, sample_cov,
+                                                verbose=False, **kwargs)
+    stc = sparse_inverse(evoked_window, sample_forward, sample_cov, **kwargs)
+    np.testing.assert_array_equal(_vertices(stc), _vertices(stc_mne))
+    np.testing.assert_allclose(stc.data, stc_mne.data, atol=1e-4 * np.abs(stc_mne.data).max())
+
+
+def test_epochs_and_raw_entry_points(sample_paths, sample_forward, sample_cov):
+    from meeg_inverse import localize_epochs, localize_raw
+
+    raw = mne.io.read_raw_fif(sample_paths["raw"], verbose=False).load_data()
+    raw.pick(["meg", "eeg", "stim"]).filter(1.0, 40.0, verbose=False)
+    stc = localize_raw(raw, sample_forward, sample_cov, raw.times[0] + 0.2,
+                       raw.times[0] + 0.4, alpha=50, loose=1.0)
+    assert isinstance(stc, mne.SourceEstimate) and stc.data.shape[0] >= 1
+    assert stc.tmin == pytest.approx(raw.times[0] + 0.2, abs=1e-2)
+    with pytest.raises(InputError, match="window"):
+        localize_raw(raw, sample_forward, sample_cov, 5.0, 2.0, alpha=50)
+
+    events = mne.make_fixed_length_events(raw, duration=0.3)
+    epochs = mne.Epochs(raw, events, tmin=-0.1, tmax=0.2, baseline=(None, 0), preload=True,
+                        verbose=False)
+    stc = localize_epochs(epochs, sample_forward, sample_cov, alpha=50, loose=1.0)
+    assert isinstance(stc, mne.SourceEstimate) and stc.data.shape[0] >= 1
+    with pytest.raises(InputError, match="mne.Epochs"):
+        localize_epochs(raw, sample_forward, sample_cov)

@@ -176,3 +176,31 @@ def test_help_of_every_subcommand_has_examples(capsys):
             main([command, "--help"])
         assert exc.value.code == 0
         assert "example" in capsys.readouterr().out
+
+
+def test_localize_picks_alpha_by_sure_and_draws_everything(sample_paths, sample_fwd_file,
+                                                            tmp_path):
+    out = tmp_path / "sure"
+    args = _localize_args(sample_paths, sample_fwd_file, out)
+    args[args.index("--tmin") + 1], args[args.index("--tmax") + 1] = "0.08", "0.12"
+    assert main(args) == 0  # default --alpha sure, figures on
+    summary = json.loads((out / "summary.json").read_text())
+    selection = summary["alpha_selection"]
+    assert selection["method"] == "sure-hypergradient" and not selection["empty"]
+    assert selection["n_outer_iter"] >= 1
+    assert 0 < summary["alpha_fraction_of_max"] < 1
+    assert selection["sure"] == pytest.approx(min(selection["path"]["sure"]))
+    for name in ("source_map.png", "time_courses.png", "fit_residual.png", "viewer.html",
+                 "index.html", "sure_curve.png"):
+        assert (out / name).stat().st_size > 1000, name
+
+
+def test_unwritable_output_folder_is_refused_before_any_work(sample_paths, sample_fwd_file,
+                                                             tmp_path, monkeypatch, capsys):
+    import os
+
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(tmp_path)
+                        else real_access(path, mode))
+    assert main(_localize_args(sample_paths, sample_fwd_file, tmp_path / "out")) == 2
+    assert "cannot be written" in capsys.readouterr().err
