@@ -16,7 +16,7 @@ import mne
 import numpy as np
 
 from .errors import InputError
-from .io import _existing_dir, _existing_file, _read_failed
+from .io import _existing_dir, read_checked
 
 TEMPLATE_SUBJECT = "fsaverage"
 _MNE_FSAVERAGE = Path(mne.__file__).parent / "data" / "fsaverage"
@@ -33,12 +33,9 @@ def default_cache_dir():
 
 def read_forward(fname, *, verbose=False):
     """Read a forward solution (``-fwd.fif``), with a clear error."""
-    path = _existing_file(fname, "forward solution")
-    try:
-        return mne.read_forward_solution(path, verbose=verbose)
-    except Exception as exc:
-        raise _read_failed(path, "forward solution", exc,
-                           "give a -fwd.fif file written by mne.write_forward_solution.") from None
+    return read_checked(mne.read_forward_solution, fname, "forward solution",
+                        "give a -fwd.fif file written by mne.write_forward_solution.",
+                        verbose=verbose)
 
 
 def make_subject_forward(info, *, subject, subjects_dir, trans, bem=None, spacing="oct6",
@@ -97,7 +94,9 @@ def make_subject_forward(info, *, subject, subjects_dir, trans, bem=None, spacin
             src = mne.setup_source_space(subject, spacing=spacing, subjects_dir=subjects_dir,
                                          add_dist=False, verbose=verbose)
     elif not isinstance(src, mne.SourceSpaces):
-        src = mne.read_source_spaces(_existing_file(src, "source space"), verbose=verbose)
+        src = read_checked(mne.read_source_spaces, src, "source space",
+                           "give a -src.fif file written by mne.write_source_spaces.",
+                           verbose=verbose)
     return mne.make_forward_solution(info, trans, src, bem, meg=_has_meg(info),
                                      eeg=_has_eeg(info), mindist=mindist, n_jobs=n_jobs,
                                      verbose=verbose)
@@ -176,12 +175,8 @@ def ensure_sensor_positions(info, montage=None, match_by="name"):
     if montage is None:
         montage = "standard_1005"
     if isinstance(montage, (str, os.PathLike)) and Path(str(montage)).suffix:
-        path = _existing_file(montage, "montage file")
-        try:
-            montage = mne.channels.read_custom_montage(path)
-        except Exception as exc:
-            raise _read_failed(path, "montage file", exc,
-                               "give a montage file MNE reads (.locs, .elc, .sfp, .bvef, ...).") from None
+        montage = read_checked(mne.channels.read_custom_montage, montage, "montage file",
+                               "give a montage file MNE reads (.locs, .elc, .sfp, .bvef, ...).")
     elif isinstance(montage, str):
         try:
             montage = mne.channels.make_standard_montage(montage)

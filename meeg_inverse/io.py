@@ -153,13 +153,10 @@ def find_events(raw, *, stim_channel=None, verbose=False):
 
 def read_events_file(fname, *, verbose=False):
     """Read an MNE events file (``-eve.fif`` or text), with clear errors."""
-    path = _existing_file(fname, "events file")
-    try:
-        events = mne.read_events(path, verbose=verbose)
-    except Exception as exc:
-        raise _read_failed(path, "events file", exc, "give an MNE -eve.fif or .eve text file.") from None
+    events = read_checked(mne.read_events, fname, "events file",
+                          "give an MNE -eve.fif or .eve text file.", verbose=verbose)
     if len(events) == 0:
-        raise InputError(f"The events file {str(path)!r} holds no events.", "check the file.")
+        raise InputError(f"The events file {str(fname)!r} holds no events.", "check the file.")
     return events, {str(code): int(code) for code in np.unique(events[:, 2])}
 
 
@@ -258,21 +255,36 @@ def set_average_reference(inst):
         return inst
     has_avg = any("average" in p["desc"].lower() and "eeg" in p["desc"].lower()
                   for p in inst.info["projs"])
-    if not has_avg and not inst.info["custom_ref_applied"]:
-        inst.set_eeg_reference("average", projection=True, verbose=False)
-    elif inst.info["custom_ref_applied"] and not has_avg:
+    if not has_avg:
         inst.set_eeg_reference("average", projection=True, verbose=False)
     return inst
 
 
+def read_checked(reader, fname, what, hint, **kwargs):
+    """Read ``fname`` with an MNE reader; any failure becomes one clear :class:`InputError`.
+
+    Parameters
+    ----------
+    reader : callable
+        E.g. :func:`mne.read_cov`; called as ``reader(path, **kwargs)``.
+    fname : path-like
+        The file.
+    what : str
+        What the file is, for the message ("noise covariance").
+    hint : str
+        The fix to suggest when the file can't be read.
+    """
+    path = _existing_file(fname, what)
+    try:
+        return reader(path, **kwargs)
+    except Exception as exc:  # MNE raises many types for unreadable files
+        raise _read_failed(path, what, exc, hint) from None
+
+
 def read_noise_cov(fname, *, verbose=False):
     """Read a noise covariance file (``-cov.fif``), with a clear error."""
-    path = _existing_file(fname, "noise covariance")
-    try:
-        return mne.read_cov(path, verbose=verbose)
-    except Exception as exc:
-        raise _read_failed(path, "noise covariance", exc,
-                           "give a -cov.fif file written by mne.write_cov.") from None
+    return read_checked(mne.read_cov, fname, "noise covariance",
+                        "give a -cov.fif file written by mne.write_cov.", verbose=verbose)
 
 
 def noise_cov_from_baseline(epochs, *, tmax=0.0, method="shrunk", verbose=False):
