@@ -281,7 +281,8 @@ class Localization:
 
 
 def solve_problem(problem, *, alpha=0.3, penalty="l21", tol=1e-6, max_iter=None,
-                  penalty_params=None, random_state=0, sure_curve=False, verbose=False):
+                  penalty_params=None, random_state=0, sure_curve=False, progress=None,
+                  verbose=False):
     """Solve the whitened problem at ``alpha``: a fraction of lambda_max, or 'sure'.
 
     With ``alpha='sure'`` lambda is chosen by minimizing SURE with
@@ -303,15 +304,27 @@ def solve_problem(problem, *, alpha=0.3, penalty="l21", tol=1e-6, max_iter=None,
         if alpha != "sure":
             raise InputError(f"alpha must be 'sure' or a fraction of lambda_max, got {alpha!r}.",
                              "use --alpha sure or e.g. --alpha 0.3.")
+        from tqdm.auto import tqdm
+
         from .sure import select_alpha
+
+        progress = progress or Progress(enabled=False)
+        bar = tqdm(desc="[meeg-inverse] SURE outer loop", unit=" solve pair",
+                   file=progress.stream, disable=not progress.enabled, leave=False)
+
+        def show(n_evaluations, fraction, sure_value):
+            bar.update(1)
+            bar.set_postfix_str(f"lambda = {fraction:.3f} x lambda_max, SURE = {sure_value:.5g}")
 
         try:
             selection = select_alpha(problem.gain, problem.data, penalty=penalty,
                                      n_orient=problem.n_orient, tol=min(tol, 1e-8),
                                      random_state=random_state, return_curve=sure_curve,
-                                     **params)
+                                     callback=show, **params)
         except ValueError as exc:
             raise InputError(f"Bad penalty: {exc}", "see `meeg-inverse localize --help`.") from None
+        finally:
+            bar.close()
         res, alpha_abs = selection.solver_result, float(selection.alpha)
     else:
         alpha_abs = problem.alpha_from_fraction(alpha)
@@ -365,14 +378,21 @@ def localize(evoked, forward, noise_cov, *, alpha=0.3, penalty="l21", loose="aut
     progress.step("whitening and weighting the forward model")
     problem = InverseProblem.from_evoked(evoked, forward, noise_cov, loose=loose, depth=depth,
                                          rank=rank, tmin=tmin, tmax=tmax, verbose=verbose)
-    what = "lambda by SURE" if alpha == "sure" else f"alpha = {alpha} x lambda_max"
-    progress.step(f"solving ({penalty}, {what}, "
-                  f"{problem.n_sources} sources x {problem.n_orient} orientations, "
-                  f"{problem.data.shape[1]} time samples)")
+    if alpha != "sure":
+        progress.step(f"solving ({penalty}, alpha = {alpha} x lambda_max, "
+                      f"{problem.n_sources} sources x {problem.n_orient} orientations, "
+                      f"{problem.data.shape[1]} time samples)")
+    if alpha == "sure":
+        progress.info(f"choosing lambda by SURE ({penalty}, {problem.n_sources} sources x "
+                      f"{problem.n_orient} orientations, {problem.data.shape[1]} time samples)")
     coef, alpha_abs, solver_info, selection = solve_problem(
         problem, alpha=alpha, penalty=penalty, tol=tol, penalty_params=penalty_params,
-        random_state=random_state, sure_curve=sure_curve, verbose=verbose)
+        random_state=random_state, sure_curve=sure_curve, progress=progress, verbose=verbose)
     progress.done()
+    if selection is not None:
+        progress.info(f"SURE chose lambda = {selection.alpha_fraction:.3f} x lambda_max "
+                      f"(SURE {selection.sure:.5g}, {selection.n_solves} solves, "
+                      f"{selection.time:.1f} s)")
     stc = problem.to_stc(coef, pick_ori=pick_ori)
     records = source_records(problem, coef, subject=subject, subjects_dir=subjects_dir)
     if not records:

@@ -434,7 +434,7 @@ def select_alpha(gain, data, penalty="l21", n_orient=1, method="sure-hypergradie
                  optimizer="gd", max_outer_iter=30, rtol=1e-3, max_log_step=1.0,
                  bounds_fraction=(0.05, 0.95), grid=None, n_grid=30,
                  grid_range=(0.05, 0.95), return_curve=False, epochs=None,
-                 solver_kw=None, verbose=False, **penalty_params):
+                 solver_kw=None, verbose=False, callback=None, **penalty_params):
     """Select the regularisation λ automatically.
 
     Parameters
@@ -479,6 +479,9 @@ def select_alpha(gain, data, penalty="l21", n_orient=1, method="sure-hypergradie
     **penalty_params
         gamma, eps, weights.
 
+    callback : callable | None
+        Called after each SURE evaluation of the hypergradient search as
+        ``callback(n_evaluations, alpha_fraction, sure)`` (progress display).
     Returns
     -------
     selection : AlphaSelection
@@ -539,6 +542,8 @@ def select_alpha(gain, data, penalty="l21", n_orient=1, method="sure-hypergradie
                 history["alphas"].append(float(np.exp(x)))
                 history["sure"].append(f)
                 history["grads"].append(g)
+                if callback is not None:
+                    callback(len(history["alphas"]), float(np.exp(x) / a_max), float(f))
                 if verbose:
                     print(f"[sure] alpha {np.exp(x) / a_max:.4f} λmax  SURE {f:.6g}  "
                           f"dSURE/dlogλ {g:.4g}  support {crit.last['result'].n_active_sources}")
