@@ -84,8 +84,10 @@ def _concatenate(evokeds):
     if len(evokeds) == 1:
         return evokeds[0]
     data = np.concatenate([e.data for e in evokeds], axis=1)
+    # The noisiest evoked (fewest trials) sets the noise level SURE assumes.
     return mne.EvokedArray(data, evokeds[0].info, tmin=evokeds[0].times[0],
-                           nave=evokeds[0].nave, comment=evokeds[0].comment, verbose=False)
+                           nave=min(e.nave for e in evokeds), comment=evokeds[0].comment,
+                           verbose=False)
 
 
 def _debias(gain_active, data, coef_active, n_orient):
@@ -197,7 +199,7 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="sure", loose="auto", depth
         :class:`SparseInverseResult`.
     """
     from .penalties import make_penalty
-    from .solvers import solve
+    from .solvers import solve_from_convex
     from .solvers import time_pca as reduce_time
 
     evokeds, is_list = _as_evoked_list(evoked)
@@ -237,6 +239,7 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="sure", loose="auto", depth
         # default tol=1e-4: the two solves must differ by the data, not by noise.
         selection = select_alpha(problem.gain, data, penalty=penalty, n_orient=problem.n_orient,
                                  tol=min(tol, 1e-8), random_state=0 if seed is None else seed,
+                                 sigma=problem.noise_std,
                                  **(penalty_params or {}))
         alpha_abs = float(selection.alpha)
         sure_value = float(selection.sure)
@@ -247,8 +250,8 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="sure", loose="auto", depth
             pen = make_penalty(penalty, alpha_abs, **(penalty_params or {}))
         except ValueError as exc:
             raise InputError(f"Bad penalty: {exc}", "see the documentation of `penalty`.") from None
-        result = solve(problem.gain, data, pen, n_orient=problem.n_orient, tol=tol,
-                       max_iter=int(maxit), p0=int(active_set_size))
+        result = solve_from_convex(problem.gain, data, pen, n_orient=problem.n_orient, tol=tol,
+                                   max_iter=int(maxit), p0=int(active_set_size))
     active_set = np.asarray(result.active_set, bool)
     coef_active = np.asarray(result.coef)[active_set]
     if debias and active_set.any():

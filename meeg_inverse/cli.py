@@ -87,7 +87,7 @@ def build_parser():
     g.add_argument("--events", help="events file (-eve.fif) for a raw recording")
     g.add_argument("--epoch-tmin", type=float, default=-0.2, help="epoch start, s (default -0.2)")
     g.add_argument("--epoch-tmax", type=float, default=0.5, help="epoch end, s (default 0.5)")
-    g.add_argument("--no-baseline", action="store_true", help="no baseline correction of epochs")
+    g.add_argument("--no-baseline", action="store_true", help="no baseline correction of the epochs (nor of an evoked file saved without one)")
     g.add_argument("--reject", help="peak-to-peak rejection, e.g. eeg=150e-6,grad=4000e-13")
     g.add_argument("--tmin", type=float, help="start of the time window to localize, s")
     g.add_argument("--tmax", type=float, help="end of the time window to localize, s")

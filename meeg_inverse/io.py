@@ -245,6 +245,30 @@ def pick_condition(evokeds, condition=None):
     )
 
 
+def baseline_evoked(evoked, baseline=(None, 0), *, verbose=False):
+    """Baseline-correct an evoked response that was saved without it (in place).
+
+    Averages written without baseline correction keep each channel's DC offset,
+    which after whitening is typically tens of times the noise level and would
+    be explained by (wrong) sources. Evokeds that were already corrected, or
+    that have no pre-stimulus samples in ``baseline``, are left as they are.
+
+    Returns
+    -------
+    corrected : bool
+        Whether a baseline correction was applied.
+    """
+    if baseline is None or evoked.baseline is not None:
+        return False
+    start = evoked.times[0] if baseline[0] is None else baseline[0]
+    stop = 0.0 if baseline[1] is None else baseline[1]
+    n_pre = int(np.sum((evoked.times >= start) & (evoked.times <= stop)))
+    if evoked.times[0] >= 0 or n_pre < 2:
+        return False
+    evoked.apply_baseline(baseline, verbose=verbose)
+    return True
+
+
 def set_average_reference(inst):
     """Add an average-reference projector for EEG when none is there.
 

@@ -67,6 +67,7 @@ class LoadedData:
     conditions: list
     epochs: mne.Epochs | None = None
     raw: mne.io.BaseRaw | None = None
+    baseline_applied: bool = False
 
 
 def load_data(recording, *, condition=None, events=None, stim_channel=None,
@@ -76,7 +77,10 @@ def load_data(recording, *, condition=None, events=None, stim_channel=None,
 
     Raw recordings are cut into epochs around their events (stim channel,
     annotations or an events file) and averaged per condition; epochs files are
-    averaged; evoked files are read as they are.
+    averaged; evoked files are read as they are, baseline-corrected with
+    ``baseline`` when they were saved without it (the pre-stimulus offsets of
+    uncorrected averages are many times the noise level and would be
+    localized as sources).
 
     Returns
     -------
@@ -123,6 +127,7 @@ def load_data(recording, *, condition=None, events=None, stim_channel=None,
         raise InputError(f"Cannot localize a {type(inst).__name__}.",
                          "give a Raw, Epochs or Evoked (or a file holding one).")
     evoked = mio.pick_condition(evokeds, condition).copy()
+    baseline_applied = epochs is None and mio.baseline_evoked(evoked, baseline, verbose=verbose)
     if montage is not None and epochs is None:
         from .forward import ensure_sensor_positions
 
@@ -130,7 +135,8 @@ def load_data(recording, *, condition=None, events=None, stim_channel=None,
     mio.set_average_reference(evoked)
     if epochs is not None:
         mio.set_average_reference(epochs)
-    return LoadedData(evoked=evoked, conditions=list(evokeds), epochs=epochs, raw=raw)
+    return LoadedData(evoked=evoked, conditions=list(evokeds), epochs=epochs, raw=raw,
+                      baseline_applied=baseline_applied)
 
 
 def _eeg_without_positions(info):
@@ -296,7 +302,7 @@ def solve_problem(problem, *, alpha=0.3, penalty="l21", tol=1e-6, max_iter=None,
     selection : AlphaSelection | None
     """
     from .penalties import make_penalty
-    from .solvers import solve
+    from .solvers import solve_from_convex
 
     params = penalty_params or {}
     selection = None
@@ -320,6 +326,7 @@ def solve_problem(problem, *, alpha=0.3, penalty="l21", tol=1e-6, max_iter=None,
             selection = select_alpha(problem.gain, problem.data, penalty=penalty,
                                      n_orient=problem.n_orient, tol=min(tol, 1e-8),
                                      random_state=random_state, return_curve=sure_curve,
+                                     sigma=problem.noise_std,
                                      callback=show, **params)
         except ValueError as exc:
             raise InputError(f"Bad penalty: {exc}", "see `meeg-inverse localize --help`.") from None
@@ -333,8 +340,8 @@ def solve_problem(problem, *, alpha=0.3, penalty="l21", tol=1e-6, max_iter=None,
         except ValueError as exc:
             raise InputError(f"Bad penalty: {exc}", "see `meeg-inverse localize --help`.") from None
         kwargs = {} if max_iter is None else {"max_iter": max_iter}
-        res = solve(problem.gain, problem.data, pen, n_orient=problem.n_orient, tol=tol,
-                    verbose=verbose, **kwargs)
+        res = solve_from_convex(problem.gain, problem.data, pen, n_orient=problem.n_orient,
+                                tol=tol, verbose=verbose, **kwargs)
     info = {
         "objective": float(res.objective),
         "dual_gap": None if res.dual_gap is None else float(res.dual_gap),
@@ -527,6 +534,9 @@ def localize_file(recording, out_dir, *, forward_spec=None, noise_cov=None, empt
                        epoch_tmax=epoch_tmax, baseline=baseline, reject=reject,
                        montage=forward_spec.montage, montage_match=forward_spec.montage_match,
                        verbose=verbose)
+    if loaded.baseline_applied:
+        progress.info(f"the evoked response was saved without baseline correction: "
+                      f"applied baseline {baseline}")
     progress.step("getting the noise covariance")
     cov = load_noise_cov(noise_cov, loaded, empty_room=empty_room, verbose=verbose)
     what = ("reading the forward solution" if forward_spec.forward is not None else
@@ -541,6 +551,7 @@ def localize_file(recording, out_dir, *, forward_spec=None, noise_cov=None, empt
                       progress=progress, verbose=verbose)
     result.extra["recording"] = str(recording)
     result.extra["conditions_available"] = loaded.conditions
+    result.extra["baseline_applied"] = list(baseline) if loaded.baseline_applied else None
     progress.info(f"{len(result.records)} active source(s), explained variance "
                   f"{100 * result.explained_variance:.1f} %")
     paths = write_outputs(result, out_dir, figures=figures, progress=progress)

@@ -103,6 +103,38 @@ def _check_noise_cov(noise_cov, ch_names):
             "(e.g. method='shrunk').")
 
 
+def _warn_if_not_baseline_corrected(evoked, noise_cov):
+    """Warn when the pre-stimulus offsets of an evoked dwarf its noise.
+
+    An average saved without baseline correction keeps each channel's DC
+    offset; whitened, it is often tens of times the noise level, and a sparse
+    inverse explains it with strong, wrong sources (the same ones whatever the
+    condition).
+    """
+    pre = evoked.times < 0
+    if evoked.baseline is not None or pre.sum() < 10:
+        return
+    picks = [k for k, c in enumerate(evoked.ch_names)
+             if c in noise_cov["names"] and c not in evoked.info["bads"]
+             and c not in noise_cov["bads"] and evoked.get_channel_types([c])[0] in
+             ("eeg", "mag", "grad")]
+    if not picks:
+        return
+    idx = [noise_cov["names"].index(evoked.ch_names[k]) for k in picks]
+    var = noise_cov["data"][idx] if noise_cov["diag"] else np.diag(noise_cov["data"])[idx]
+    if not np.all(var > 0):
+        return
+    base = evoked.data[picks][:, pre] / np.sqrt(var)[:, None]
+    offset = np.mean(base.mean(axis=1) ** 2)
+    spread = np.mean(base.var(axis=1))
+    if offset > 4.0 * max(spread, 1.0 / max(evoked.nave, 1)):
+        warnings.warn(
+            f"The evoked response is not baseline-corrected: its pre-stimulus offsets are "
+            f"{np.sqrt(offset / max(spread, 1e-300)):.0f} times the pre-stimulus fluctuations "
+            "and would be localized as sources. Apply evoked.apply_baseline((None, 0)) first.",
+            RuntimeWarning, stacklevel=3)
+
+
 @dataclass
 class InverseProblem:
     """The whitened, depth-weighted multitask regression problem.
@@ -125,6 +157,12 @@ class InverseProblem:
     alpha_max : float
         Smallest lambda for which the L2,1 solution is zero,
         ``max_k ||gain_k^T data||_F``.
+    nave : int
+        Number of averaged trials: the noise covariance describes one trial, so
+        the whitened noise of the data has standard deviation
+        :attr:`noise_std` ``= 1 / sqrt(nave)`` (MNE's ``apply_inverse``
+        scales the covariance the same way; ``mixed_norm`` does not, and its
+        SURE then assumes a noise level ``sqrt(nave)`` times too large).
     """
 
     gain: np.ndarray
@@ -142,6 +180,7 @@ class InverseProblem:
     alpha_max: float
     source_mask: np.ndarray | None = None
     evoked: mne.Evoked | None = field(default=None, repr=False)
+    nave: int = 1
 
     @classmethod
     def from_evoked(cls, evoked, forward, noise_cov, *, loose="auto", depth=0.8, rank=None,
@@ -185,6 +224,7 @@ class InverseProblem:
         if not isinstance(noise_cov, mne.Covariance):
             raise InputError(f"noise_cov must be an mne.Covariance, got {type(noise_cov).__name__}.",
                              "read one with mne.read_cov or estimate it with mne.compute_covariance.")
+        _warn_if_not_baseline_corrected(evoked, noise_cov)
         if tmin is not None or tmax is not None:
             lo = evoked.times[0] if tmin is None else tmin
             hi = evoked.times[-1] if tmax is None else tmax
@@ -281,7 +321,8 @@ class InverseProblem:
         return cls(gain=gain, data=data, n_orient=n_orient, source_weighting=source_weighting,
                    whitener=whitener, forward=forward, info=info_picked, ch_names=ch_names,
                    times=evoked.times.copy(), loose=loose, depth=depth, rank=rank_value,
-                   alpha_max=alpha_max, source_mask=source_mask, evoked=evoked)
+                   alpha_max=alpha_max, source_mask=source_mask, evoked=evoked,
+                   nave=max(int(evoked.nave), 1))
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -297,6 +338,11 @@ class InverseProblem:
     @property
     def sfreq(self):
         return self.info["sfreq"]
+
+    @property
+    def noise_std(self):
+        """Standard deviation of the whitened noise of :attr:`data`: ``1 / sqrt(nave)``."""
+        return 1.0 / np.sqrt(self.nave)
 
     # ------------------------------------------------------------- penalties
     def alpha_from_fraction(self, fraction):

@@ -57,10 +57,15 @@ def sample_paths(sample_dir):
 
 @pytest.fixture(scope="session")
 def sample_evoked(sample_paths):
-    """The real 'Left Auditory' evoked response (MEG + EEG)."""
+    """The real 'Left Auditory' evoked response (MEG + EEG), baseline-corrected.
+
+    The file's averages were saved without baseline correction (see
+    ``test_uncorrected_evoked_is_flagged``).
+    """
     import mne
 
-    return mne.read_evokeds(sample_paths["evoked"], condition="Left Auditory", verbose=False)
+    return mne.read_evokeds(sample_paths["evoked"], condition="Left Auditory",
+                            baseline=(None, 0), verbose=False)
 
 
 @pytest.fixture(scope="session")

@@ -53,7 +53,7 @@ def test_debias_is_the_exact_minimizer_of_mne_debias_problem():
 
 def test_return_types_like_mne(evoked_window, sample_forward, sample_cov, sample_paths):
     other = mne.read_evokeds(sample_paths["evoked"], condition="Right Auditory",
-                             verbose=False).crop(0.05, 0.15)
+                             baseline=(None, 0), verbose=False).crop(0.05, 0.15)
     stcs = sparse_inverse([evoked_window, other], sample_forward, sample_cov, alpha=50)
     assert isinstance(stcs, list) and len(stcs) == 2
     np.testing.assert_array_equal(_vertices(stcs[0]), _vertices(stcs[1]))  # joint support

@@ -36,6 +36,8 @@ def test_localize_left_auditory_writes_outputs_mne_reads(sample_paths, sample_fw
     assert summary["solver"]["converged"]
     assert summary["condition"] == "Left Auditory"
     assert 0.0 < summary["explained_variance"] < 1.0
+    # The file's averages carry no baseline correction: localize applies one.
+    assert summary["baseline_applied"] == [None, 0]
 
     stc = mne.read_source_estimate(out / "sources", subject="sample")
     stc_h5 = mne.read_source_estimate(out / "sources-stc.h5")

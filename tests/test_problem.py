@@ -1,5 +1,7 @@
 """The whitened problem agrees with MNE's mixed_norm preparation on real data."""
 
+import warnings
+
 import mne
 import numpy as np
 import pytest
@@ -107,3 +109,31 @@ def test_bad_inputs_get_clear_errors(sample_evoked, sample_forward, sample_cov):
         no_ref.info["projs"] = []
     with pytest.raises(InputError, match="average-reference"):
         InverseProblem.from_evoked(no_ref, sample_forward, sample_cov)
+
+
+def test_uncorrected_evoked_is_flagged(sample_paths, sample_forward, sample_cov):
+    # The shared averages were saved without baseline correction: whitened, their
+    # pre-stimulus offsets are ~6x the noise and every method then "localizes" them.
+    raw_evoked = mne.read_evokeds(sample_paths["evoked"], condition="Left Auditory",
+                                  verbose=False)
+    assert raw_evoked.baseline is None
+    with pytest.warns(RuntimeWarning, match="not baseline-corrected.*apply_baseline"):
+        InverseProblem.from_evoked(raw_evoked, sample_forward, sample_cov)
+    corrected = raw_evoked.copy().apply_baseline((None, 0), verbose=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        try:
+            InverseProblem.from_evoked(corrected, sample_forward, sample_cov)
+        except RuntimeWarning as w:
+            assert "baseline" not in str(w), w
+
+
+def test_noise_level_follows_the_number_of_averaged_trials(sample_evoked, sample_forward,
+                                                           sample_cov):
+    # The covariance describes one trial: the whitened baseline of an average of
+    # nave trials has variance 1/nave, which is what SURE is told.
+    problem = InverseProblem.from_evoked(sample_evoked, sample_forward, sample_cov)
+    assert problem.nave == sample_evoked.nave == 3
+    assert problem.noise_std == pytest.approx(1 / np.sqrt(3))
+    baseline = problem.data[:, problem.times < 0]
+    assert np.var(baseline) == pytest.approx(problem.noise_std ** 2, rel=0.2)

@@ -140,3 +140,27 @@ def test_real_sample_hypergradient_vs_grid(sample_problem):
     assert abs(np.log(sel.alpha / grid_sel.alpha)) <= step * 1.01, (
         sel.alpha_fraction, grid_sel.alpha_fraction, sel.sure, grid_sel.sure)
     assert not sel.empty
+
+
+def _planted_unequal(seed):
+    rng = np.random.default_rng(seed)
+    n_ch, n_src, n_times = 60, 40, 8
+    base = rng.standard_normal((n_ch, n_src))
+    gain = base + 0.8 * np.roll(base, 1, axis=1)  # correlated neighbours, as on a cortex
+    coef = np.zeros((n_src, n_times))
+    for k, amp in ((5, 3.0), (18, 1.0), (31, 0.8)):
+        coef[k] = amp * np.sin(np.linspace(0, np.pi, n_times) + k)
+    return gain, gain @ coef + rng.standard_normal((n_ch, n_times)), coef
+
+def test_solve_from_convex_is_a_stationary_point():
+    from meeg_inverse.penalties import make_penalty
+    from meeg_inverse.solvers import alpha_max, solve_from_convex
+    from meeg_inverse.solvers.convex_start import convex_start
+
+    gain, data, _ = _planted_unequal(0)
+    alpha = 0.2 * alpha_max(gain, data, 1)
+    assert convex_start(make_penalty("l21", alpha)) is None
+    start = convex_start(make_penalty("mcp", alpha, weights=np.full(40, 2.0)))
+    assert start.alpha == alpha and np.all(start.weights == 2.0) and start.is_convex
+    res = solve_from_convex(gain, data, make_penalty("mcp", alpha), n_orient=1, tol=1e-10)
+    assert res.converged and res.kkt_violation < 1e-4 * np.abs(gain.T @ data).max()

@@ -2,7 +2,8 @@
 
 Public API
 ----------
-solve, solve_path, irmxne, alpha_max, time_pca, warmup, SolverResult
+solve, solve_path, irmxne, alpha_max, time_pca, warmup, SolverResult,
+solve_from_convex
 """
 
 from .working_set import (
@@ -13,9 +14,10 @@ from .working_set import (
     solve_path,
     time_pca,
 )
+from .convex_start import solve_from_convex  # noqa: E402  (after working_set)
 
-__all__ = ["SolverResult", "alpha_max", "irmxne", "solve", "solve_path", "time_pca",
-           "warmup"]
+__all__ = ["SolverResult", "alpha_max", "irmxne", "solve", "solve_from_convex", "solve_path",
+           "time_pca", "warmup"]
 
 
 def warmup():
