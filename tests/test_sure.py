@@ -127,18 +127,24 @@ def test_simulation_real_geometry(sample_problem):
     assert blocks[sources].all()
 
 
-def test_real_sample_hypergradient_vs_grid(sample_problem):
-    # Real gain and real whitened evoked data; every 12th time sample and the
-    # range 0.15-0.95 λmax keep it fast (the full problem is in the benchmark).
+@pytest.mark.parametrize("penalty", ["l21", "l05"])
+def test_real_sample_hypergradient_vs_grid(sample_problem, penalty):
+    # Real gain and real (baseline-corrected) whitened evoked data, noise level
+    # 1/sqrt(nave); every 12th time sample keeps it fast (the full problem is in
+    # the benchmark). Not MCP/SCAD: on these data their SURE curve is jagged
+    # (jumps of ~100 between neighbouring grid points, zero hypergradient where
+    # every active source is unbiased), so no descent lands within one step of
+    # the grid minimum (docs/sure.md, limitations).
     p = sample_problem
     data = np.ascontiguousarray(p.data[:, ::12])
-    kw = dict(tol=1e-6, grid_range=(0.15, 0.95), bounds_fraction=(0.15, 0.95))
-    grid_sel = select_alpha(p.gain, data, "l21", p.n_orient, method="sure-grid", n_grid=30,
+    kw = dict(tol=1e-6, sigma=p.noise_std)
+    grid_sel = select_alpha(p.gain, data, penalty, p.n_orient, method="sure-grid", n_grid=30,
                             **kw)
-    sel = select_alpha(p.gain, data, "l21", p.n_orient, **kw)
+    sel = select_alpha(p.gain, data, penalty, p.n_orient, **kw)
     step = np.log(grid_sel.curve[0][1] / grid_sel.curve[0][0])
     assert abs(np.log(sel.alpha / grid_sel.alpha)) <= step * 1.01, (
         sel.alpha_fraction, grid_sel.alpha_fraction, sel.sure, grid_sel.sure)
+    assert 0.05 * 1.01 < grid_sel.alpha_fraction < 0.95 / 1.01  # interior, not a bound
     assert not sel.empty
 
 
@@ -151,6 +157,7 @@ def _planted_unequal(seed):
     for k, amp in ((5, 3.0), (18, 1.0), (31, 0.8)):
         coef[k] = amp * np.sin(np.linspace(0, np.pi, n_times) + k)
     return gain, gain @ coef + rng.standard_normal((n_ch, n_times)), coef
+
 
 def test_solve_from_convex_is_a_stationary_point():
     from meeg_inverse.penalties import make_penalty

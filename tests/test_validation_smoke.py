@@ -1,0 +1,111 @@
+"""Smoke test of the validation study's scoring (scripts/validate_simulation.py).
+
+Pure numpy on tiny hand-made configurations whose scores are known; no data, < 1 s.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "validate_simulation.py"
+
+
+@pytest.fixture(scope="module")
+def vs():
+    spec = importlib.util.spec_from_file_location("validate_simulation", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _truth():
+    rng = np.random.default_rng(0)
+    pos = np.array([[0.03, 0.0, 0.05], [-0.04, 0.01, 0.06]])  # m, 71 mm apart
+    t = np.linspace(0, 0.2, 20)
+    tc = np.array([np.sin(2 * np.pi * 8 * t), np.exp(-((t - 0.1) / 0.03) ** 2)])
+    tc += 0.01 * rng.standard_normal(tc.shape)
+    amp = np.abs(tc).max(axis=1)
+    return pos, amp, tc
+
+
+def test_perfect_estimate_scores(vs):
+    pos, amp, tc = _truth()
+    s = vs.score_trial(pos, pos, amp, amp, tc, tc)
+    assert s["err_true_mm"] == 0 and s["err_est_mm"] == 0
+    assert s["recall"] == 1 and s["precision"] == 1 and s["all_found"]
+    assert s["amp_bias"] == pytest.approx(0.0)
+    assert s["corr"] == pytest.approx(1.0)
+    # order of the estimates and sign of the time courses do not matter
+    s = vs.score_trial(pos, pos[::-1], amp, amp[::-1], tc, -tc[::-1])
+    assert s["err_true_mm"] == 0 and s["all_found"] and s["corr"] == pytest.approx(1.0)
+
+
+def test_spurious_missed_and_shifted_sources(vs):
+    pos, amp, tc = _truth()
+    # first source found 5 mm off (within 10 mm), second missed; one spurious 50 mm away
+    est = np.array([pos[0] + [0.005, 0, 0], pos[0] + [0, 0.05, 0]])
+    s = vs.score_trial(pos, est, amp, np.array([amp[0] * 0.5, 1.0]), tc, tc[[0, 0]])
+    d_second = np.linalg.norm(pos[1] - est, axis=1).min() * 1e3
+    assert s["err_true_mm"] == pytest.approx((5.0 + d_second) / 2)
+    assert s["err_est_mm"] == pytest.approx((5.0 + 50.0) / 2)  # nearest true for each estimate
+    assert s["recall"] == 0.5 and s["precision"] == 0.5 and not s["all_found"]
+    assert s["amp_bias"] == pytest.approx(-0.5)  # half the true peak
+    assert s["corr"] == pytest.approx(1.0)
+    assert s["n_est"] == 2 and s["n_true"] == 2
+    # 20 mm off: not found
+    s = vs.score_trial(pos[:1], pos[:1] + [0, 0, 0.02])
+    assert s["err_true_mm"] == pytest.approx(20.0) and s["recall"] == 0 and s["precision"] == 0
+    assert np.isnan(s["amp_bias"]) and np.isnan(s["corr"])
+
+
+def test_empty_estimate(vs):
+    pos, amp, tc = _truth()
+    s = vs.score_trial(pos, np.empty((0, 3)), amp, np.empty(0), tc, np.empty((0, 20)))
+    assert np.isinf(s["err_true_mm"]) and np.isinf(s["err_est_mm"])
+    assert s["recall"] == 0 and np.isnan(s["precision"]) and not s["all_found"]
+
+
+def test_local_peaks_and_summary(vs):
+    # sources on a line 10 mm apart, two bumps: peaks at 2 (higher) and 7
+    pos = np.c_[np.arange(10) * 0.01, np.zeros(10), np.zeros(10)]
+    score = np.array([0, 1, 5, 1, 0, 0, 2, 3, 2, 0], float)
+    assert list(vs.local_peaks(score, pos, 2)) == [2, 7]
+    assert list(vs.local_peaks(score, pos, 1)) == [2]
+    rows = []
+    for trial, est in enumerate([pos[[2]], pos[[5]], np.empty((0, 3))]):
+        s = vs.score_trial(pos[[2]], est)
+        s.update(method="ours-l21", snr=1, trial=trial, time_s=1.0 + trial)
+        rows.append(s)
+    (r,) = vs.summarize(rows)
+    assert r["n"] == 3 and r["n_empty"] == 1
+    assert r["all_found"] == pytest.approx(1 / 3) and r["recall"] == pytest.approx(1 / 3)
+    assert r["err_true_mm"] == pytest.approx(30.0)  # median of 0, 30, inf
+    assert r["precision"] == pytest.approx(0.5)  # nan (empty) left out
+    assert r["time_s"] == pytest.approx(2.0)
+
+
+def test_markdown_block_is_replaced(vs, tmp_path):
+    md = tmp_path / "validation.md"
+    md.write_text(f"intro\n{vs.BEGIN}\nold\n{vs.END}\noutro\n")
+    vs.write_markdown(md, "new table")
+    text = md.read_text()
+    assert "old" not in text and "new table" in text and text.startswith("intro")
+    assert text.rstrip().endswith("outro")
+
+
+def test_expected_sources_of_the_real_conditions(vs):
+    def src(mni, peak=1.0):
+        return dict(mni=list(mni), peak=peak)
+
+    left_ac, right_ac = vs.AUDITORY_MNI["lh"], vs.AUDITORY_MNI["rh"]
+    # auditory: each hemisphere's strongest source near its own auditory cortex
+    assert vs.expected_sources("Left Auditory", [src(left_ac + 5), src(right_ac - 5)])
+    assert not vs.expected_sources("Right Auditory", [src(left_ac), src(right_ac + [0, 0, 30])])
+    assert not vs.expected_sources("Left Auditory", [src(left_ac), None])
+    # visual: the strongest of the two is occipital
+    assert vs.expected_sources("Left visual", [src([-20, -85, 0], 2.0), src([40, 10, 50], 1.0)])
+    assert not vs.expected_sources("Right visual", [src([-20, -85, 0], 1.0),
+                                                    src([40, 10, 50], 2.0)])
+    assert vs.expected_sources("something else", [None, None]) is None
