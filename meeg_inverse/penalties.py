@@ -122,6 +122,56 @@ def _best_of(code, cands, n_cands, z, alpha, param, step):
     return best
 
 
+_TWO_THIRDS = 2.0 / 3.0
+
+
+@njit(cache=True)
+def _l05_stationary(z, alpha, step):
+    """Largest stationary point of ``(x−z)²/(2 step) + alpha·sqrt(x)`` (0 if none).
+
+    With ``u = sqrt(x)`` it is the largest root of the depressed cubic
+    ``u³ − z u + step·alpha/2 = 0`` (trigonometric form; Xu et al. 2012,
+    "L1/2 regularization: a thresholding representation theory").
+    """
+    if z <= 0.0:
+        return 0.0
+    arg = -(0.75 * step * alpha / z) * math.sqrt(3.0 / z)
+    if arg < -1.0:
+        return 0.0  # a single real root, negative: no positive stationary point
+    u = 2.0 * math.sqrt(z / 3.0) * math.cos(math.acos(arg) / 3.0)
+    return u * u
+
+
+@njit(cache=True)
+def _l23_stationary(z, alpha, step):
+    """Largest stationary point of ``(x−z)²/(2 step) + alpha·x^(2/3)`` (0 if none).
+
+    With ``u = x^(1/3)``: ``u⁴ − z u + c = 0``, ``c = 2 step alpha / 3``, solved
+    by Ferrari's method (Cao et al. 2013, L2/3 thresholding): ``m`` the
+    positive root of the resolvent ``m³ − c m − z²/8 = 0``, ``A = sqrt(2m)``,
+    ``u = (A + sqrt(2z/A − A²)) / 2``.
+    """
+    if z <= 0.0:
+        return 0.0
+    c = 2.0 * step * alpha / 3.0
+    p3 = c / 3.0
+    qh = z * z / 16.0
+    disc = qh * qh - p3 * p3 * p3
+    if disc >= 0.0:
+        sq = math.sqrt(disc)
+        m = (qh + sq) ** (1.0 / 3.0) + max(qh - sq, 0.0) ** (1.0 / 3.0)
+    else:
+        m = 2.0 * math.sqrt(p3) * math.cos(math.acos(min(qh / (p3 * math.sqrt(p3)), 1.0)) / 3.0)
+    if m <= 0.0:
+        return 0.0
+    a = math.sqrt(2.0 * m)
+    inner = 2.0 * z / a - a * a
+    if inner < 0.0:
+        return 0.0
+    u = 0.5 * (a + math.sqrt(inner))
+    return u * u * u
+
+
 @njit(cache=True)
 def scalar_prox(code, z, alpha, param, step):
     """Proximal operator of ``step * φ`` at ``z >= 0`` (global minimiser).
@@ -169,6 +219,21 @@ def scalar_prox(code, z, alpha, param, step):
         return _best_of(code, cands, n, z, alpha, param, step)
     if code == CODE_LQ:
         q = param
+        if q == 0.5 or q == _TWO_THIRDS:
+            # closed forms (half / two-thirds thresholding), one Newton polish
+            if q == 0.5:
+                x = _l05_stationary(z, alpha, step)
+            else:
+                x = _l23_stationary(z, alpha, step)
+            if x <= 0.0:
+                return 0.0
+            hess = 1.0 / step + alpha * q * (q - 1.0) * x ** (q - 2.0)
+            if hess > 0.0:
+                x_new = x - ((x - z) / step + alpha * q * x ** (q - 1.0)) / hess
+                if x_new > 0.0:
+                    x = x_new
+            cands[0] = x
+            return _best_of(code, cands, 1, z, alpha, param, step)
         # h'(x) = (x - z)/step + alpha q x^(q-1) is concave-decreasing then
         # convex-increasing; the inflection point is x_inf.
         x_inf = (alpha * q * (1.0 - q) * step) ** (1.0 / (2.0 - q))

@@ -102,3 +102,31 @@ def test_bad_penalty_parameters():
         make_penalty("l21", 1.0, gamma=3.0)
     assert set(PENALTIES) >= {"l21", "weighted_l21", "l1", "mcp", "scad", "l05", "l23",
                               "log", "irmxne"}
+
+
+@pytest.mark.parametrize("name, q", [("l05", 0.5), ("l23", 2.0 / 3.0)])
+def test_lq_closed_form_prox_matches_numerical(name, q):
+    """Half / two-thirds thresholding (cubic / Ferrari closed forms) against the
+    grid + golden-section minimiser and the generic Newton iteration, over
+    regularisations and steps spanning 6 decades, dense around the jump."""
+    from meeg_inverse.penalties import CODE_LQ, scalar_prox
+
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        alpha, step = 10 ** rng.uniform(-3, 3), 10 ** rng.uniform(-3, 3)
+        # the prox jumps from 0 at z = thr: L0.5 (54^(1/3)/4)(2 step alpha)^(2/3)
+        # (Xu et al. 2012), L2/3 (2/3)(3 (2 step alpha)^3)^(1/4) (Cao et al. 2013)
+        lam = 2 * step * alpha
+        thr = (54 ** (1 / 3) / 4 * lam ** (2 / 3) if q == 0.5
+               else 2 / 3 * (3 * lam ** 3) ** 0.25)
+        z = thr * rng.choice([rng.uniform(0.5, 1.5), 10 ** rng.uniform(-1, 2)])
+        pen = make_penalty(name, alpha)
+        x = np.linalg.norm(pen.prox(np.array([z, 0.0]), step))
+        assert (x > 0) == (z > thr * (1 + 1e-12)) or abs(z / thr - 1) < 1e-9, (z, thr, x)
+        x_num = numeric_radial_prox(pen, z, step, alpha)
+        h, h_num = (_prox_objective(pen, v, z, step, alpha) for v in (x, x_num))
+        assert h <= h_num + 1e-9 * (1 + abs(h_num)), (z, x, x_num)
+        # generic Newton path (q perturbed by one ulp so the closed form is not used)
+        x_newton = scalar_prox(CODE_LQ, z, alpha, np.nextafter(q, 1.0), step)
+        if x > 0 and x_newton > 0:
+            np.testing.assert_allclose(x, x_newton, rtol=1e-9)

@@ -155,7 +155,13 @@ def test_nonconvex_is_reference_fixed_point(small_problem, name):
     obj_ref = reference_objective(gain, data, ref, pen, 3)
     # what is left to gain is of the order of the stopping criterion tol·‖Y‖²
     assert obj_ref >= res.objective - 10 * tol * np.sum(data ** 2)
-    assert np.array_equal(np.repeat(_blocks(ref).any(1), 3), res.active_set)
+    # Support: blocks of ~1e-15 are rounding noise of the reference's numerical
+    # (golden-section) prox at a zero block whose ‖∇_k‖ sits at the threshold
+    # to machine precision (a degenerate stationary point: the block decayed
+    # to 0 in the limit); seen for MCP at the point the nested inner solve reaches.
+    ref_norms = np.linalg.norm(_blocks(ref), axis=1)
+    ref_support = ref_norms > 1e-12 * ref_norms.max()
+    assert np.array_equal(np.repeat(ref_support, 3), res.active_set)
     np.testing.assert_allclose(ref, res.coef, atol=1e-3 * np.abs(res.coef).max())
 
 
