@@ -142,7 +142,10 @@ def test_real_sample_hypergradient_vs_grid(sample_problem, penalty):
                             **kw)
     sel = select_alpha(p.gain, data, penalty, p.n_orient, **kw)
     step = np.log(grid_sel.curve[0][1] / grid_sel.curve[0][0])
-    assert abs(np.log(sel.alpha / grid_sel.alpha)) <= step * 1.01, (
+    # Within one grid step of the grid's minimum, or a lower SURE than it (the
+    # curve can be flat over several steps: then the grid minimum is no better).
+    assert (abs(np.log(sel.alpha / grid_sel.alpha)) <= step * 1.01
+            or sel.sure <= grid_sel.sure), (
         sel.alpha_fraction, grid_sel.alpha_fraction, sel.sure, grid_sel.sure)
     assert 0.05 * 1.01 < grid_sel.alpha_fraction < 0.95 / 1.01  # interior, not a bound
     assert not sel.empty
