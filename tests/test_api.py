@@ -152,3 +152,63 @@ def test_epochs_and_raw_entry_points(sample_paths, sample_forward, sample_cov):
     assert isinstance(stc, mne.SourceEstimate) and stc.data.shape[0] >= 1
     with pytest.raises(InputError, match="mne.Epochs"):
         localize_epochs(raw, sample_forward, sample_cov)
+
+
+def test_signature_is_a_superset_of_mne_mixed_norm():
+    # Every argument of MNE's mixed_norm exists here, with the same default.
+    import inspect
+
+    theirs = inspect.signature(mne.inverse_sparse.mixed_norm).parameters
+    ours = inspect.signature(sparse_inverse).parameters
+    missing = [name for name in theirs if name not in ours]
+    assert not missing, f"mixed_norm arguments sparse_inverse lacks: {missing}"
+    differ = {name: (theirs[name].default, ours[name].default) for name in theirs
+              if theirs[name].default is not ours[name].default
+              and theirs[name].default != ours[name].default}
+    assert not differ, f"defaults that differ from mixed_norm (MNE's, ours): {differ}"
+    for extra in ("penalty", "penalty_params", "return_result"):
+        assert extra in ours
+
+
+@pytest.fixture(scope="module")
+def volume_forward(sample_paths, evoked_window):
+    """A coarse (20 mm) volume source space in the inner skull, real 3-layer BEM."""
+    vsrc = mne.setup_volume_source_space(
+        "sample", pos=20.0, subjects_dir=sample_paths["subjects_dir"],
+        surface=sample_paths["subjects_dir"] / "sample" / "bem" / "inner_skull.surf",
+        add_interpolator=False, verbose=False)
+    return mne.make_forward_solution(evoked_window.info, sample_paths["trans"], vsrc,
+                                     sample_paths["bem"], meg=True, eeg=True, verbose=False)
+
+
+def test_volume_source_space_gives_vol_source_estimate_like_mne(evoked_window, volume_forward,
+                                                                 sample_cov):
+    kwargs = dict(alpha=70, loose=1.0, depth=0.8, tol=1e-8, debias=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stc_mne = mne.inverse_sparse.mixed_norm(evoked_window, volume_forward, sample_cov,
+                                                verbose=False, **kwargs)
+    stc = sparse_inverse(evoked_window, volume_forward, sample_cov, **kwargs)
+    assert isinstance(stc, mne.VolSourceEstimate) and type(stc) is type(stc_mne)
+    assert len(stc.vertices) == 1 and len(stc.vertices[0]) >= 1
+    assert np.isin(stc.vertices[0], volume_forward["src"][0]["vertno"]).all()
+    np.testing.assert_array_equal(stc.vertices[0], stc_mne.vertices[0])
+    np.testing.assert_allclose(stc.data, stc_mne.data, atol=1e-4 * np.abs(stc_mne.data).max())
+    vec = sparse_inverse(evoked_window, volume_forward, sample_cov, pick_ori="vector", **kwargs)
+    assert isinstance(vec, mne.VolVectorSourceEstimate)
+    np.testing.assert_allclose(np.linalg.norm(vec.data, axis=1), stc.data, rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_result_object_carries_lambda_sure_and_convergence(evoked_window, sample_forward,
+                                                           sample_cov):
+    result = sparse_inverse(evoked_window.copy().crop(0.09, 0.1), sample_forward, sample_cov,
+                            alpha="sure", return_result=True)
+    assert 0 < result.alpha_percent < 100
+    assert result.alpha == pytest.approx(result.alpha_percent / 100 * result.alpha_max, rel=1e-9)
+    assert result.sure is not None and np.isfinite(result.sure)
+    assert result.selection is not None and result.selection.sure == pytest.approx(result.sure)
+    assert result.solver_info["converged"]
+    assert isinstance(result.estimates[0], mne.SourceEstimate)
+    assert result.n_active_sources == result.estimates[0].data.shape[0] >= 1
+    assert 0 < result.explained_variance <= 1

@@ -60,6 +60,22 @@ def test_localize_left_auditory_writes_outputs_mne_reads(sample_paths, sample_fw
     hemi = 0 if first["hemisphere"] == "lh" else 1
     np.testing.assert_allclose(first["position_mri_mm"], src[hemi]["rr"][first["vertex"]] * 1e3,
                                atol=0.01)
+    # Every active source carries what the summary promises: position in head and MNI mm,
+    # hemisphere, peak time, peak amplitude in nA·m and its own explained variance.
+    head_mri_t = mne.transforms.invert_transform(mne.read_trans(sample_paths["trans"]))
+    for record in summary["sources"]:
+        assert record["hemisphere"] in ("lh", "rh")
+        for key in ("position_head_mm", "position_mri_mm", "position_mni_mm"):
+            assert len(record[key]) == 3 and np.isfinite(record[key]).all(), key
+        np.testing.assert_allclose(
+            record["position_head_mm"],
+            mne.transforms.apply_trans(head_mri_t, np.array(record["position_mri_mm"]) / 1e3)
+            * 1e3, atol=0.05)
+        assert 0.05 - 2e-3 <= record["peak_time_s"] <= 0.15 + 2e-3
+        assert record["peak_amplitude_nAm"] > 0
+        assert np.isfinite(record["explained_variance"]) and record["explained_variance"] <= 1
+    amplitudes = [r["peak_amplitude_nAm"] for r in summary["sources"]]
+    assert amplitudes == sorted(amplitudes, reverse=True)  # strongest first
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -101,6 +117,14 @@ def test_localize_bad_files_exit_2(sample_paths, sample_fwd_file, tmp_path, caps
     args[args.index("--noise-cov") + 1] = str(bad_cov)
     assert main(args) == 2
     assert "noise covariance" in capsys.readouterr().err
+
+    # A corrupted forward solution, and a text file named like one.
+    for content in (b"\x00\x01\x02 corrupted" * 50, b"forward solution? no, a text file\n"):
+        bad_fwd = tmp_path / "bad-fwd.fif"
+        bad_fwd.write_bytes(content)
+        assert main(_localize_args(sample_paths, bad_fwd, out)) == 2
+        err = capsys.readouterr().err
+        assert "forward solution" in err and str(bad_fwd) in err and "Fix:" in err, err
 
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
@@ -206,3 +230,77 @@ def test_unwritable_output_folder_is_refused_before_any_work(sample_paths, sampl
                         else real_access(path, mode))
     assert main(_localize_args(sample_paths, sample_fwd_file, tmp_path / "out")) == 2
     assert "cannot be written" in capsys.readouterr().err
+
+
+def _bad_data_case(case, sample_paths, sample_fwd_file, tmp_path):
+    """(recording, noise cov, extra options, expected message) for one kind of bad data."""
+    evoked = mne.read_evokeds(sample_paths["evoked"], condition="Left Auditory",
+                              baseline=(None, 0), verbose=False)
+    recording, cov, extra = sample_paths["evoked"], sample_paths["cov"], []
+    if case == "NaN/Inf data":
+        evoked.data[10, 200] = np.nan
+        recording, message = tmp_path / "nan-ave.fif", "NaN"
+        mne.write_evokeds(recording, evoked, verbose=False)
+    elif case == "channels not in the forward":
+        info = mne.create_info([f"X{k:03d}" for k in range(306)], evoked.info["sfreq"], "mag")
+        renamed = mne.EvokedArray(evoked.data[:306], info, tmin=evoked.times[0],
+                                  comment="Left Auditory", nave=evoked.nave)
+        renamed.apply_baseline((None, 0), verbose=False)
+        recording, message = tmp_path / "renamed-ave.fif", "forward solution"
+        mne.write_evokeds(recording, renamed, verbose=False)
+    elif case == "singular covariance":
+        zero = mne.read_cov(sample_paths["cov"], verbose=False)
+        zero["data"][:, :] = 0.0
+        cov, message = tmp_path / "zero-cov.fif", "singular"
+        mne.write_cov(cov, zero, verbose=False)
+    else:  # a forward solution of another subject
+        extra, message = ["--subject", "bert"], "computed for subject 'sample'"
+    args = ["localize", str(recording), "--condition", "Left Auditory", "--noise-cov", str(cov),
+            "--forward", str(sample_fwd_file), "--alpha", "0.3", "--tmin", "0.05",
+            "--tmax", "0.15", "-q", "--no-figures", *extra]
+    return args, message
+
+
+@pytest.mark.parametrize("case", ["NaN/Inf data", "channels not in the forward",
+                                  "singular covariance", "forward of another subject"])
+def test_localize_bad_data_exit_2_without_output(sample_paths, sample_fwd_file, tmp_path, capsys,
+                                                 case):
+    args, message = _bad_data_case(case, sample_paths, sample_fwd_file, tmp_path)
+    out = tmp_path / "result"
+    assert main(args + ["--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert "Fix:" in err and "Traceback" not in err
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".result")]
+
+
+def test_unexpected_failure_exits_1_with_a_plain_message(tmp_path, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr("meeg_inverse.demo.run_demo", broken)
+    assert main(["demo", "--out", str(tmp_path / "o"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "failed: RuntimeError: simulated bug" in err and "--verbose" in err
+    assert "Traceback" not in err
+    assert main(["demo", "--out", str(tmp_path / "o"), "-q", "--verbose"]) == 1
+    assert "Traceback" in capsys.readouterr().err  # --verbose shows where it failed
+
+
+def test_progress_on_stderr_json_alone_on_stdout_and_quiet(sample_paths, sample_fwd_file,
+                                                           tmp_path, capsys):
+    args = ["localize", str(sample_paths["evoked"]), "--condition", "Left Auditory",
+            "--noise-cov", str(sample_paths["cov"]), "--forward", str(sample_fwd_file),
+            "--tmin", "0.08", "--tmax", "0.12", "--alpha", "0.5", "--no-figures", "--json"]
+    assert main(args + ["--out", str(tmp_path / "loud")]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)  # stdout is the JSON summary and nothing else
+    assert summary["n_active_sources"] >= 1 and "files" in summary
+    steps = [line for line in captured.err.splitlines() if line.startswith("[meeg-inverse]")]
+    for step in ("reading", "noise covariance", "forward model", "whitening", "solving",
+                 "writing"):
+        assert any(step in line for line in steps), (step, captured.err)
+    assert main(args + ["--out", str(tmp_path / "quiet"), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and json.loads(captured.out)["n_active_sources"] >= 1

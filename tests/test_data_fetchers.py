@@ -578,3 +578,25 @@ def test_concurrent_fetch_waits_for_the_lock(server, fake_sample, tmp_path):
         fcntl.flock(held, fcntl.LOCK_UN)
     worker.join(10)
     _assert_sample_installed(result["folder"])
+
+
+def test_cli_fetch_exit_status_and_json(server, fake_sample, tmp_path, monkeypatch, capsys):
+    """`meeg-inverse fetch`: 0 and the folder (as JSON with --json); 1 on a failed download."""
+    from meeg_inverse.cli import main
+
+    assert main(["fetch", "sample", "--path", str(tmp_path / "good"), "--base-url",
+                 server.base_url, "--json", "-q"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == {"name": "sample", "path": str(tmp_path / "good" / "MNE-sample-data")}
+    _assert_sample_installed(Path(printed["path"]))
+
+    spec = fake_sample["spec"]
+    monkeypatch.setitem(REGISTRY, "sample", DatasetSpec(
+        name="sample", description="", folder=spec.folder,
+        files=(FileSpec(**{**spec.files[0].__dict__, "known_hash": "sha256:" + "0" * 64}),)))
+    bad = tmp_path / "bad"
+    assert main(["fetch", "sample", "--path", str(bad), "--base-url", server.base_url,
+                 "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "0" * 64 in err and "Traceback" not in err
+    assert not (bad / "MNE-sample-data").exists()

@@ -1,6 +1,7 @@
 """Real EEG without MRI: raw EEGLAB file → epochs → evoked → sources on the template head."""
 
 import json
+from pathlib import Path
 
 import mne
 import numpy as np
@@ -50,3 +51,44 @@ def test_eeglab_localize_on_template(eeglab_dir, tmp_path):
         # On fsaverage, MNI coordinates of cortical sources are inside the brain.
         assert -80 < x < 80 and -115 < y < 80 and -60 < z < 90
         assert (x < 0) == (record["hemisphere"] == "lh") or abs(x) < 5
+
+
+def test_digitized_eeg_is_fitted_to_the_template_head(eeglab_dir, tmp_path):
+    """A file with its own electrode positions and fiducials: the template is fitted to them."""
+    from scipy.spatial import cKDTree
+
+    from meeg_inverse.forward import fit_template_trans, template_subjects_dir
+    from meeg_inverse.pipeline import ForwardSpec, load_forward, load_noise_cov, localize
+
+    raw = mne.io.read_raw_eeglab(eeglab_dir / "test_raw_chanloc.set", preload=True,
+                                 verbose=False)
+    raw.info["bads"] = ["Fp1"]  # flat in this file
+    subjects_dir = template_subjects_dir()
+    head = mne.read_bem_surfaces(Path(mne.__file__).parent / "data" / "fsaverage"
+                                 / "fsaverage-head.fif", verbose=False)[0]["rr"]
+    eeg_head = np.array([d["r"] for d in raw.info["dig"]
+                         if d["kind"] == mne.io.constants.FIFF.FIFFV_POINT_EEG])
+
+    def scalp_distance_mm(trans):  # electrodes (head frame) to the fsaverage scalp
+        to_mri = trans if trans["from"] == mne.io.constants.FIFF.FIFFV_COORD_HEAD \
+            else mne.transforms.invert_transform(trans)
+        return 1e3 * np.median(cKDTree(head).query(mne.transforms.apply_trans(to_mri,
+                                                                              eeg_head))[0])
+
+    fitted = scalp_distance_mm(fit_template_trans(raw.info, subjects_dir))
+    default = scalp_distance_mm(mne.read_trans(Path(mne.__file__).parent / "data"
+                                               / "fsaverage" / "fsaverage-trans.fif"))
+    assert fitted < 10 and fitted <= default, (fitted, default)
+
+    # ... and the whole path: events from annotations, template forward, empty-room noise.
+    loaded = load_data(raw, condition="S 12", epoch_tmin=-0.01, epoch_tmax=2.5, baseline=None)
+    fwd, subject, _ = load_forward(ForwardSpec(), loaded.evoked.info)
+    assert subject == "fsaverage"
+    good = [c for c in loaded.evoked.ch_names if c not in raw.info["bads"]]
+    assert len(good) == 60 and set(good) <= set(fwd["info"]["ch_names"])
+    cov = load_noise_cov(None, loaded, empty_room=eeglab_dir / "test_raw_chanloc.set")
+    result = localize(loaded.evoked, fwd, cov, alpha=0.3, tmin=0.1, tmax=1.0, subject=subject)
+    assert result.records and isinstance(result.stc, mne.SourceEstimate)
+    for record in result.records:
+        x, y, z = record["position_mni_mm"]
+        assert -80 < x < 80 and -115 < y < 80 and -60 < z < 90

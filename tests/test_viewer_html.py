@@ -108,6 +108,11 @@ def test_viewer_in_headless_chromium(viewer_file, stc_src, tmp_path):
     assert out["picked"] == out["expected"], out  # clicking the sphere selected it
     assert out["drawn"] == out["expected"], out  # ... and drew its time course
     assert out["tc_label"].startswith(out["expected"])
+    # the time slider moves the time shown; a drag rotates the brain, the wheel zooms
+    assert out["time"]["moved"] and out["time"]["after"] != out["time"]["before"], out
+    assert out["time"]["after"].startswith("t = ") and out["time"]["after"].endswith(" ms")
+    assert out["rotated"] and out["zoomed"], out
+    assert out["drag_kept_selection"], out  # a drag is not a click: no new pick
     # the right-hemisphere source is hidden behind the left hemisphere in the start view
     # (left lateral): picking must not select sources through the opaque brain
     assert "rh %d" % stc.vertices[1][0] in out["occluded"], out

@@ -200,3 +200,90 @@ def test_show_live_needs_display(lh_stc, src, monkeypatch):
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     with pytest.raises(RuntimeError, match="no display"):
         viz.show_live(lh_stc, src)
+
+
+def _capture_figures(monkeypatch, module):
+    """Keep the matplotlib figure each plot function saves, to read its texts."""
+    from meeg_inverse.viz import _utils
+
+    figures = []
+
+    def save(fig, fname, dpi=100, **kwargs):
+        figures.append(fig)
+        fig.canvas.draw()
+        texts = [t.get_text() for t in fig.findobj(match=lambda a: hasattr(a, "get_text"))]
+        fig._audit_texts = texts  # read before save_figure closes it
+        return _utils.save_figure(fig, fname, dpi=dpi, **kwargs)
+
+    monkeypatch.setattr(module, "save_figure", save)
+    return figures
+
+
+def test_source_map_shows_time_point_and_colour_bar_units(lh_stc, src, sample_paths, tmp_path,
+                                                          monkeypatch):
+    from meeg_inverse.viz import brain
+
+    figures = _capture_figures(monkeypatch, brain)
+    viz.plot_source_map(lh_stc, src, tmp_path / "map.png", subjects_dir=sample_paths["subjects_dir"],
+                        trans=sample_paths["trans"], time=0.09, panel_size=(200, 150))
+    texts = " | ".join(figures[0]._audit_texts)
+    assert "t = 90.0 ms" in texts, texts  # the time point shown
+    for name in ("Left hemisphere", "Right hemisphere", "Lateral", "Medial"):
+        assert name in texts, (name, texts)  # both hemispheres, lateral and medial views
+    colorbars = [ax for ax in figures[0].axes if "nA·m" in ax.get_xlabel()]
+    assert len(colorbars) == 1, texts  # the colour bar carries its unit
+    ticks = [t.get_position()[0] for t in colorbars[0].get_xticklabels()]
+    assert max(ticks) == pytest.approx(30.0, rel=0.35)  # in nA·m: the 30 nA·m source
+
+
+def test_time_courses_mark_each_peak(two_stc, tmp_path, monkeypatch):
+    from meeg_inverse.viz import timecourses
+
+    figures = _capture_figures(monkeypatch, timecourses)
+    viz.plot_time_courses(two_stc, tmp_path / "tc.png")
+    ax = figures[0].axes[0]
+    assert "nA·m" in ax.get_ylabel() and "ms" in ax.get_xlabel()
+    markers = [line for line in ax.get_lines() if line.get_marker() in ("v", "^")]
+    assert len(markers) == 3  # one peak marker per active source
+    expected = {(round(1e3 * two_stc.times[np.argmax(np.abs(row))]),
+                 round(1e9 * row[np.argmax(np.abs(row))], 3)) for row in two_stc.data}
+    got = {(round(float(m.get_xdata()[0])), round(float(m.get_ydata()[0]), 3)) for m in markers}
+    assert got == expected
+
+
+def test_surface_choice_subject_then_source_then_template(lh_stc, src, sample_paths, tmp_path):
+    """'auto': the subject's white surface, else the source space mesh, else fsaverage5."""
+    import copy
+
+    from meeg_inverse.viz import _geometry as geo
+
+    trans = sample_paths["trans"]
+    mri_src = mne.read_source_spaces(sample_paths["src"], verbose=False)  # MRI coordinates
+    # 1. The source space's own triangulation (the shared 'sample' has no surf/ folder).
+    geom = geo.source_geometry(lh_stc, src, "sample", sample_paths["subjects_dir"], trans)
+    assert geom.frame == "mri" and [h.label for h in geom.hemis] != ["fsaverage5"] * 2
+    np.testing.assert_allclose(geom.hemis[0].rr, mri_src[0]["rr"], atol=1e-6)
+
+    # 2. A subjects folder with surf/?h.white of the same vertices: that surface is drawn.
+    subjects_dir = tmp_path / "subjects"
+    (subjects_dir / "sample" / "surf").mkdir(parents=True)
+    (subjects_dir / "sample" / "mri").symlink_to(sample_paths["subjects_dir"] / "sample" / "mri")
+    for s, hemi in zip(mri_src, ("lh", "rh")):
+        mne.write_surface(subjects_dir / "sample" / "surf" / f"{hemi}.white",
+                          (s["rr"] + [0.0, 0.0, 0.001]) * 1e3, s["tris"], overwrite=True)
+    geom = geo.source_geometry(lh_stc, src, "sample", subjects_dir, trans)
+    np.testing.assert_allclose(geom.hemis[0].rr, mri_src[0]["rr"] + [0.0, 0.0, 0.001],
+                               atol=1e-5)
+
+    # 3. No surface anywhere: fsaverage5 through MNI coordinates, source still on the left.
+    bare = copy.deepcopy(src)
+    for s in bare:
+        s["tris"] = s["use_tris"] = None
+    geom = geo.source_geometry(lh_stc, bare, "sample", sample_paths["subjects_dir"], trans)
+    assert geom.frame == "mni" and [h.label for h in geom.hemis] == ["fsaverage5"] * 2
+    assert len(geom.hemis[0].rows) == 1 and len(geom.hemis[1].rows) == 0
+    assert geom.hemis[0].pos[0, 0] < 0  # MNI x < 0: left hemisphere
+    panels, _ = viz.render_surface_panels(lh_stc, bare, subject="sample",
+                                          subjects_dir=sample_paths["subjects_dir"], trans=trans,
+                                          views=("lateral",), size=(240, 180))
+    assert _coloured(panels[("lh", "lateral")]) > 20 and _coloured(panels[("rh", "lateral")]) == 0

@@ -532,6 +532,24 @@ if (/[?&]autotest=1/.test(location.search)) {
       res.drawn = tcc.dataset.drawn || null;
       res.tc_label = document.getElementById('tclabel').textContent;
     }
+    if (gl) {
+      // The time slider changes the time shown; a drag rotates; the wheel zooms.
+      // The view and time are put back afterwards (a screenshot may follow).
+      var big = document.getElementById('timebig'), tb = big.textContent, ti0 = tIdx;
+      slider.value = String((tIdx + Math.max(1, Math.floor(nT / 3))) % nT);
+      slider.dispatchEvent(new Event('input', { bubbles: true }));
+      res.time = { before: tb, after: big.textContent, moved: tIdx !== ti0 };
+      var rc = canvas.getBoundingClientRect(), cx = rc.left + rc.width / 2, cy = rc.top + rc.height / 2;
+      var yaw0 = cam.yaw, dist0 = cam.dist, sel0 = selected;
+      var drag = function (type, x) {
+        canvas.dispatchEvent(new PointerEvent(type, { clientX: x, clientY: cy, bubbles: true, cancelable: true,
+                                                     button: 0, pointerId: 2, isPrimary: true }));
+      };
+      drag('pointerdown', cx); drag('pointermove', cx + 80); drag('pointerup', cx + 80);
+      canvas.dispatchEvent(new WheelEvent('wheel', { deltaY: 300, clientX: cx, clientY: cy, bubbles: true, cancelable: true }));
+      res.rotated = cam.yaw !== yaw0; res.zoomed = cam.dist > dist0; res.drag_kept_selection = selected === sel0;
+      cam.yaw = yaw0; cam.dist = dist0; setTime(ti0); draw();
+    }
   } catch (e) { console.error('autotest: ' + e); }
   res.errors = window.__viewerErrors.slice();
   var out = document.getElementById('autotest-result'); out.textContent = JSON.stringify(res); out.style.display = 'block';
