@@ -75,6 +75,8 @@ def simulate_evoked(*, snr=10.0, seed=0, sfreq=250.0, progress=None):
     evoked.data = clean.data + noise_std * rng.standard_normal(clean.data.shape)
     evoked.comment = "simulated"
     evoked.nave = 1
+    # Baseline-corrected like an average of epochs (removes the noise's pre-stimulus mean).
+    evoked.apply_baseline((None, 0), verbose=False)
     return evoked, noise_cov, fwd, true_mni
 
 

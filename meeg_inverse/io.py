@@ -311,7 +311,7 @@ def read_noise_cov(fname, *, verbose=False):
                         "give a -cov.fif file written by mne.write_cov.", verbose=verbose)
 
 
-def noise_cov_from_baseline(epochs, *, tmax=0.0, method="shrunk", verbose=False):
+def noise_cov_from_baseline(epochs, *, tmax=0.0, method="ledoit_wolf", verbose=False):
     """Estimate the noise covariance from the pre-stimulus part of epochs."""
     if epochs.tmin >= tmax:
         raise InputError(
@@ -326,13 +326,14 @@ def noise_cov_from_baseline(epochs, *, tmax=0.0, method="shrunk", verbose=False)
         raise InputError("The baseline is too short to estimate a noise covariance.",
                          "use a longer pre-stimulus window or a covariance file.")
     # A regularized estimator: with few baseline samples per channel the
-    # empirical covariance is singular.
-    if method == "shrunk" and n_samples > 20 * n_channels:
+    # empirical covariance is singular. Ledoit-Wolf's closed-form shrinkage, not
+    # MNE's cross-validated 'shrunk' (~40 s per estimate on 366 channels).
+    if method == "ledoit_wolf" and n_samples > 20 * n_channels:
         method = "empirical"
     return mne.compute_covariance(epochs, tmax=tmax, method=method, rank=None, verbose=verbose)
 
 
-def noise_cov_from_empty_room(fname, *, method="shrunk", verbose=False):
+def noise_cov_from_empty_room(fname, *, method="ledoit_wolf", verbose=False):
     """Estimate the noise covariance from an empty-room recording."""
     raw = read_recording(fname, verbose=verbose)
     if not isinstance(raw, mne.io.BaseRaw):

@@ -400,6 +400,10 @@ def localize(evoked, forward, noise_cov, *, alpha=0.3, penalty="l21", loose="aut
         progress.info(f"SURE chose lambda = {selection.alpha_fraction:.3f} x lambda_max "
                       f"(SURE {selection.sure:.5g}, {selection.n_solves} solves, "
                       f"{selection.time:.1f} s)")
+        if selection.at_bound:
+            progress.info("note: that is an end of the search interval, where SURE may "
+                          "still be decreasing; at the low end L2,1 keeps weak extra "
+                          "sources, and a non-convex --penalty (mcp, l05) is sparser")
     stc = problem.to_stc(coef, pick_ori=pick_ori)
     records = source_records(problem, coef, subject=subject, subjects_dir=subjects_dir)
     if not records:
@@ -411,7 +415,8 @@ def localize(evoked, forward, noise_cov, *, alpha=0.3, penalty="l21", loose="aut
             "method": selection.method, "sure": float(selection.sure),
             "n_outer_iter": int(selection.n_outer_iter), "n_solves": int(selection.n_solves),
             "dof": float(selection.dof), "time_s": float(selection.time),
-            "empty": bool(selection.empty), "random_state": random_state,
+            "empty": bool(selection.empty), "at_search_bound": bool(selection.at_bound),
+            "random_state": random_state,
             "path": {"alpha_fraction": [a / problem.alpha_max for a in selection.history["alphas"]],
                      "sure": list(map(float, selection.history["sure"]))},
         }

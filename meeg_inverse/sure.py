@@ -35,7 +35,6 @@ space.  The elementwise L1 penalty gives, per time sample ``t``, the system
 """
 
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -94,6 +93,10 @@ class AlphaSelection:
     empty : bool
         True when the selected estimate has no active source (a warning is
         also emitted).
+    at_bound : bool
+        True when the selected λ is an end of the search interval
+        (``bounds_fraction``, or of the grid): the criterion may still
+        decrease beyond it.
     method : str
     alpha_max : float
     sigma : float
@@ -122,6 +125,7 @@ class AlphaSelection:
     time: float = 0.0
     n_solves: int = 0
     converged: bool = True
+    at_bound: bool = False
 
 
 # --------------------------------------------------------------------------
@@ -651,6 +655,9 @@ def select_alpha(gain, data, penalty="l21", n_orient=1, method="sure-hypergradie
         solver_result=res, curve=curve, method=method, alpha_max=a_max,
         sigma=float(sigma), dof=float(last["dof"]), time=time.perf_counter() - t0,
         n_solves=crit.n_solves, converged=converged)
+    ends = ((curve[0].min(), curve[0].max()) if method == "sure-grid" else
+            (bounds_fraction[0] * a_max, bounds_fraction[1] * a_max))
+    sel.at_bound = bool(np.isclose(alpha, ends, rtol=1e-6).any())
     return _flag_empty(sel)
 
 
@@ -749,16 +756,10 @@ def plot_sure_curve(selection, fname):
     ax.set_ylabel("held-out MSE" if selection.method == "heldout" else "SURE")
     ax.legend(fontsize=8)
     fig.tight_layout()
+    from .viz._utils import atomic_path
+
     fname = os.fspath(fname)
-    d = os.path.dirname(os.path.abspath(fname))
     ext = os.path.splitext(fname)[1] or ".png"
-    fd, tmp = tempfile.mkstemp(suffix=ext, dir=d)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format=ext[1:] or "png")
-        os.replace(tmp, fname)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(fname) as tmp:  # no half-written figure, the usual file mode
+        fig.savefig(tmp, format=ext[1:])
     return fname
