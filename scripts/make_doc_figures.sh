@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Regenerates the README/docs figures from the real MNE "sample" data in ../shared/data
-# (the 'Left Auditory' evoked, its noise covariance, and a forward model built from the
+# (the 'Right Auditory' evoked, its noise covariance, and a forward model built from the
 # sample subject's 3-layer BEM on the small cortical source space), and from the demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S=../shared/data/sample
 OUT=$(mktemp -d)
-meeg-inverse localize "$S/MEG/test-ave.fif.gz" --condition "Left Auditory" \
+PATH="$PWD/.venv/bin:$PATH"
+meeg-inverse localize "$S/MEG/test-ave.fif.gz" --condition "Right Auditory" \
     --noise-cov "$S/MEG/test-cov.fif" --subject sample --subjects-dir "$S/subjects" \
     --trans "$S/MEG/sample_audvis_trunc-trans.fif" --src "$S/MEG/sample-small-src.fif.gz" \
     --bem "$S/subjects/sample/bem/sample-320-320-320-bem-sol.fif" \
-    --tmin 0.05 --tmax 0.15 --alpha 0.5 --out "$OUT/sample" --quiet
+    --tmin 0.05 --tmax 0.15 --penalty mcp --out "$OUT/sample" --quiet
 meeg-inverse demo --out "$OUT/demo" --quiet
 for name in source_map time_courses fit_residual; do
-    cp "$OUT/sample/$name.png" "docs/figures/sample_left_auditory_$name.png"
+    cp "$OUT/sample/$name.png" "docs/figures/sample_right_auditory_$name.png"
     cp "$OUT/demo/$name.png" "docs/figures/demo_$name.png"
 done
 rm -rf "$OUT"

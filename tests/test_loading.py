@@ -71,7 +71,7 @@ def test_noise_cov_from_file_baseline_or_empty_room(raw_with_pulses, sample_path
     loaded = _load(raw_with_pulses)
     from_file = load_noise_cov(sample_paths["cov"], loaded)
     assert isinstance(from_file, mne.Covariance) and len(from_file.ch_names) == 366
-    # EEG only below: MNE's shrunk estimator cross-validates, ~40 s on all 366 channels.
+    # EEG only below, to keep the test short.
     eeg = raw_with_pulses.copy().pick(["eeg", "stim"])
     loaded = _load(eeg)
     baseline = load_noise_cov(None, loaded)

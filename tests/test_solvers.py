@@ -165,17 +165,12 @@ def test_nonconvex_is_reference_fixed_point(small_problem, name):
     np.testing.assert_allclose(ref, res.coef, atol=1e-3 * np.abs(res.coef).max())
 
 
-_DENSER = pytest.mark.xfail(strict=False, reason=(
-    "measured on this problem at α=40%: mcp (γ=3) 26, l05 51, l23 39, log (eps=1) 81 "
-    "sources vs 21 for L2,1. BCD from zero admits a block when the prox of "
-    "−∇_k/L_k is non-zero: for Lq/log that threshold is below α at these scales "
-    "(e.g. 1.5 α^(2/3) L_k^(1/3) for L0.5) and for MCP it is α·sqrt(γ L_k) < α when "
-    "γ L_k < 1; 'same α' is not a like-for-like comparison for these penalties."))
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param("mcp", marks=_DENSER), "scad", pytest.param("l05", marks=_DENSER),
-    pytest.param("l23", marks=_DENSER), pytest.param("log", marks=_DENSER), "irmxne"])
+# On the (baseline-corrected) sample problem every non-convex penalty started from
+# zero selects no more sources than L2,1 at α = 40 %. Not a theorem for Lq/log
+# (their threshold at zero differs from α, see docs/solvers.md): on the
+# uncorrected averages, whose DC offsets dominate the data, L0.5 kept 51 sources
+# against 21 for L2,1.
+@pytest.mark.parametrize("name", ["mcp", "scad", "l05", "l23", "log", "irmxne"])
 def test_nonconvex_not_denser_than_l21(problem, solutions, name):
     """At the same α, non-convex penalties should select no more sources than L2,1.
 
