@@ -41,8 +41,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import linalg, optimize
-from threadpoolctl import threadpool_limits
 
+from ._blas import one_blas_thread
 from .penalties import (
     CODE_L1,
     CODE_L21,
@@ -194,10 +194,11 @@ class _SupportSystem:
             self.minv = linalg.pinv(m)
         s, o = self.act.size, n_orient
         # W_k = M^{-1} U_k, U_k = u_k embedded in block k.
-        minv_b = self.minv.reshape(s * o, s, o)  # columns grouped by block
-        self.w = np.einsum("iko,kot->kit", minv_b, self.u)  # (s, s*o, T)
-        w_b = self.w.reshape(s, s, o, n_times)
-        self.s_mat = np.einsum("jot,kjot->jk", self.u, w_b)  # U_jᵀ W_k
+        minv_b = self.minv.reshape(s * o, s, o).transpose(1, 0, 2)  # (s, s*o, o) by block
+        self.w = np.matmul(minv_b, self.u)  # (s, s*o, T), batched BLAS
+        # U_jᵀ W_k = Σ_{o,t} u_j[o,t] W_k[(j,o),t]
+        w_b = self.w.reshape(s, s, o * n_times)
+        self.s_mat = np.einsum("jx,kjx->jk", self.u.reshape(s, o * n_times), w_b)
         self.small = np.eye(s) + self.c[:, None] * self.s_mat
 
     def solve(self, rhs):
@@ -362,9 +363,7 @@ class SureCriterion:
         g, y, ye = self.gain, self.data, self.data_eps
         if grad or self.polish:
             # Support-sized dense algebra (a few hundred rows): one BLAS thread.
-            # Threaded OpenBLAS inverses of this size were 15x slower on the
-            # shared 2-core machine (0.24 s against 0.015 s for 351 x 351).
-            with threadpool_limits(limits=1, user_api="blas"):
+            with one_blas_thread():
                 b, jac, rows = _jacobian_and_polish(g, y, res.coef, pen, self.n_orient,
                                                     self.polish)
                 be, jac_e, rows_e = _jacobian_and_polish(g, ye, res_e.coef, pen,

@@ -21,15 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-try:  # optional (ships with scikit-learn); not a declared runtime dependency
-    from threadpoolctl import threadpool_limits
-except ImportError:  # pragma: no cover
-    from contextlib import nullcontext
-
-    def threadpool_limits(limits=None, user_api=None):
-        """Fallback when threadpoolctl is missing: leave BLAS threads alone."""
-        return nullcontext()
-
+from .._blas import one_blas_thread
 from ..datafits import QuadraticMultiTask
 from ..penalties import (
     BlockPenalty,
@@ -532,7 +524,7 @@ def solve(gain, data, penalty="l21", n_orient=1, tol=1e-6, max_iter=100,
         coef_ws = np.ascontiguousarray(coef[sub.cols]).reshape(ws_size, -1)
         # The inner solve is a long sequence of small BLAS calls: threading
         # them costs more than it brings (10x slower on a loaded 2-core box).
-        with threadpool_limits(limits=1, user_api="blas"):
+        with one_blas_thread():
             epochs, _ = _inner_solve(sub, pen, coef_ws, norm_y2, inner_tol, max_epochs,
                                      anderson_K)
         n_epochs += epochs
