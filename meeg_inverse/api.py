@@ -18,7 +18,7 @@ import mne
 import numpy as np
 
 from .errors import InputError
-from .problem import InverseProblem
+from .problem import InverseProblem, debias_amplitudes
 
 
 @dataclass
@@ -88,24 +88,6 @@ def _concatenate(evokeds):
     return mne.EvokedArray(data, evokeds[0].info, tmin=evokeds[0].times[0],
                            nave=min(e.nave for e in evokeds), comment=evokeds[0].comment,
                            verbose=False)
-
-
-def _debias(gain_active, data, coef_active, n_orient):
-    """Rescale each active source by d_k ≥ 1 to undo the penalty's shrinkage.
-
-    Solves ``min_D ½‖Y − G diag(D) X‖²_F  s.t. D ≥ 1`` with one scale per source,
-    the problem MNE's ``compute_bias`` solves by FISTA, here exactly by bounded
-    least squares.
-    """
-    from scipy.optimize import lsq_linear
-
-    n_active = coef_active.shape[0] // n_orient
-    columns = np.empty((data.size, n_active))
-    for k in range(n_active):
-        rows = slice(k * n_orient, (k + 1) * n_orient)
-        columns[:, k] = (gain_active[:, rows] @ coef_active[rows]).ravel()
-    scale = lsq_linear(columns, data.ravel(), bounds=(1.0, np.inf), method="bvls").x
-    return coef_active * np.repeat(scale, n_orient)[:, None]
 
 
 def _resolve_alpha(alpha, alpha_fraction):
@@ -255,7 +237,8 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="sure", loose="auto", depth
     active_set = np.asarray(result.active_set, bool)
     coef_active = np.asarray(result.coef)[active_set]
     if debias and active_set.any():
-        coef_active = _debias(problem.gain[:, active_set], data, coef_active, problem.n_orient)
+        coef_active = debias_amplitudes(problem.gain[:, active_set], data, coef_active,
+                                        problem.n_orient)
     if basis is not None:
         coef_active = coef_active @ basis
     coef = np.zeros((problem.gain.shape[1], problem.data.shape[1]))

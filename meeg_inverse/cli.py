@@ -54,6 +54,25 @@ def _parse_alpha(text):
             f"{text!r} is neither 'sure' nor a number (a fraction of lambda_max, e.g. 0.3)") from None
 
 
+def _parse_rank(value):
+    """'info', 'full', or per channel type as MNE's rank dict: 'meg=303,eeg=59'."""
+    if value in ("info", "full"):
+        return value
+    rank = {}
+    for item in value.split(","):
+        kind, _, number = item.partition("=")
+        try:
+            rank[kind.strip()] = int(number)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"--rank must be 'info', 'full' or like 'meg=303,eeg=59', got {value!r}") from None
+        if kind.strip() not in ("meg", "eeg", "mag", "grad") or rank[kind.strip()] < 1:
+            raise argparse.ArgumentTypeError(
+                f"--rank: channel type {kind!r} must be meg, eeg, mag or grad with a rank "
+                f">= 1, got {item!r}")
+    return rank
+
+
 def _parse_loose(text):
     return text if text == "auto" else float(text)
 
@@ -125,6 +144,12 @@ def build_parser():
     g.add_argument("--depth", type=float, default=0.8, help="depth weighting exponent (0.8)")
     g.add_argument("--pick-ori", choices=("vector",), help="write xyz source components")
     g.add_argument("--tol", type=float, default=1e-6, help="solver tolerance (1e-6)")
+    g.add_argument("--rank", type=_parse_rank, default=None,
+                   help="rank of the noise covariance: 'info', 'full' or per channel type, "
+                        "e.g. meg=303,eeg=59 (default: estimated, as MNE's rank=None)")
+    g.add_argument("--no-debias", action="store_true",
+                   help="keep the penalty's amplitude shrinkage (default: debias the "
+                        "amplitudes, as mixed_norm(debias=True))")
     g = loc.add_argument_group("output")
     g.add_argument("--no-figures", action="store_true", help="skip the figures")
     g.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
@@ -287,7 +312,8 @@ def _run_localize(args, progress):
         baseline=None if args.no_baseline else (None, 0), reject=_parse_reject(args.reject),
         tmin=args.tmin, tmax=args.tmax, alpha=args.alpha, penalty=args.penalty,
         penalty_params=penalty_params, loose=args.loose, depth=args.depth,
-        pick_ori=args.pick_ori, tol=args.tol, random_state=args.seed,
+        pick_ori=args.pick_ori, rank=args.rank, tol=args.tol, debias=not args.no_debias,
+        random_state=args.seed,
         sure_curve=args.sure_curve, figures=not args.no_figures,
         progress=progress, verbose=args.verbose)
     return result, paths

@@ -19,7 +19,7 @@ from . import io as mio
 from .errors import InputError
 from .forward import (TEMPLATE_SUBJECT, check_forward_matches, make_subject_forward,
                       make_template_forward, read_forward)
-from .problem import InverseProblem
+from .problem import InverseProblem, debias_amplitudes
 from .summary import source_records, write_json
 
 
@@ -355,8 +355,8 @@ def solve_problem(problem, *, alpha=0.3, penalty="l21", tol=1e-6, max_iter=None,
 
 def localize(evoked, forward, noise_cov, *, alpha=0.3, penalty="l21", loose="auto", depth=0.8,
              tmin=None, tmax=None, pick_ori=None, rank=None, tol=1e-6, penalty_params=None,
-             random_state=0, sure_curve=False, subject=None, subjects_dir=None, progress=None,
-             verbose=False):
+             random_state=0, sure_curve=False, debias=True, subject=None, subjects_dir=None,
+             progress=None, verbose=False):
     """Localize an evoked response with MNE objects in and out.
 
     Parameters
@@ -376,6 +376,9 @@ def localize(evoked, forward, noise_cov, *, alpha=0.3, penalty="l21", loose="aut
     pick_ori : None | 'vector'
     tol : float
         Solver tolerance (relative duality gap for convex penalties).
+    debias : bool
+        Rescale the active sources to undo the penalty's amplitude shrinkage
+        (as ``mixed_norm(debias=True)``).
 
     Returns
     -------
@@ -396,6 +399,12 @@ def localize(evoked, forward, noise_cov, *, alpha=0.3, penalty="l21", loose="aut
         problem, alpha=alpha, penalty=penalty, tol=tol, penalty_params=penalty_params,
         random_state=random_state, sure_curve=sure_curve, progress=progress, verbose=verbose)
     progress.done()
+    active = np.any(coef != 0, axis=1)
+    if debias and active.any():
+        # Undo the penalty's shrinkage of the amplitudes, as mixed_norm(debias=True).
+        coef = coef.copy()
+        coef[active] = debias_amplitudes(problem.gain[:, active], problem.data, coef[active],
+                                         problem.n_orient)
     if selection is not None:
         progress.info(f"SURE chose lambda = {selection.alpha_fraction:.3f} x lambda_max "
                       f"(SURE {selection.sure:.5g}, {selection.n_solves} solves, "
@@ -522,8 +531,8 @@ def localize_file(recording, out_dir, *, forward_spec=None, noise_cov=None, empt
                   condition=None, events=None, epoch_tmin=-0.2, epoch_tmax=0.5,
                   baseline=(None, 0), reject=None, tmin=None, tmax=None, alpha=0.3,
                   penalty="l21", penalty_params=None, loose="auto", depth=0.8, pick_ori=None,
-                  tol=1e-6, random_state=0, sure_curve=False, figures=True, progress=None,
-                  verbose=False):
+                  rank=None, tol=1e-6, random_state=0, sure_curve=False, debias=True,
+                  figures=True, progress=None, verbose=False):
     """Run the whole pipeline on a file and write its outputs (what the CLI runs).
 
     Returns
@@ -550,10 +559,10 @@ def localize_file(recording, out_dir, *, forward_spec=None, noise_cov=None, empt
     fwd, subject, subjects_dir = load_forward(forward_spec, loaded.evoked.info, verbose=verbose)
     progress.done()
     result = localize(loaded.evoked, fwd, cov, alpha=alpha, penalty=penalty, loose=loose,
-                      depth=depth, tmin=tmin, tmax=tmax, pick_ori=pick_ori, tol=tol,
-                      penalty_params=penalty_params, random_state=random_state,
-                      sure_curve=sure_curve, subject=subject, subjects_dir=subjects_dir,
-                      progress=progress, verbose=verbose)
+                      depth=depth, tmin=tmin, tmax=tmax, pick_ori=pick_ori, rank=rank,
+                      tol=tol, penalty_params=penalty_params, random_state=random_state,
+                      sure_curve=sure_curve, debias=debias, subject=subject,
+                      subjects_dir=subjects_dir, progress=progress, verbose=verbose)
     result.extra["recording"] = str(recording)
     result.extra["conditions_available"] = loaded.conditions
     result.extra["baseline_applied"] = list(baseline) if loaded.baseline_applied else None

@@ -6,7 +6,8 @@ import mne
 import numpy as np
 import pytest
 
-from meeg_inverse.api import SparseInverse, _debias, sparse_inverse
+from meeg_inverse.api import SparseInverse, sparse_inverse
+from meeg_inverse.problem import debias_amplitudes
 from meeg_inverse.errors import InputError
 
 
@@ -46,7 +47,7 @@ def test_debias_is_the_exact_minimizer_of_mne_debias_problem():
     coef = 0.3 * rng.standard_normal((24, 6))
     data = 1.7 * gain @ coef + 0.1 * rng.standard_normal((40, 6))
     for n_orient in (1, 3):
-        ours = _debias(gain, data, coef, n_orient)
+        ours = debias_amplitudes(gain, data, coef, n_orient)
         scale = compute_bias(data, gain, coef, n_orient=n_orient, max_iter=100000, tol=1e-12)
         np.testing.assert_allclose(ours, coef * scale[:, None], rtol=1e-6, atol=1e-9)
 

@@ -304,3 +304,21 @@ def test_progress_on_stderr_json_alone_on_stdout_and_quiet(sample_paths, sample_
     assert main(args + ["--out", str(tmp_path / "quiet"), "--quiet"]) == 0
     captured = capsys.readouterr()
     assert captured.err == "" and json.loads(captured.out)["n_active_sources"] >= 1
+
+
+def test_localize_debias_and_rank_options(sample_paths, sample_fwd_file, tmp_path):
+    # Debiasing (the default, as mixed_norm) only scales the active sources up.
+    common = ("--alpha", "0.5", "--no-figures", "--quiet")
+    assert main(_localize_args(sample_paths, sample_fwd_file, tmp_path / "a", *common)) == 0
+    assert main(_localize_args(sample_paths, sample_fwd_file, tmp_path / "b", *common,
+                               "--no-debias", "--rank", "meg=303,eeg=59")) == 0
+    debiased = json.loads((tmp_path / "a" / "summary.json").read_text())
+    shrunk = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert shrunk["noise_cov_rank"] == 362
+    def key(s):
+        return s["hemisphere"], s["vertex"]
+
+    peak = {key(s): s["peak_amplitude_nAm"] for s in debiased["sources"]}
+    assert set(peak) == {key(s) for s in shrunk["sources"]}
+    assert all(peak[key(s)] >= s["peak_amplitude_nAm"] * (1 - 1e-9) for s in shrunk["sources"])
+    assert max(peak.values()) > max(s["peak_amplitude_nAm"] for s in shrunk["sources"])
