@@ -114,10 +114,9 @@ def _warn_if_not_baseline_corrected(evoked, noise_cov):
     pre = evoked.times < 0
     if evoked.baseline is not None or pre.sum() < 10:
         return
-    picks = [k for k, c in enumerate(evoked.ch_names)
-             if c in noise_cov["names"] and c not in evoked.info["bads"]
-             and c not in noise_cov["bads"] and evoked.get_channel_types([c])[0] in
-             ("eeg", "mag", "grad")]
+    bads = set(evoked.info["bads"]) | set(noise_cov["bads"])
+    picks = [k for k, (c, kind) in enumerate(zip(evoked.ch_names, evoked.get_channel_types()))
+             if kind in ("eeg", "mag", "grad") and c in noise_cov["names"] and c not in bads]
     if not picks:
         return
     idx = [noise_cov["names"].index(evoked.ch_names[k]) for k in picks]

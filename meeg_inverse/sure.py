@@ -346,7 +346,11 @@ class SureCriterion:
                      tol=self.tol, coef_init=coef_init, **self.solver_kw)
 
     def evaluate(self, alpha, grad=True, warm=None):
-        """SURE (and dSURE/dlog λ) at ``alpha``; stores the solves in ``self.last``."""
+        """SURE (and dSURE/dlog λ) at ``alpha``; stores the solves in ``self.last``.
+
+        ``warm`` (coef, coef_eps) starts the solves; with ``init="l21"`` and a
+        non-convex penalty they start from the L2,1 solutions instead.
+        """
         if self.init_pen is not None:
             c0, c1 = self._warm_convex or (None, None)
             w0 = self._solve(self.data, alpha, c0, self.init_pen).coef
@@ -599,8 +603,9 @@ def select_alpha(gain, data, penalty="l21", n_orient=1, method="sure-hypergradie
             return cache[x][0], cache[x][1]
 
         x0 = np.log(init_fraction * a_max)
+        flat_sure = crit.pen.code in (CODE_MCP, CODE_SCAD)
         if n_start_grid == "auto":
-            n_start_grid = 6 if crit.pen.code in (CODE_MCP, CODE_SCAD) else 0
+            n_start_grid = 6 if flat_sure else 0
         if n_start_grid:
             # Non-convex SURE is flat in λ wherever every active block sits in
             # the penalty's unbiased region (MCP, SCAD): its gradient is zero
@@ -616,7 +621,7 @@ def select_alpha(gain, data, penalty="l21", n_orient=1, method="sure-hypergradie
                     break
                 best = (f_x, x)
             x0 = best[1]
-            if crit.pen.code in (CODE_MCP, CODE_SCAD):
+            if flat_sure:
                 # Their SURE is also jagged (the FDMC dof jumps with every
                 # support change of either solve): a long descent only chases
                 # those jumps (30 iterations, 400 s on the real sample average).
