@@ -262,3 +262,32 @@ def test_numba_kernels_are_cached_on_disk():
     names = " ".join(os.path.basename(f) for f in found)
     for kernel in ("epoch_gram", "epoch_residual", "optimality_scores", "penalty_value"):
         assert kernel in names
+
+
+def test_anderson_combines_auxiliary_affine_quantity():
+    """Extrapolating the residual with the iterates' weights equals recomputing
+    it at the extrapolated point (the weights sum to one)."""
+    from meeg_inverse.solvers.anderson import AndersonAcceleration
+
+    rng = np.random.default_rng(0)
+    gain, data = rng.standard_normal((20, 12)), rng.standard_normal((20, 3))
+    acc = AndersonAcceleration(5)
+    coef = rng.standard_normal((12, 3))
+    out = (None, None)
+    for _ in range(6):
+        coef = 0.9 * coef + 0.1 * rng.standard_normal(coef.shape)
+        out = acc.push(coef, data - gain @ coef)
+    extrap, residual = out
+    assert extrap is not None
+    np.testing.assert_allclose(residual, data - gain @ extrap, rtol=1e-10, atol=1e-10)
+
+
+def test_large_gain_values_are_reported(problem):
+    """Entries beyond 1e100 are refused by the slow path the fast check defers to,
+    whether their squares overflow or not."""
+    gain, data = problem
+    for value in (1e120, 1e200):
+        g_bad = np.array(gain[:, :30])
+        g_bad[2, 4] = value
+        with pytest.raises(ValueError, match="beyond"):
+            solve(g_bad, data, "l21", alpha=10, n_orient=3)

@@ -43,6 +43,8 @@ from .bcd import epoch_gram, epoch_residual
 GRAM_COLUMNS_PER_CHANNEL = 8.0
 #: Hard cap on the Gram matrix size (columns) whatever the channel count.
 GRAM_MAX_COLUMNS = 4000
+#: Growth factor of the working set while violating blocks remain outside it.
+WS_GROWTH = 3
 
 
 @dataclass
@@ -142,7 +144,14 @@ def _check_gain_data(gain, data, n_orient):
     if np.abs(data).max() > _MAX_ABS:
         raise ValueError(f"data has values beyond {_MAX_ABS:g} in magnitude: rescale it "
                          "(whitened data are of order 1)")
-    # Checking the gain blockwise avoids a temporary boolean array of its size.
+    # Fast path, one pass without temporaries: column sums of squares are all
+    # finite and ≤ _MAX_ABS² only if every entry is finite and ≤ _MAX_ABS
+    # (NaN/Inf propagate, larger values overflow or exceed the bound).
+    col_sq = np.einsum("ij,ij->j", gain, gain)
+    if np.isfinite(col_sq).all() and col_sq.max() <= _MAX_ABS ** 2:
+        return gain, data
+    # Slow path, only to say what is wrong; blockwise avoids a temporary
+    # boolean array of the gain's size.
     for start in range(0, gain.shape[1], 4096):
         block = gain[:, start:start + 4096]
         if not np.isfinite(block).all():
@@ -183,6 +192,38 @@ def alpha_max(gain, data, n_orient=1):
     return float(np.sqrt((corr.reshape(corr.shape[0] // n_orient, -1) ** 2).sum(1).max()))
 
 
+def _full_gradient(gain, residual, corr_t, out):
+    """``out = −GᵀR`` (the datafit gradient) through the buffer ``corr_t = RᵀG``.
+
+    BLAS computes ``RᵀG`` (n_times × n_cols) about 3× faster than ``GᵀR``
+    (n_cols × n_times) for a tall gain (measured with OpenBLAS, one thread,
+    362 × 31 104 gain, 61 samples: 19 ms vs 58 ms with a fresh output);
+    the transposed copy into the block layout costs ~2 ms.
+    """
+    np.dot(residual.T, gain, out=corr_t)
+    np.negative(corr_t.T, out=out)
+
+
+def _diagonal_blocks(gram, n_orient):
+    """The ``n_orient × n_orient`` diagonal blocks ``G_kᵀG_k`` of a Gram matrix."""
+    n_blocks = gram.shape[0] // n_orient
+    g4 = gram.reshape(n_blocks, n_orient, n_blocks, n_orient)
+    idx = np.arange(n_blocks)
+    return g4[idx, :, idx, :]
+
+
+def _block_eigh(block_grams, n_orient):
+    """Eigen-decomposition of each block Gram matrix (for exact block steps).
+
+    Returns empty arrays for fixed orientation, where the step ``1/L_k`` is
+    already exact.
+    """
+    if n_orient == 1:
+        return np.empty((0, 1)), np.empty((0, 1, 1))
+    evals, evecs = np.linalg.eigh(block_grams)
+    return np.ascontiguousarray(evals.clip(min=0.0)), np.ascontiguousarray(evecs)
+
+
 # --------------------------------------------------------------------------
 # Inner solver on a working set
 # --------------------------------------------------------------------------
@@ -202,10 +243,13 @@ class _WorkingSetProblem:
         if use_gram:
             self.gram = gain_ws.T @ gain_ws
             self.xty = (gain_ws.T @ data).reshape(len(ws), -1)
+            block_grams = _diagonal_blocks(self.gram, n_orient)
         else:
             self.gain_ws = gain_ws
             self.gain_t_blocks = np.ascontiguousarray(gain_ws.T).reshape(
                 len(ws), n_orient, -1)
+            block_grams = np.einsum("kac,kbc->kab", self.gain_t_blocks, self.gain_t_blocks)
+        self.evals, self.evecs = _block_eigh(block_grams, n_orient)
 
     def restrict(self, idx):
         """The sub-problem on blocks ``idx`` (local indices), always with a Gram matrix.
@@ -221,6 +265,8 @@ class _WorkingSetProblem:
         child.cols = self.cols[local]
         child.lipschitz = np.ascontiguousarray(self.lipschitz[idx])
         child.alphas = np.ascontiguousarray(self.alphas[idx])
+        child.evals = np.ascontiguousarray(self.evals[idx]) if len(self.evals) else self.evals
+        child.evecs = np.ascontiguousarray(self.evecs[idx]) if len(self.evecs) else self.evecs
         child.use_gram = True
         if self.use_gram:
             child.gram = np.ascontiguousarray(self.gram[np.ix_(local, local)])
@@ -250,10 +296,10 @@ class _WorkingSetProblem:
         if self.use_gram:
             return epoch_gram(pen.code, pen.param, self.alphas, self.lipschitz,
                               self.gram, self.xty, coef_ws, aux, self.n_orient,
-                              self.n_times)
+                              self.n_times, self.evals, self.evecs)
         return epoch_residual(pen.code, pen.param, self.alphas, self.lipschitz,
                               self.gain_t_blocks, coef_ws, aux, self.n_orient,
-                              self.n_times)
+                              self.n_times, self.evals, self.evecs)
 
     def quantities(self, coef_ws, aux, norm_y2):
         """Return (‖R‖², <Y, R>, gradient in block layout)."""
@@ -295,14 +341,17 @@ def _criterion(pen, coef_blocks, grad_blocks, alphas, lipschitz, res2, y_dot_r):
 
 
 def _check(sub, pen, coef_ws, aux, norm_y2, best_dual):
-    """Inner criterion (gap with the best dual point seen, or fixed-point decrease)."""
+    """Inner criterion (gap with the best dual point seen, or fixed-point decrease).
+
+    Returns the criterion, the best dual value and the per-block scores.
+    """
     res2, ydr, grad = sub.quantities(coef_ws, aux, norm_y2)
-    crit, _, _, p_obj, d_obj = _criterion(pen, coef_ws, grad, sub.alphas, sub.lipschitz,
-                                          res2, ydr)
+    crit, _, scores, p_obj, d_obj = _criterion(pen, coef_ws, grad, sub.alphas,
+                                               sub.lipschitz, res2, ydr)
     if d_obj is not None:  # keep the best dual point seen
         best_dual = max(best_dual, d_obj)
         crit = p_obj - best_dual
-    return crit, best_dual
+    return crit, best_dual, scores
 
 
 def _epochs(sub, pen, coef_ws, aux, norm_y2, tol_abs, max_epochs, anderson_K,
@@ -314,23 +363,35 @@ def _epochs(sub, pen, coef_ws, aux, norm_y2, tol_abs, max_epochs, anderson_K,
     for epoch in range(1, max_epochs + 1):
         sub.epoch(pen, coef_ws, aux)
         if accel is not None:
-            extrap = accel.push(coef_ws)
+            extrap, aux_acc = accel.push(coef_ws, aux)
             if extrap is not None:
-                aux_acc = sub.state(extrap)
+                # Blocks the last epoch set to zero stay zero: extrapolating
+                # a block that is leaving the support pushes it through zero
+                # and the point is then rejected (seen on the volume problem:
+                # no extrapolation accepted while the support shrank).
+                leaving = np.flatnonzero((block_norms(coef_ws) == 0.0)
+                                         & (block_norms(extrap) > 0.0))
+                if leaving.size:
+                    cols = (leaving[:, None] * sub.n_orient + np.arange(sub.n_orient)).ravel()
+                    sub.apply_delta(aux_acc, cols, -extrap[leaving])
+                    extrap[leaving] = 0.0
                 if (sub.objective(pen, extrap, aux_acc, norm_y2)
                         < sub.objective(pen, coef_ws, aux, norm_y2)):
                     coef_ws[:] = extrap
                     aux[:] = aux_acc
         if epoch % check_freq == 0 or epoch == max_epochs:
-            crit, best_dual = _check(sub, pen, coef_ws, aux, norm_y2, best_dual)
+            crit, best_dual, _ = _check(sub, pen, coef_ws, aux, norm_y2, best_dual)
             if crit <= tol_abs:
                 break
     return epoch, crit, best_dual
 
 
-#: Nested working set: solve on the non-zero blocks of the working set when
-#: they are at most this fraction of it (epoch cost ∝ |non-zero| · |set|).
+#: Nested working set: solve on the non-zero blocks of the working set (and
+#: those that violate optimality) when they are at most this fraction of it
+#: (epoch cost ∝ |non-zero| · |set|).
 NESTED_MAX_FRACTION = 0.75
+#: Plain epochs over the whole working set before the first nested solve.
+FIRST_SET_EPOCHS = 5
 
 
 def _inner_solve(sub, pen, coef_ws, norm_y2, tol_abs, max_epochs, anderson_K,
@@ -338,43 +399,49 @@ def _inner_solve(sub, pen, coef_ws, norm_y2, tol_abs, max_epochs, anderson_K,
     """BCD on the working set until its criterion ≤ ``tol_abs``.
 
     Nested working set: after ``check_freq`` epochs over the whole set, the
-    blocks that are non-zero are solved alone (Gram matrix gathered from the
-    set's, epochs cost |non-zero|² instead of |non-zero|·|set|) to
-    ``sub_tol_ratio`` × the set's criterion, then the set's state is
-    updated with one product and the set is checked again; blocks that want
-    to enter get their chance in the next epochs over the whole set.
+    blocks that are non-zero, plus the zero ones that violate optimality,
+    are solved alone (Gram matrix gathered from the set's: epochs cost
+    |child|² instead of |non-zero|·|set|), then the set's state is updated
+    with one product and the set is checked again.  When no block outside
+    the child violates optimality, the set's criterion is the child's, so
+    the child is solved to the final tolerance in one go; otherwise to
+    ``sub_tol_ratio`` × the set's criterion, and the violators join it.
     """
     aux = sub.state(coef_ws)
-    best_dual = -np.inf
-    total = 0
-    crit = np.inf
-    while total < max_epochs:
-        ep, crit, best_dual = _epochs(sub, pen, coef_ws, aux, norm_y2, tol_abs,
-                                      min(check_freq, max_epochs - total), 0,
-                                      check_freq, best_dual)
-        total += ep
-        if crit <= tol_abs or total >= max_epochs:
-            break
-        active = np.flatnonzero(block_norms(coef_ws) > 0)
-        if (active.size == 0 or active.size > NESTED_MAX_FRACTION * coef_ws.shape[0]
-                or active.size * sub.n_orient > GRAM_MAX_COLUMNS):
+    n_set = coef_ws.shape[0]
+    # A few plain epochs over the whole set let the first blocks in.
+    n_first = min(FIRST_SET_EPOCHS, max_epochs)
+    total, crit, best_dual = _epochs(sub, pen, coef_ws, aux, norm_y2, tol_abs,
+                                     n_first, 0, n_first)
+    scores = None
+    while crit > tol_abs and total < max_epochs:
+        if scores is None:
+            crit, best_dual, scores = _check(sub, pen, coef_ws, aux, norm_y2, best_dual)
+            if crit <= tol_abs:
+                break
+        nonzero = block_norms(coef_ws) > 0
+        violating = ~nonzero & (scores > 0)
+        child_blocks = np.flatnonzero(nonzero | violating)
+        if (child_blocks.size == 0 or child_blocks.size > NESTED_MAX_FRACTION * n_set
+                or child_blocks.size * sub.n_orient > GRAM_MAX_COLUMNS):
             ep, crit, best_dual = _epochs(sub, pen, coef_ws, aux, norm_y2, tol_abs,
                                           max_epochs - total, anderson_K, check_freq,
                                           best_dual)
             total += ep
             break
-        child = sub.restrict(active)
-        coef_a = coef_ws[active]  # a copy (fancy indexing)
-        start = coef_a.copy()
-        ep, _, _ = _epochs(child, pen, coef_a, child.state(coef_a), norm_y2,
-                           max(tol_abs, sub_tol_ratio * crit), max_epochs - total,
-                           anderson_K, check_freq)
+        child = sub.restrict(child_blocks)
+        coef_c = coef_ws[child_blocks]  # a copy (fancy indexing)
+        start = coef_c.copy()
+        # Blocks may leave the child's support but none outside it wants in
+        # unless some did just now: then an intermediate tolerance.
+        child_tol = (tol_abs if not violating.any()
+                     else max(tol_abs, sub_tol_ratio * crit))
+        ep, _, _ = _epochs(child, pen, coef_c, child.state(coef_c), norm_y2, child_tol,
+                           max_epochs - total, anderson_K, check_freq)
         total += ep
-        coef_ws[active] = coef_a
-        sub.apply_delta(aux, child.local_cols, coef_a - start)
-        crit, best_dual = _check(sub, pen, coef_ws, aux, norm_y2, best_dual)
-        if crit <= tol_abs:
-            break
+        coef_ws[child_blocks] = coef_c
+        sub.apply_delta(aux, child.local_cols, coef_c - start)
+        crit, best_dual, scores = _check(sub, pen, coef_ws, aux, norm_y2, best_dual)
     return total, crit
 
 
@@ -461,6 +528,11 @@ def solve(gain, data, penalty="l21", n_orient=1, tol=1e-6, max_iter=100,
     coef_blocks[lipschitz <= 0] = 0.0  # zero columns never enter the model
 
     gram_limit = min(GRAM_MAX_COLUMNS, int(GRAM_COLUMNS_PER_CHANNEL * n_channels))
+    # Buffers of the full gradient, allocated once: a fresh 10-100 MB array
+    # per outer iteration costs as much in page faults as the product itself.
+    corr_t = np.empty((n_times, n_cols))
+    grad = np.empty((n_cols, n_times))
+    grad_blocks = grad.reshape(n_blocks, -1)
 
     history = []
     converged = False
@@ -474,9 +546,7 @@ def solve(gain, data, penalty="l21", n_orient=1, tol=1e-6, max_iter=100,
         support = block_norms(coef_blocks) > 0
         cols = np.flatnonzero(np.repeat(support, n_orient))
         residual = data - gain[:, cols] @ coef[cols] if cols.size else data.copy()
-        grad = gain.T @ residual  # the one full-size product per outer iteration
-        np.negative(grad, out=grad)  # in place: no second n_cols × n_times array
-        grad_blocks = grad.reshape(n_blocks, -1)
+        _full_gradient(gain, residual, corr_t, grad)  # the one full-size product
         res2 = float(np.vdot(residual, residual))
         crit, kkt, scores, p_obj, d_obj = _criterion(
             pen, coef_blocks, grad_blocks, alphas, lipschitz, res2,
@@ -493,15 +563,17 @@ def solve(gain, data, penalty="l21", n_orient=1, tol=1e-6, max_iter=100,
             converged = True
             break
         # Working set: support first, then blocks by score (ties: ‖∇_k‖/α_k).
-        # Size max(p0, 2|support|), and at least double the previous working
-        # set while violating blocks remain outside it: support-doubling
+        # Size max(p0, 2|support|), and at least WS_GROWTH × the previous
+        # working set while violating blocks remain outside it: support-doubling
         # alone needed 9 (L2,1) to ~12 (non-convex) outer iterations, each a
-        # full GᵀR gemm, on the volume problem.  Larger working sets are cheap
-        # since the inner solve is nested (see _inner_solve).
+        # full GᵀR gemm, on the volume problem; growth 3 instead of 2 saved
+        # one of 5-8 outer iterations and 10-30 % of the L2,1 time there
+        # (volume α = 20/30/50 %, surface 10/30 %).  Larger working sets are
+        # cheap since the inner solve is nested (see _inner_solve).
         n_violating = int(np.count_nonzero(scores[~support] > 0)) + n_support
         ws_size = max(p0, 2 * n_support)
         if n_violating > ws_size:
-            ws_size = max(ws_size, min(2 * prev_ws_size, n_violating))
+            ws_size = max(ws_size, min(WS_GROWTH * prev_ws_size, n_violating))
         ws_size = min(n_blocks, ws_size)
         prev_ws_size = ws_size
         with np.errstate(divide="ignore", invalid="ignore"):
