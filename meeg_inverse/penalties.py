@@ -385,7 +385,13 @@ def has_metric_prox(code):
 
     Only L2,1 (plain or weighted): its block problem in the metric of the
     block's Gram matrix is a one-dimensional secular equation.  For the
-    other penalties the solver keeps the proximal gradient step.
+    other penalties the solver keeps the proximal gradient step: tried with
+    the non-convex radial penalties (roots of the stationarity equation in μ),
+    block minimisation in the metric reached other stationary points that are
+    not fixed points of the isotropic proximal gradient map, which the
+    stopping criterion and SURE's implicit differentiation are built on (an
+    MCP solve ran into the epoch cap, the L0.5 SURE choice moved away from the
+    grid minimum).  For a convex penalty both sets are the minimisers.
     """
     return code == CODE_L21
 

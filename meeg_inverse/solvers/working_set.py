@@ -43,6 +43,9 @@ from .bcd import epoch_gram, epoch_residual
 GRAM_COLUMNS_PER_CHANNEL = 8.0
 #: Hard cap on the Gram matrix size (columns) whatever the channel count.
 GRAM_MAX_COLUMNS = 4000
+#: Block steps in the metric of each block's Gram matrix (see bcd._metric_update);
+#: False falls back to proximal gradient steps 1/L_k (kept for comparisons).
+METRIC_STEPS = True
 #: Growth factor of the working set while violating blocks remain outside it.
 WS_GROWTH = 3
 
@@ -249,7 +252,7 @@ class _WorkingSetProblem:
             self.gain_t_blocks = np.ascontiguousarray(gain_ws.T).reshape(
                 len(ws), n_orient, -1)
             block_grams = np.einsum("kac,kbc->kab", self.gain_t_blocks, self.gain_t_blocks)
-        self.evals, self.evecs = _block_eigh(block_grams, n_orient)
+        self.evals, self.evecs = _block_eigh(block_grams, n_orient if METRIC_STEPS else 1)
 
     def restrict(self, idx):
         """The sub-problem on blocks ``idx`` (local indices), always with a Gram matrix.
