@@ -285,7 +285,8 @@ class _WorkingSetProblem:
         delta = delta.reshape(len(local_cols), -1)
         if self.use_gram:
             aux2 = aux.reshape(len(self.cols), -1)
-            aux2 += self.gram[:, local_cols] @ delta
+            # Q is symmetric: gathering rows copies contiguous memory, columns do not.
+            aux2 += self.gram[local_cols].T @ delta
         else:
             aux -= self.gain_ws[:, local_cols] @ delta
 
