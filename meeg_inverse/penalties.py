@@ -424,9 +424,16 @@ def block_prox_metric(code, c_rot, evals, alpha, n_times, out_rot):
     nonzero : bool
     """
     n_orient = evals.shape[0]
+    e_max = evals.max()
     sq = np.zeros(n_orient)
     total = 0.0
     for i in range(n_orient):
+        if not evals[i] > 1e-12 * e_max:
+            # A direction the gain does not see (rank-deficient block): c has
+            # only rounding there and the minimiser nothing (the penalty grows).
+            for t in range(n_times):
+                c_rot[i * n_times + t] = 0.0
+            continue
         s = 0.0
         for t in range(n_times):
             v = c_rot[i * n_times + t]
@@ -439,7 +446,6 @@ def block_prox_metric(code, c_rot, evals, alpha, n_times, out_rot):
             out_rot[j] = 0.0
         return False
     e_min = evals.min()
-    e_max = evals.max()
     lo = max(alpha * e_min / (c_norm - alpha), 0.0)
     hi = alpha * e_max / (c_norm - alpha)
     mu = hi
@@ -454,7 +460,8 @@ def block_prox_metric(code, c_rot, evals, alpha, n_times, out_rot):
                     continue
                 r = mu / den
                 s_val += sq[i] * r * r
-                s_der += 2.0 * sq[i] * mu * evals[i] / (den * den * den)
+                # as ratios ≤ 1 over one den > 0: den³ underflows for tiny α
+                s_der += 2.0 * sq[i] * r * (evals[i] / den) / den
             root = math.sqrt(s_val)
             h = root - alpha
             if abs(h) <= 1e-14 * alpha:
@@ -463,7 +470,8 @@ def block_prox_metric(code, c_rot, evals, alpha, n_times, out_rot):
                 hi = mu
             else:
                 lo = mu
-            nxt = mu - h / (s_der / (2.0 * root)) if s_der > 0.0 and root > 0.0 else -1.0
+            slope = s_der / (2.0 * root) if root > 0.0 else 0.0
+            nxt = mu - h / slope if slope > 0.0 else -1.0
             if not lo < nxt < hi:
                 nxt = 0.5 * (lo + hi)
             if nxt == mu or hi - lo <= 1e-15 * hi:

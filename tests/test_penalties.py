@@ -167,3 +167,24 @@ def test_metric_block_minimiser_is_exact_for_l21():
         for _ in range(20):
             x = b + 1e-3 * (1 + np.linalg.norm(b)) * rng.standard_normal(b.shape)
             assert objective(x) >= f_b - 1e-12 * (1 + abs(f_b))
+
+
+def test_metric_block_minimiser_degenerate_blocks():
+    """Rank-deficient block Gram matrices (zero eigenvalues) and regularisations down
+    to 1e-300 (found by the property test: gain [[1, 1, 1]], α = 6e-140) give a
+    finite minimiser with nothing along the directions the gain does not see (where
+    c only holds rounding), never a division by zero."""
+    from meeg_inverse.penalties import CODE_L21, block_prox_metric
+
+    for e in (np.array([0.0, 0.0, 3.0]), np.array([0.0, 1e-300, 1.0]), np.zeros(3)):
+        seen = e > 1e-12 * e.max()
+        for alpha in (6.2e-140, 1e-300, 0.5, 10.0):
+            c = np.where(seen, np.array([1.0, -2.0, 0.5]), 1e-16)  # rounding off range(A)
+            out = np.empty(3)
+            nonzero = block_prox_metric(CODE_L21, c.copy(), e, alpha, 1, out)
+            assert np.all(np.isfinite(out)) and not out[~seen].any()
+            assert nonzero == (np.linalg.norm(c[seen]) > alpha)
+            if nonzero:  # stationarity on the seen directions: e b − c + α b/‖b‖ = 0
+                b = out[seen]
+                resid = e[seen] * b - c[seen] + alpha * b / np.linalg.norm(b)
+                assert np.linalg.norm(resid) <= 1e-9 * (np.linalg.norm(c) + alpha)
