@@ -41,12 +41,31 @@ class QuadraticMultiTask:
         -------
         lipschitz : array, shape (n_sources,)
         """
-        n_channels, n_cols = gain.shape
         if n_orient == 1:
             return np.einsum("ij,ij->j", gain, gain)
-        n_blocks = n_cols // n_orient
-        # Gram blocks G_kᵀG_k without a copy of the gain (a reshape is a view
-        # of a C or F array only along contiguous axes, einsum works on strides).
-        g3 = gain.reshape(n_channels, n_blocks, n_orient)
-        grams = np.einsum("cbi,cbj->bij", g3, g3)
-        return np.linalg.eigvalsh(grams)[:, -1].clip(min=0.0)
+        return np.linalg.eigvalsh(_block_grams(gain, n_orient))[:, -1].clip(min=0.0)
+
+    @staticmethod
+    def block_eigh(gain, n_orient):
+        """Eigen-decomposition of every block Hessian ``G_kᵀ G_k`` (n_orient × n_orient).
+
+        For block steps in the metric of the block (exact L2,1 block
+        minimisation); the largest eigenvalue is the block Lipschitz constant.
+
+        Returns
+        -------
+        evals : array, shape (n_sources, n_orient)
+            Ascending, clipped at 0.
+        evecs : array, shape (n_sources, n_orient, n_orient)
+            Eigenvectors in columns.
+        """
+        evals, evecs = np.linalg.eigh(_block_grams(gain, n_orient))
+        return np.ascontiguousarray(evals.clip(min=0.0)), np.ascontiguousarray(evecs)
+
+
+def _block_grams(gain, n_orient):
+    """Gram blocks ``G_kᵀG_k`` without a copy of the gain (a reshape is a view of a
+    C or F array only along contiguous axes, einsum works on strides)."""
+    n_channels, n_cols = gain.shape
+    g3 = gain.reshape(n_channels, n_cols // n_orient, n_orient)
+    return np.einsum("cbi,cbj->bij", g3, g3)

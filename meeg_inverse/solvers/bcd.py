@@ -97,6 +97,21 @@ def _metric_update(code, alpha, old, grad, evals, evecs, n_orient, n_times, crot
 
 
 @njit(cache=True)
+def _block_step(code, param, alpha, step, old, grad, metric, evals, evecs, k, n_orient,
+                n_times, crot, nrot, new):
+    """Write block ``k``'s update into ``new``: exact in the block metric or proximal gradient.
+
+    ``evals``/``evecs`` are only read when ``metric`` (they are empty otherwise).
+    """
+    if metric:
+        return _metric_update(code, alpha, old, grad, evals[k], evecs[k], n_orient, n_times,
+                              crot, nrot, new)
+    for i in range(old.shape[0]):
+        new[i] = old[i] - step * grad[i]
+    return block_prox(code, new, alpha, param, step, new)
+
+
+@njit(cache=True)
 def epoch_gram(code, param, alphas, lipschitz, gram, xty_blocks, coef_blocks,
                qcoef_blocks, n_orient, n_times, evals, evecs):
     """One cyclic BCD pass using the Gram matrix.
@@ -151,13 +166,8 @@ def epoch_gram(code, param, alphas, lipschitz, gram, xty_blocks, coef_blocks,
             grad[i] = qk[i] - xk[i]
             if old[i] != 0.0:
                 was_zero = False
-        if metric:
-            is_nonzero = _metric_update(code, alphas[k], old, grad, evals[k], evecs[k],
-                                        n_orient, n_times, crot, nrot, new)
-        else:
-            for i in range(block_size):
-                new[i] = old[i] - step * grad[i]
-            is_nonzero = block_prox(code, new, alphas[k], param, step, new)
+        is_nonzero = _block_step(code, param, alphas[k], step, old, grad, metric, evals,
+                                 evecs, k, n_orient, n_times, crot, nrot, new)
         if was_zero and not is_nonzero:
             continue  # the common case in a working set: nothing to update
         change = 0.0
@@ -217,13 +227,8 @@ def epoch_residual(code, param, alphas, lipschitz, gain_t_blocks, coef_blocks,
                 grad[i] = -corr[a, t]
                 if old[i] != 0.0:
                     was_zero = False
-        if metric:
-            is_nonzero = _metric_update(code, alphas[k], old, grad, evals[k], evecs[k],
-                                        n_orient, n_times, crot, nrot, new)
-        else:
-            for i in range(block_size):
-                new[i] = old[i] - step * grad[i]
-            is_nonzero = block_prox(code, new, alphas[k], param, step, new)
+        is_nonzero = _block_step(code, param, alphas[k], step, old, grad, metric, evals,
+                                 evecs, k, n_orient, n_times, crot, nrot, new)
         if was_zero and not is_nonzero:
             continue
         change = 0.0

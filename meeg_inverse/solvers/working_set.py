@@ -28,6 +28,7 @@ from ..penalties import (
     IterativeReweightedL21,
     block_norms,
     dual_ratios,
+    has_metric_prox,
     make_penalty,
     optimality_scores,
     penalty_value,
@@ -43,8 +44,9 @@ from .bcd import epoch_gram, epoch_residual
 GRAM_COLUMNS_PER_CHANNEL = 8.0
 #: Hard cap on the Gram matrix size (columns) whatever the channel count.
 GRAM_MAX_COLUMNS = 4000
-#: Block steps in the metric of each block's Gram matrix (see bcd._metric_update);
-#: False falls back to proximal gradient steps 1/L_k (kept for comparisons).
+#: Block steps in the metric of each block's Gram matrix for the penalties that
+#: have one (see bcd._metric_update); False falls back to proximal gradient
+#: steps 1/L_k (kept for comparisons).
 METRIC_STEPS = True
 #: Growth factor of the working set while violating blocks remain outside it.
 WS_GROWTH = 3
@@ -207,52 +209,32 @@ def _full_gradient(gain, residual, corr_t, out):
     np.negative(corr_t.T, out=out)
 
 
-def _diagonal_blocks(gram, n_orient):
-    """The ``n_orient × n_orient`` diagonal blocks ``G_kᵀG_k`` of a Gram matrix."""
-    n_blocks = gram.shape[0] // n_orient
-    g4 = gram.reshape(n_blocks, n_orient, n_blocks, n_orient)
-    idx = np.arange(n_blocks)
-    return g4[idx, :, idx, :]
-
-
-def _block_eigh(block_grams, n_orient):
-    """Eigen-decomposition of each block Gram matrix (for exact block steps).
-
-    Returns empty arrays for fixed orientation, where the step ``1/L_k`` is
-    already exact.
-    """
-    if n_orient == 1:
-        return np.empty((0, 1)), np.empty((0, 1, 1))
-    evals, evecs = np.linalg.eigh(block_grams)
-    return np.ascontiguousarray(evals.clip(min=0.0)), np.ascontiguousarray(evecs)
-
-
 # --------------------------------------------------------------------------
 # Inner solver on a working set
 # --------------------------------------------------------------------------
 class _WorkingSetProblem:
     """The problem restricted to some blocks, with what pays off precomputed."""
 
-    def __init__(self, gain, data, ws, n_orient, lipschitz, alphas, use_gram):
+    def __init__(self, gain, data, ws, n_orient, lipschitz, alphas, use_gram, evals, evecs):
         self.n_orient = n_orient
         self.n_times = data.shape[1]
         cols = (ws[:, None] * n_orient + np.arange(n_orient)).ravel()
         self.cols = cols
         self.lipschitz = np.ascontiguousarray(lipschitz[ws])
         self.alphas = np.ascontiguousarray(alphas[ws])
+        # Block eigen-decompositions (empty: proximal gradient steps 1/L_k).
+        self.evals = np.ascontiguousarray(evals[ws]) if len(evals) else evals
+        self.evecs = np.ascontiguousarray(evecs[ws]) if len(evecs) else evecs
         self.data = data
         gain_ws = gain[:, cols]  # small copy of the working-set columns
         self.use_gram = use_gram
         if use_gram:
             self.gram = gain_ws.T @ gain_ws
             self.xty = (gain_ws.T @ data).reshape(len(ws), -1)
-            block_grams = _diagonal_blocks(self.gram, n_orient)
         else:
             self.gain_ws = gain_ws
             self.gain_t_blocks = np.ascontiguousarray(gain_ws.T).reshape(
                 len(ws), n_orient, -1)
-            block_grams = np.einsum("kac,kbc->kab", self.gain_t_blocks, self.gain_t_blocks)
-        self.evals, self.evecs = _block_eigh(block_grams, n_orient if METRIC_STEPS else 1)
 
     def restrict(self, idx):
         """The sub-problem on blocks ``idx`` (local indices), always with a Gram matrix.
@@ -515,7 +497,13 @@ def solve(gain, data, penalty="l21", n_orient=1, tol=1e-6, max_iter=100,
     n_times = data.shape[1]
     n_blocks = n_cols // n_orient
     datafit = QuadraticMultiTask()
-    lipschitz = datafit.block_lipschitz(gain, n_orient)
+    if n_orient > 1 and METRIC_STEPS and has_metric_prox(pen.code):
+        # Exact block steps need each block's eigen-decomposition (see bcd).
+        evals, evecs = datafit.block_eigh(gain, n_orient)
+        lipschitz = np.ascontiguousarray(evals[:, -1])
+    else:
+        evals, evecs = np.empty((0, n_orient)), np.empty((0, n_orient, n_orient))
+        lipschitz = datafit.block_lipschitz(gain, n_orient)
     alphas = pen.block_alphas(n_blocks)
     norm_y2 = float(np.vdot(data, data))
     tol_abs = tol * norm_y2
@@ -596,7 +584,8 @@ def solve(gain, data, penalty="l21", n_orient=1, tol=1e-6, max_iter=100,
         inner_tol = inner_tol_ratio * (tol_abs if n_violating <= ws_size or ws_size == n_blocks
                                        else crit)
         use_gram = ws_size * n_orient <= gram_limit
-        sub = _WorkingSetProblem(gain, data, ws, n_orient, lipschitz, alphas, use_gram)
+        sub = _WorkingSetProblem(gain, data, ws, n_orient, lipschitz, alphas, use_gram,
+                                 evals, evecs)
         coef_ws = np.ascontiguousarray(coef[sub.cols]).reshape(ws_size, -1)
         # The inner solve is a long sequence of small BLAS calls: threading
         # them costs more than it brings (10x slower on a loaded 2-core box).
