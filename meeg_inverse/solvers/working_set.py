@@ -197,6 +197,11 @@ def alpha_max(gain, data, n_orient=1):
     return float(np.sqrt((corr.reshape(corr.shape[0] // n_orient, -1) ** 2).sum(1).max()))
 
 
+def _block_rows(blocks, n_orient):
+    """Row (gain column) indices of the blocks ``blocks``, in block order."""
+    return (np.asarray(blocks)[:, None] * n_orient + np.arange(n_orient)).ravel()
+
+
 def _full_gradient(gain, residual, corr_t, out):
     """``out = −GᵀR`` (the datafit gradient) through the buffer ``corr_t = RᵀG``.
 
@@ -218,7 +223,7 @@ class _WorkingSetProblem:
     def __init__(self, gain, data, ws, n_orient, lipschitz, alphas, use_gram, evals, evecs):
         self.n_orient = n_orient
         self.n_times = data.shape[1]
-        cols = (ws[:, None] * n_orient + np.arange(n_orient)).ravel()
+        cols = _block_rows(ws, n_orient)
         self.cols = cols
         self.lipschitz = np.ascontiguousarray(lipschitz[ws])
         self.alphas = np.ascontiguousarray(alphas[ws])
@@ -245,7 +250,7 @@ class _WorkingSetProblem:
         child = object.__new__(_WorkingSetProblem)
         o = self.n_orient
         child.n_orient, child.n_times, child.data = o, self.n_times, self.data
-        local = (idx[:, None] * o + np.arange(o)).ravel()
+        local = _block_rows(idx, o)
         child.local_cols = local
         child.cols = self.cols[local]
         child.lipschitz = np.ascontiguousarray(self.lipschitz[idx])
@@ -342,9 +347,14 @@ def _check(sub, pen, coef_ws, aux, norm_y2, best_dual):
 
 def _epochs(sub, pen, coef_ws, aux, norm_y2, tol_abs, max_epochs, anderson_K,
             check_freq=5, best_dual=-np.inf):
-    """BCD epochs (Anderson-extrapolated) until the criterion ≤ ``tol_abs``."""
+    """BCD epochs (Anderson-extrapolated) until the criterion ≤ ``tol_abs``.
+
+    Returns the epochs run, the criterion, the best dual value and the block
+    scores of the last check.
+    """
     accel = AndersonAcceleration(anderson_K) if anderson_K else None
     crit = np.inf
+    scores = None
     epoch = 0
     for epoch in range(1, max_epochs + 1):
         sub.epoch(pen, coef_ws, aux)
@@ -358,18 +368,18 @@ def _epochs(sub, pen, coef_ws, aux, norm_y2, tol_abs, max_epochs, anderson_K,
                 leaving = np.flatnonzero((block_norms(coef_ws) == 0.0)
                                          & (block_norms(extrap) > 0.0))
                 if leaving.size:
-                    cols = (leaving[:, None] * sub.n_orient + np.arange(sub.n_orient)).ravel()
-                    sub.apply_delta(aux_acc, cols, -extrap[leaving])
+                    sub.apply_delta(aux_acc, _block_rows(leaving, sub.n_orient),
+                                    -extrap[leaving])
                     extrap[leaving] = 0.0
                 if (sub.objective(pen, extrap, aux_acc, norm_y2)
                         < sub.objective(pen, coef_ws, aux, norm_y2)):
                     coef_ws[:] = extrap
                     aux[:] = aux_acc
         if epoch % check_freq == 0 or epoch == max_epochs:
-            crit, best_dual, _ = _check(sub, pen, coef_ws, aux, norm_y2, best_dual)
+            crit, best_dual, scores = _check(sub, pen, coef_ws, aux, norm_y2, best_dual)
             if crit <= tol_abs:
                 break
-    return epoch, crit, best_dual
+    return epoch, crit, best_dual, scores
 
 
 #: Nested working set: solve on the non-zero blocks of the working set (and
@@ -384,7 +394,7 @@ def _inner_solve(sub, pen, coef_ws, norm_y2, tol_abs, max_epochs, anderson_K,
                  check_freq=5, sub_tol_ratio=0.3):
     """BCD on the working set until its criterion ≤ ``tol_abs``.
 
-    Nested working set: after ``check_freq`` epochs over the whole set, the
+    Nested working set: after ``FIRST_SET_EPOCHS`` epochs over the whole set, the
     blocks that are non-zero, plus the zero ones that violate optimality,
     are solved alone (Gram matrix gathered from the set's: epochs cost
     |child|² instead of |non-zero|·|set|), then the set's state is updated
@@ -397,22 +407,17 @@ def _inner_solve(sub, pen, coef_ws, norm_y2, tol_abs, max_epochs, anderson_K,
     n_set = coef_ws.shape[0]
     # A few plain epochs over the whole set let the first blocks in.
     n_first = min(FIRST_SET_EPOCHS, max_epochs)
-    total, crit, best_dual = _epochs(sub, pen, coef_ws, aux, norm_y2, tol_abs,
-                                     n_first, 0, n_first)
-    scores = None
+    total, crit, best_dual, scores = _epochs(sub, pen, coef_ws, aux, norm_y2, tol_abs,
+                                             n_first, 0, n_first)
     while crit > tol_abs and total < max_epochs:
-        if scores is None:
-            crit, best_dual, scores = _check(sub, pen, coef_ws, aux, norm_y2, best_dual)
-            if crit <= tol_abs:
-                break
         nonzero = block_norms(coef_ws) > 0
         violating = ~nonzero & (scores > 0)
         child_blocks = np.flatnonzero(nonzero | violating)
         if (child_blocks.size == 0 or child_blocks.size > NESTED_MAX_FRACTION * n_set
                 or child_blocks.size * sub.n_orient > GRAM_MAX_COLUMNS):
-            ep, crit, best_dual = _epochs(sub, pen, coef_ws, aux, norm_y2, tol_abs,
-                                          max_epochs - total, anderson_K, check_freq,
-                                          best_dual)
+            ep, crit, best_dual, _ = _epochs(sub, pen, coef_ws, aux, norm_y2, tol_abs,
+                                             max_epochs - total, anderson_K, check_freq,
+                                             best_dual)
             total += ep
             break
         child = sub.restrict(child_blocks)
@@ -422,8 +427,8 @@ def _inner_solve(sub, pen, coef_ws, norm_y2, tol_abs, max_epochs, anderson_K,
         # unless some did just now: then an intermediate tolerance.
         child_tol = (tol_abs if not violating.any()
                      else max(tol_abs, sub_tol_ratio * crit))
-        ep, _, _ = _epochs(child, pen, coef_c, child.state(coef_c), norm_y2, child_tol,
-                           max_epochs - total, anderson_K, check_freq)
+        ep, _, _, _ = _epochs(child, pen, coef_c, child.state(coef_c), norm_y2, child_tol,
+                              max_epochs - total, anderson_K, check_freq)
         total += ep
         coef_ws[child_blocks] = coef_c
         sub.apply_delta(aux, child.local_cols, coef_c - start)
