@@ -15,15 +15,62 @@ regularisation and one parameter, and calls the cached dispatchers of
 :mod:`meeg_inverse.penalties`.  All arrays are in block layout
 ``(n_blocks, n_orient * n_times)``.
 
+Both kernels defer the update of their auxiliary state (``QB`` or the
+residual) for a few consecutive blocks and apply it as one BLAS gemm: the
+gradient of a block is corrected by the pending updates it has not yet seen
+(a few ``3×3·n_times`` products), so the iterates are those of the sequential
+update, but the state, the bulk of an epoch's memory traffic, is streamed once
+per batch instead of once per block.
+
 Note: numba's on-disk cache of a function is invalidated only when *its own*
 file changes.  After editing ``penalties.py`` in a development checkout,
 delete ``meeg_inverse/solvers/__pycache__/bcd.*.nbi`` (or touch this file).
 """
 
+import llvmlite.binding as llvm
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import get_cython_function_address
 
 from ..penalties import block_prox, block_prox_metric, has_metric_prox
+
+# BLAS dgemm of SciPy (the library numba's np.dot calls), bound to a symbol
+# name rather than a ctypes pointer so that the kernels calling it can be
+# cached on disk; the address is registered again in every process.
+_DGEMM_SYMBOL = "meeg_inverse_scipy_dgemm"
+llvm.add_symbol(_DGEMM_SYMBOL,
+                get_cython_function_address("scipy.linalg.cython_blas", "dgemm"))
+_dgemm = types.ExternalFunction(_DGEMM_SYMBOL, types.void(*([types.voidptr] * 13)))
+
+#: Columns (blocks × orientations) whose state updates are batched in one gemm.
+PENDING_COLUMNS = 24
+
+
+@njit(cache=True)
+def _gemm_add(n_rows, n_cols, inner, alpha, a, lda, b, ldb, trans_b, c, ldc):
+    """``C += alpha · A op(B)`` in column-major terms (BLAS ``dgemm``).
+
+    ``a``, ``b``, ``c`` are 1-D views starting at the first element of each
+    operand; ``A`` is ``n_rows × inner``, ``op(B)`` is ``inner × n_cols``
+    (``B`` itself when ``trans_b`` is False, else the transpose of the
+    ``n_cols × inner`` matrix stored at ``b``).
+    """
+    ints = np.empty(6, np.int32)
+    ints[0] = n_rows
+    ints[1] = n_cols
+    ints[2] = inner
+    ints[3] = lda
+    ints[4] = ldb
+    ints[5] = ldc
+    scal = np.empty(2)
+    scal[0] = alpha
+    scal[1] = 1.0
+    trans = np.empty(2, np.uint8)
+    trans[0] = 78  # 'N'
+    trans[1] = 84 if trans_b else 78  # 'T' or 'N'
+    _dgemm(trans[0:].ctypes, trans[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes, ints[2:].ctypes,
+           scal[0:].ctypes, a.ctypes, ints[3:].ctypes, b.ctypes, ints[4:].ctypes,
+           scal[1:].ctypes, c.ctypes, ints[5:].ctypes)
 
 
 @njit(cache=True)
@@ -112,6 +159,33 @@ def _block_step(code, param, alpha, step, old, grad, metric, evals, evecs, k, n_
 
 
 @njit(cache=True)
+def _flush_gram(gram, pending, first, nz_blocks, n_nz, qcoef_blocks, n_orient, n_times):
+    """Apply the pending updates ``QB += Q[:, pending] ΔB_pending`` and clear them.
+
+    ``pending[i]`` holds ΔB of block ``first + i`` (zero for blocks that did
+    not move); ``nz_blocks[:n_nz]`` lists, in increasing order, those that did.
+    """
+    if n_nz == 0:
+        return
+    lo = nz_blocks[0]
+    hi = nz_blocks[n_nz - 1]
+    if n_nz == 1 or hi - lo + 1 > 2 * n_nz:
+        # Few scattered updates: a gemm over the whole range would mostly multiply zeros.
+        for i in range(n_nz):
+            _add_gram_columns(gram, nz_blocks[i] * n_orient, pending[nz_blocks[i] - first],
+                              qcoef_blocks, n_orient, n_times)
+    else:
+        # In column-major terms QBᵀ (n_times × n_rows) += ΔBᵀ Q[cols, :], Q symmetric.
+        n_rows = gram.shape[0]
+        _gemm_add(n_times, n_rows, (hi - lo + 1) * n_orient, 1.0,
+                  pending.reshape(-1)[(lo - first) * n_orient * n_times:], n_times,
+                  gram.reshape(-1)[lo * n_orient:], n_rows, False,
+                  qcoef_blocks.reshape(-1), n_times)
+    for i in range(n_nz):
+        pending[nz_blocks[i] - first, :] = 0.0
+
+
+@njit(cache=True)
 def epoch_gram(code, param, alphas, lipschitz, gram, xty_blocks, coef_blocks,
                qcoef_blocks, n_orient, n_times, evals, evecs):
     """One cyclic BCD pass using the Gram matrix.
@@ -125,13 +199,13 @@ def epoch_gram(code, param, alphas, lipschitz, gram, xty_blocks, coef_blocks,
     lipschitz : array, shape (n_blocks,)
         Block Lipschitz constants ``‖G_kᵀG_k‖₂``.
     gram : array, shape (n_blocks * n_orient, n_blocks * n_orient)
-        ``G_Wᵀ G_W``.
+        ``G_Wᵀ G_W`` (C-contiguous).
     xty_blocks : array, shape (n_blocks, n_orient * n_times)
         ``G_Wᵀ Y`` in block layout.
     coef_blocks : array, shape (n_blocks, n_orient * n_times)
         Coefficients, updated in place.
     qcoef_blocks : array, shape (n_blocks, n_orient * n_times)
-        ``Q B`` in block layout, updated in place.
+        ``Q B`` in block layout (C-contiguous), updated in place.
     n_orient, n_times : int
     evals, evecs : arrays, shapes (n_blocks, n_orient) and (n_blocks, n_orient, n_orient)
         Eigen-decomposition of each block's Gram matrix ``G_kᵀG_k``: used for
@@ -146,13 +220,23 @@ def epoch_gram(code, param, alphas, lipschitz, gram, xty_blocks, coef_blocks,
     """
     n_blocks, block_size = coef_blocks.shape
     new = np.empty(block_size)
-    delta = np.empty(block_size)
     grad = np.empty(block_size)
     crot = np.empty(block_size)
     nrot = np.empty(block_size)
     metric = has_metric_prox(code) and n_orient > 1 and evals.shape[0] == n_blocks
+    # Updates of QB not yet applied: blocks first … k-1, at most n_pending.
+    n_pending = max(1, PENDING_COLUMNS // n_orient)
+    pending = np.zeros((n_pending, block_size))
+    nz_blocks = np.empty(n_pending, np.int64)
+    first = 0
+    n_nz = 0
     max_change = 0.0
     for k in range(n_blocks):
+        if k - first == n_pending:
+            _flush_gram(gram, pending, first, nz_blocks, n_nz, qcoef_blocks, n_orient,
+                        n_times)
+            first = k
+            n_nz = 0
         lip = lipschitz[k]
         if lip <= 0.0:
             continue
@@ -166,10 +250,20 @@ def epoch_gram(code, param, alphas, lipschitz, gram, xty_blocks, coef_blocks,
             grad[i] = qk[i] - xk[i]
             if old[i] != 0.0:
                 was_zero = False
+        for i in range(n_nz):  # … with the pending updates QB has not seen
+            j = nz_blocks[i]
+            dj = pending[j - first]
+            for a in range(n_orient):
+                row = k * n_orient + a
+                for b in range(n_orient):
+                    q = gram[j * n_orient + b, row]
+                    for t in range(n_times):
+                        grad[a * n_times + t] += q * dj[b * n_times + t]
         is_nonzero = _block_step(code, param, alphas[k], step, old, grad, metric, evals,
                                  evecs, k, n_orient, n_times, crot, nrot, new)
         if was_zero and not is_nonzero:
             continue  # the common case in a working set: nothing to update
+        delta = pending[k - first]
         change = 0.0
         for i in range(block_size):
             delta[i] = new[i] - old[i]
@@ -178,9 +272,35 @@ def epoch_gram(code, param, alphas, lipschitz, gram, xty_blocks, coef_blocks,
         if change == 0.0:
             continue
         max_change = max(max_change, lip * np.sqrt(change))
-        # QB += Q[:, block k] ΔB_k, a rank-n_orient update of QB.
-        _add_gram_columns(gram, k * n_orient, delta, qcoef_blocks, n_orient, n_times)
+        nz_blocks[n_nz] = k
+        n_nz += 1
+    _flush_gram(gram, pending, first, nz_blocks, n_nz, qcoef_blocks, n_orient, n_times)
     return max_change
+
+
+@njit(cache=True)
+def _flush_residual(gain_t_blocks, pending, first, nz_blocks, n_nz, residual, n_orient,
+                    n_times):
+    """Apply the pending updates ``R −= G_pending ΔB_pending`` and clear them (as
+    :func:`_flush_gram`)."""
+    if n_nz == 0:
+        return
+    lo = nz_blocks[0]
+    hi = nz_blocks[n_nz - 1]
+    if n_nz == 1 or hi - lo + 1 > 2 * n_nz:
+        for i in range(n_nz):
+            j = nz_blocks[i]
+            residual -= np.dot(gain_t_blocks[j].T,
+                               pending[j - first].reshape(n_orient, n_times))
+    else:
+        # In column-major terms Rᵀ (n_times × n_channels) −= ΔBᵀ G_rangeᵀ.
+        n_channels = gain_t_blocks.shape[2]
+        _gemm_add(n_times, n_channels, (hi - lo + 1) * n_orient, -1.0,
+                  pending.reshape(-1)[(lo - first) * n_orient * n_times:], n_times,
+                  gain_t_blocks.reshape(-1)[lo * n_orient * n_channels:], n_channels, True,
+                  residual.reshape(-1), n_times)
+    for i in range(n_nz):
+        pending[nz_blocks[i] - first, :] = 0.0
 
 
 @njit(cache=True)
@@ -197,7 +317,7 @@ def epoch_residual(code, param, alphas, lipschitz, gain_t_blocks, coef_blocks,
     coef_blocks : array, shape (n_blocks, n_orient * n_times)
         Coefficients, updated in place.
     residual : array, shape (n_channels, n_times)
-        ``Y − G_W B``, updated in place.
+        ``Y − G_W B`` (C-contiguous), updated in place.
     evals, evecs
         As in :func:`epoch_gram`.
 
@@ -206,41 +326,68 @@ def epoch_residual(code, param, alphas, lipschitz, gain_t_blocks, coef_blocks,
     max_change : float
     """
     n_blocks, block_size = coef_blocks.shape
+    n_channels = gain_t_blocks.shape[2]
     new = np.empty(block_size)
-    delta = np.empty((n_orient, n_times))
     grad = np.empty(block_size)
     crot = np.empty(block_size)
     nrot = np.empty(block_size)
     metric = has_metric_prox(code) and n_orient > 1 and evals.shape[0] == n_blocks
+    n_pending = max(1, PENDING_COLUMNS // n_orient)
+    pending = np.zeros((n_pending, block_size))
+    nz_blocks = np.empty(n_pending, np.int64)
+    first = 0
+    n_nz = 0
     max_change = 0.0
+    # G_kᵀR of the blocks of the current batch, at the state of its start
+    # (one gemm for the batch; the pending updates are corrected below).
+    corr = np.dot(gain_t_blocks[0:n_pending].reshape(-1, n_channels), residual)
     for k in range(n_blocks):
+        if k - first == n_pending:
+            _flush_residual(gain_t_blocks, pending, first, nz_blocks, n_nz, residual,
+                            n_orient, n_times)
+            first = k
+            n_nz = 0
+            corr = np.dot(gain_t_blocks[first:first + n_pending].reshape(-1, n_channels),
+                          residual)
         lip = lipschitz[k]
         if lip <= 0.0:
             continue
         step = 1.0 / lip
         old = coef_blocks[k]
-        corr = np.dot(gain_t_blocks[k], residual)  # G_kᵀ R (BLAS gemm)
+        gk = gain_t_blocks[k]
         was_zero = True
         for a in range(n_orient):
             for t in range(n_times):
                 i = a * n_times + t
-                grad[i] = -corr[a, t]
+                grad[i] = -corr[(k - first) * n_orient + a, t]
                 if old[i] != 0.0:
                     was_zero = False
+        for i in range(n_nz):  # … with the pending updates R has not seen
+            j = nz_blocks[i]
+            gj = gain_t_blocks[j]
+            dj = pending[j - first]
+            for a in range(n_orient):
+                for b in range(n_orient):
+                    q = 0.0
+                    for c in range(n_channels):
+                        q += gk[a, c] * gj[b, c]
+                    for t in range(n_times):
+                        grad[a * n_times + t] += q * dj[b * n_times + t]
         is_nonzero = _block_step(code, param, alphas[k], step, old, grad, metric, evals,
                                  evecs, k, n_orient, n_times, crot, nrot, new)
         if was_zero and not is_nonzero:
             continue
+        delta = pending[k - first]
         change = 0.0
-        for a in range(n_orient):
-            for t in range(n_times):
-                i = a * n_times + t
-                d = new[i] - old[i]
-                delta[a, t] = d
-                change += d * d
-                old[i] = new[i]
+        for i in range(block_size):
+            delta[i] = new[i] - old[i]
+            change += delta[i] * delta[i]
+            old[i] = new[i]
         if change == 0.0:
             continue
         max_change = max(max_change, lip * np.sqrt(change))
-        residual -= np.dot(gain_t_blocks[k].T, delta)  # R -= G_k ΔB_k (BLAS gemm)
+        nz_blocks[n_nz] = k
+        n_nz += 1
+    _flush_residual(gain_t_blocks, pending, first, nz_blocks, n_nz, residual, n_orient,
+                    n_times)
     return max_change
