@@ -527,6 +527,72 @@ def dual_ratios(code, grad_blocks, alphas):
 
 
 @njit(cache=True)
+def correlation_scores(code, param, corr_t, coef_blocks, support, alphas, lipschitz,
+                       fixed_point, n_orient):
+    """Everything the outer loop needs from the full correlation, in one pass.
+
+    The datafit gradient of block ``k`` is ``−(RᵀG)[:, block k]ᵀ``; reading it
+    straight from ``corr_t = RᵀG`` saves the transposed copy, and blocks off
+    the support are scored at zero without reading their (zero) coefficients.
+
+    Parameters
+    ----------
+    code, param : int, float
+    corr_t : array, shape (n_times, n_blocks * n_orient)
+        ``RᵀG``.
+    coef_blocks : array, shape (n_blocks, n_orient * n_times)
+        Only the rows of ``support`` are read.
+    support : array of bool, shape (n_blocks,)
+        Blocks that may be non-zero.
+    alphas, lipschitz : arrays, shape (n_blocks,)
+    fixed_point : bool
+        Fixed-point scores (else subdifferential distances), as
+        :func:`optimality_scores`.
+    n_orient : int
+
+    Returns
+    -------
+    scores : array, shape (n_blocks,)
+        As :func:`optimality_scores`.
+    ratios : array, shape (n_blocks,)
+        As :func:`dual_ratios`.
+    grad_ratios : array, shape (n_blocks,)
+        ``‖∇_k‖/α_k`` (0 where not finite, −1 for all-zero gain columns), to
+        rank blocks.
+    value : float
+        Penalty value of the coefficients.
+    """
+    n_times = corr_t.shape[0]
+    n_blocks = corr_t.shape[1] // n_orient
+    size = n_orient * n_times
+    grad = np.empty(size)
+    zero = np.zeros(size)
+    scores = np.zeros(n_blocks)
+    ratios = np.zeros(n_blocks)
+    grad_ratios = np.zeros(n_blocks)
+    value = 0.0
+    for k in range(n_blocks):
+        for a in range(n_orient):
+            col = k * n_orient + a
+            for t in range(n_times):
+                grad[a * n_times + t] = -corr_t[t, col]
+        coef_k = coef_blocks[k] if support[k] else zero
+        if support[k]:
+            value += block_value(code, coef_k, alphas[k], param)
+        if fixed_point:
+            scores[k] = block_fixed_point_score(code, coef_k, grad, alphas[k], param,
+                                                lipschitz[k])
+        elif lipschitz[k] > 0.0 or support[k]:
+            scores[k] = block_subdiff_distance(code, coef_k, grad, alphas[k], param)
+        ratios[k] = block_dual_ratio(code, grad, alphas[k])
+        if lipschitz[k] <= 0.0:
+            grad_ratios[k] = -1.0
+        elif alphas[k] > 0.0 and math.isfinite(alphas[k]):
+            grad_ratios[k] = _norm(grad) / alphas[k]
+    return scores, ratios, grad_ratios, value
+
+
+@njit(cache=True)
 def block_norms(coef_blocks):
     """Frobenius norm of every block."""
     out = np.empty(coef_blocks.shape[0])

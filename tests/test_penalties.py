@@ -188,3 +188,39 @@ def test_metric_block_minimiser_degenerate_blocks():
                 b = out[seen]
                 resid = e[seen] * b - c[seen] + alpha * b / np.linalg.norm(b)
                 assert np.linalg.norm(resid) <= 1e-9 * (np.linalg.norm(c) + alpha)
+
+
+@pytest.mark.parametrize("name", sorted(set(PENALTIES) - {"irmxne"}))  # irMxNE: a strategy
+@pytest.mark.parametrize("n_orient", [1, 3])
+def test_correlation_scores_match_block_layout_helpers(name, n_orient):
+    """The outer loop's one-pass scores from ``RᵀG`` equal the block-layout helpers."""
+    from meeg_inverse.penalties import (
+        correlation_scores,
+        dual_ratios,
+        optimality_scores,
+        penalty_value,
+    )
+
+    rng = np.random.default_rng(1)
+    n_blocks, n_times = 23, 5
+    kwargs = {"weights": rng.uniform(0.5, 2, n_blocks)} if name == "weighted_l21" else {}
+    pen = make_penalty(name, 0.7, **kwargs)
+    corr_t = rng.standard_normal((n_times, n_blocks * n_orient))
+    coef = rng.standard_normal((n_blocks, n_orient * n_times))
+    support = rng.random(n_blocks) < 0.4
+    coef[~support] = 0.0
+    lips = rng.uniform(0.5, 3, n_blocks)
+    lips[3] = 0.0  # an all-zero gain column
+    support[3], coef[3] = False, 0.0
+    alphas = pen.block_alphas(n_blocks)
+    grad = np.ascontiguousarray(-corr_t.T).reshape(n_blocks, -1)
+    scores, ratios, grad_ratios, value = correlation_scores(
+        pen.code, pen.param, corr_t, coef, support, alphas, lips, pen.uses_fixed_point,
+        n_orient)
+    np.testing.assert_allclose(scores, optimality_scores(
+        pen.code, coef, grad, alphas, pen.param, lips, pen.uses_fixed_point), rtol=1e-12)
+    np.testing.assert_allclose(ratios, dual_ratios(pen.code, grad, alphas), rtol=1e-12)
+    assert value == pytest.approx(penalty_value(pen.code, coef, alphas, pen.param), rel=1e-12)
+    expected = np.linalg.norm(grad, axis=1) / alphas
+    expected[3] = -1.0
+    np.testing.assert_allclose(grad_ratios, expected, rtol=1e-12)

@@ -27,6 +27,7 @@ from ..penalties import (
     BlockPenalty,
     IterativeReweightedL21,
     block_norms,
+    correlation_scores,
     dual_ratios,
     has_metric_prox,
     make_penalty,
@@ -202,18 +203,6 @@ def _block_rows(blocks, n_orient):
     return (np.asarray(blocks)[:, None] * n_orient + np.arange(n_orient)).ravel()
 
 
-def _full_gradient(gain, residual, corr_t, out):
-    """``out = −GᵀR`` (the datafit gradient) through the buffer ``corr_t = RᵀG``.
-
-    BLAS computes ``RᵀG`` (n_times × n_cols) about 3× faster than ``GᵀR``
-    (n_cols × n_times) for a tall gain (measured with OpenBLAS, one thread,
-    362 × 31 104 gain, 61 samples: 19 ms vs 58 ms with a fresh output);
-    the transposed copy into the block layout costs ~2 ms.
-    """
-    np.dot(residual.T, gain, out=corr_t)
-    np.negative(corr_t.T, out=out)
-
-
 # --------------------------------------------------------------------------
 # Inner solver on a working set
 # --------------------------------------------------------------------------
@@ -310,7 +299,7 @@ class _WorkingSetProblem:
 
 
 def _criterion(pen, coef_blocks, grad_blocks, alphas, lipschitz, res2, y_dot_r):
-    """Stopping quantity in objective units, KKT violation, gap, primal, dual.
+    """Stopping quantity in objective units, KKT violation, scores, primal, dual.
 
     Convex: duality gap with θ = s R, s = min(1, 1 / max_k ratio_k).
     Non-convex: ½ Σ_k (fixed-point score_k)² / L_k, the decrease a proximal
@@ -318,10 +307,16 @@ def _criterion(pen, coef_blocks, grad_blocks, alphas, lipschitz, res2, y_dot_r):
     """
     scores = optimality_scores(pen.code, coef_blocks, grad_blocks, alphas, pen.param,
                                lipschitz, pen.uses_fixed_point)
+    ratios = dual_ratios(pen.code, grad_blocks, alphas) if pen.is_convex else None
+    value = penalty_value(pen.code, coef_blocks, alphas, pen.param)
+    return _criterion_from_scores(pen, scores, ratios, value, lipschitz, res2, y_dot_r)
+
+
+def _criterion_from_scores(pen, scores, ratios, penalty_val, lipschitz, res2, y_dot_r):
+    """:func:`_criterion` from the per-block scores, dual ratios and penalty value."""
     kkt = float(scores.max()) if scores.size else 0.0
-    p_obj = 0.5 * res2 + penalty_value(pen.code, coef_blocks, alphas, pen.param)
+    p_obj = 0.5 * res2 + penalty_val
     if pen.is_convex:
-        ratios = dual_ratios(pen.code, grad_blocks, alphas)
         rmax = float(ratios.max()) if ratios.size else 0.0
         s = 1.0 if rmax <= 1.0 else 1.0 / rmax
         d_obj = s * y_dot_r - 0.5 * s * s * res2
@@ -525,11 +520,14 @@ def solve(gain, data, penalty="l21", n_orient=1, tol=1e-6, max_iter=100,
     coef_blocks[lipschitz <= 0] = 0.0  # zero columns never enter the model
 
     gram_limit = min(GRAM_MAX_COLUMNS, int(GRAM_COLUMNS_PER_CHANNEL * n_channels))
-    # Buffers of the full gradient, allocated once: a fresh 10-100 MB array
-    # per outer iteration costs as much in page faults as the product itself.
+    # Buffer of the full correlation RᵀG (the gradient is −its transpose),
+    # allocated once: a fresh 10-100 MB array per outer iteration costs as
+    # much in page faults as the product itself.  BLAS computes RᵀG (n_times
+    # × n_cols) about 3× faster than GᵀR for a tall gain (OpenBLAS, one
+    # thread, 362 × 31 104 gain, 61 samples: 19 ms vs 58 ms), and the scores
+    # read it in place (penalties.correlation_scores).
     corr_t = np.empty((n_times, n_cols))
-    grad = np.empty((n_cols, n_times))
-    grad_blocks = grad.reshape(n_blocks, -1)
+    support = block_norms(coef_blocks) > 0
 
     history = []
     converged = False
@@ -540,14 +538,15 @@ def solve(gain, data, penalty="l21", n_orient=1, tol=1e-6, max_iter=100,
     it = 0
     prev_ws_size = p0 // 2
     for it in range(1, max_iter + 1):
-        support = block_norms(coef_blocks) > 0
         cols = np.flatnonzero(np.repeat(support, n_orient))
         residual = data - gain[:, cols] @ coef[cols] if cols.size else data.copy()
-        _full_gradient(gain, residual, corr_t, grad)  # the one full-size product
+        np.dot(residual.T, gain, out=corr_t)  # the one full-size product
         res2 = float(np.vdot(residual, residual))
-        crit, kkt, scores, p_obj, d_obj = _criterion(
-            pen, coef_blocks, grad_blocks, alphas, lipschitz, res2,
-            float(np.vdot(data, residual)))
+        scores, ratios, grad_ratios, pen_val = correlation_scores(
+            pen.code, pen.param, corr_t, coef_blocks, support, alphas, lipschitz,
+            pen.uses_fixed_point, n_orient)
+        crit, kkt, scores, p_obj, d_obj = _criterion_from_scores(
+            pen, scores, ratios, pen_val, lipschitz, res2, float(np.vdot(data, residual)))
         if d_obj is not None:
             best_dual = max(best_dual, d_obj)
             crit = gap = p_obj - best_dual
@@ -573,12 +572,8 @@ def solve(gain, data, penalty="l21", n_orient=1, tol=1e-6, max_iter=100,
             ws_size = max(ws_size, min(WS_GROWTH * prev_ws_size, n_violating))
         ws_size = min(n_blocks, ws_size)
         prev_ws_size = ws_size
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = block_norms(grad_blocks) / alphas
-        ratio[~np.isfinite(ratio)] = 0.0
-        ratio[lipschitz <= 0] = -1.0
         priority = np.where(support, np.inf, scores)
-        order = np.lexsort((-ratio, -priority))
+        order = np.lexsort((-grad_ratios, -priority))
         ws = np.sort(order[:ws_size])
         history[-1]["ws_size"] = ws_size
 
@@ -598,10 +593,12 @@ def solve(gain, data, penalty="l21", n_orient=1, tol=1e-6, max_iter=100,
             epochs, _ = _inner_solve(sub, pen, coef_ws, norm_y2, inner_tol, max_epochs,
                                      anderson_K)
         n_epochs += epochs
-        coef_blocks[:] = 0.0
+        coef_blocks[support] = 0.0  # the only non-zero rows
         coef_blocks[ws] = coef_ws
+        support[:] = False
+        support[ws] = block_norms(coef_ws) > 0
 
-    active_set = np.repeat(block_norms(coef_blocks) > 0, n_orient)
+    active_set = np.repeat(support, n_orient)
     return SolverResult(
         coef=coef, active_set=active_set, objective=float(p_obj),
         dual_gap=float(gap) if pen.is_convex else None, kkt_violation=float(kkt),
