@@ -663,8 +663,9 @@ def select_alpha(gain, data, penalty="l21", n_orient=1, method="sure-hypergradie
             x_best = float(opt.x[0])
             n_outer, converged = int(opt.nit), bool(opt.success)
         else:
-            x_best, n_outer, converged = _gradient_descent(fun, x0, lo, hi, max_outer_iter,
-                                                           rtol, max_log_step)
+            x_best, n_outer, converged = _gradient_descent(
+                fun, x0, lo, hi, max_outer_iter, rtol, max_log_step,
+                predicted_stop=crit.pen.is_convex)
         # Return the best evaluated point (the descent is monotone: the last one).
         xs = np.array(list(cache))
         fs = np.array([cache[x][0] for x in xs])
@@ -708,11 +709,16 @@ def _flag_empty(sel):
 
 
 def _gradient_descent(fun, x0, lo, hi, max_iter, rtol, max_log_step, c1=1e-4,
-                      max_backtrack=8, probe=0.1):
+                      max_backtrack=8, probe=0.1, predicted_stop=False):
     """Projected gradient descent on log λ with Armijo backtracking.
 
-    Returns (x, n_iter, converged).  Stops when |Δλ|/λ ≤ rtol, or when the
-    line search fails and neither probe ``x ± probe`` is lower.
+    Returns (x, n_iter, converged).  Stops when the step taken (or, with
+    ``predicted_stop``, the next proposed step) changes λ by at most ``rtol``
+    (relative), or when the line search fails and neither probe ``x ± probe``
+    is lower.  ``predicted_stop`` suits smooth criteria only: on the jagged
+    SURE of non-convex penalties a tiny proposed step can be one the line
+    search would reject, and the probes that follow find lower points (L0.5
+    on the real sample data: 0.53 instead of 0.47 λ_max without them).
     """
     x = float(np.clip(x0, lo, hi))
     f, g = fun(x)
@@ -725,6 +731,10 @@ def _gradient_descent(fun, x0, lo, hi, max_iter, rtol, max_log_step, c1=1e-4,
         if step is None:
             step = max_log_step / abs(g) * 0.5  # first move: half the max step
         t = min(step, max_log_step / abs(g))
+        if predicted_stop and abs(np.expm1(float(np.clip(x - t * g, lo, hi)) - x)) <= rtol:
+            # The next step would move λ by less than rtol: converged without
+            # paying for one more SURE evaluation (two solves) to learn it.
+            return x, it - 1, True
         accepted = False
         for _ in range(max_backtrack):
             x_new = float(np.clip(x - t * g, lo, hi))

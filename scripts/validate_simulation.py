@@ -448,10 +448,15 @@ def real_data(sim_fwd, cov, irmxne_alpha, log, methods=METHODS, decim=1, tmin=0.
                                                          pick_ori="vector", verbose=False)
                     res = None
                 elapsed = time.perf_counter() - t0
+            power = None
             if res is not None:
                 Wp, _ = mne.cov.compute_whitener(cov, res.info, pca=False, verbose=False)
                 y = data_ev.copy().pick(res.ch_names).data
                 ev_frac = 1 - np.sum((Wp @ res.data) ** 2) / np.sum((Wp @ y) ** 2)
+                power, mismatch = field_power(stc, fwd, res.ch_names, Wp, y - res.data)
+                if mismatch > 1e-3:
+                    log(f"   ! {label}: sum of the per-source fields differs from the fit "
+                        f"by {mismatch:.1e} (relative)")
             else:
                 ev_frac = np.nan
             vert = stc.vertices
@@ -463,26 +468,37 @@ def real_data(sim_fwd, cov, irmxne_alpha, log, methods=METHODS, decim=1, tmin=0.
             # The strongest source of each hemisphere (dSPM/sLORETA: their
             # largest value; a local maximum by definition).
             lh = gidx < n_lh
-            top = [int(np.flatnonzero(side)[np.argmax(peak[side])]) if side.any() else None
-                   for side in (lh, ~lh)]
-            sources = []
-            for j in top:
-                if j is None:
-                    sources.append(None)
-                    continue
-                k = gidx[j]
-                rr_mri = mne.transforms.apply_trans(head_mri, pos[k])
-                mni = mne.transforms.apply_trans(to_mni, rr_mri) * 1e3
-                name, dist = _nearest_roi(atlas, mni)
-                sources.append(dict(hemi="lh" if k < n_lh else "rh", mni=np.round(mni).tolist(),
-                                    roi=name, roi_dist_mm=dist,
-                                    peak=float(peak[j]),
+
+            def strongest(score):
+                top = [int(np.flatnonzero(side)[np.argmax(score[side])]) if side.any()
+                       else None for side in (lh, ~lh)]
+                out = []
+                for j in top:
+                    if j is None:
+                        out.append(None)
+                        continue
+                    k = gidx[j]
+                    rr_mri = mne.transforms.apply_trans(head_mri, pos[k])
+                    mni = mne.transforms.apply_trans(to_mni, rr_mri) * 1e3
+                    name, dist = _nearest_roi(atlas, mni)
+                    out.append(dict(hemi="lh" if k < n_lh else "rh",
+                                    mni=np.round(mni).tolist(), roi=name, roi_dist_mm=dist,
+                                    peak=float(score[j]),
                                     peak_time_ms=float(1e3 * stc.times[int(np.argmax(mag[j]))])))
+                return out
+
+            sources = strongest(peak)
+            # Pre-registered at the previous stop (before computing it): the
+            # strongest source by the whitened field it puts on the sensors.
+            sources_field = None if power is None else strongest(power)
             dense = method in ("dSPM", "sLORETA")
             ac = (None if dense or "auditory" not in ev.comment.lower()
                   else auditory_sources(gidx, peak, pos, n_lh, head_mri, to_mni))
             results.append(dict(condition=ev.comment, nave=ev.nave, method=label,
                                 expected=expected_sources(ev.comment, sources),
+                                sources_field=sources_field,
+                                expected_field=None if sources_field is None
+                                else expected_sources(ev.comment, sources_field),
                                 auditory_sources=ac,
                                 n_active=int(len(gidx)) if method not in ("dSPM", "sLORETA")
                                 else None, explained_variance=float(ev_frac), time_s=elapsed,
@@ -498,6 +514,58 @@ def real_data(sim_fwd, cov, irmxne_alpha, log, methods=METHODS, decim=1, tmin=0.
 AUDITORY_MNI = {"lh": np.array([-50.0, -24.0, 8.0]), "rh": np.array([52.0, -22.0, 8.0])}
 AUDITORY_TOL_MM = 20.0  # source-space spacing (~10 mm) plus the affine MNI warp
 OCCIPITAL_MAX_Y_MM = -60.0
+
+
+def field_power(stc, fwd, ch_names, whitener, fit=None):
+    """Whitened field power ``‖W G_j X_j‖²_F`` of each source of a sparse estimate.
+
+    For the same field on the sensors a deeper dipole needs a larger amplitude
+    (the gain falls with the distance to the sensors), so ranking sources by
+    amplitude favours deep ones; ranking them by the field they put on the
+    sensors, in noise units, ranks them by how much of the data they explain.
+
+    Parameters
+    ----------
+    stc : SourceEstimate | VectorSourceEstimate
+        Sparse estimate on the surface source space of ``fwd`` (a vector
+        estimate in head coordinates, or a scalar one along the cortical
+        normals, loose=0).
+    fwd : Forward
+        Free-orientation forward the estimate was computed with.
+    ch_names : list of str
+        Channels of ``whitener``.
+    whitener : array, shape (n_channels, n_channels)
+    fit : array, shape (n_channels, n_times) | None
+        The method's fitted data ``y − residual``: the per-source fields must
+        sum to it.
+
+    Returns
+    -------
+    power : array, shape (n_sources,)
+    mismatch : float
+        ``‖Σ_j G_j X_j − fit‖ / ‖fit‖`` (nan without ``fit``).
+    """
+    import mne
+
+    fwd = mne.pick_channels_forward(fwd, ch_names, ordered=True, verbose=False)
+    vector = stc.data.ndim == 3
+    if not vector:  # along the normals, as loose=0 (MNE uses the patch normals)
+        fwd = mne.convert_forward_solution(fwd, surf_ori=True, force_fixed=True,
+                                           use_cps=True, verbose=False)
+    gain = fwd["sol"]["data"]
+    n_lh = len(fwd["src"][0]["vertno"])
+    gidx = np.concatenate([np.searchsorted(fwd["src"][0]["vertno"], stc.vertices[0]),
+                           np.searchsorted(fwd["src"][1]["vertno"], stc.vertices[1]) + n_lh])
+    total = np.zeros((gain.shape[0], stc.data.shape[-1]))
+    power = np.empty(len(gidx))
+    for j, k in enumerate(gidx):
+        field = (gain[:, 3 * k:3 * k + 3] @ stc.data[j] if vector
+                 else np.outer(gain[:, k], stc.data[j]))
+        total += field
+        power[j] = np.sum((whitener @ field) ** 2)
+    mismatch = (np.nan if fit is None
+                else float(np.linalg.norm(total - fit) / max(np.linalg.norm(fit), 1e-300)))
+    return power, mismatch
 
 
 def auditory_sources(gidx, peak, pos, n_lh, head_mri, to_mni):
@@ -657,6 +725,28 @@ def markdown_tables(table, real, meta):
                        f"{_fmt(r['explained_variance'], '.2f')} | "
                        f"{'—' if r['n_active'] is None else r['n_active']} | {src(ss[0])} | "
                        f"{src(ss[1])} | {verdict} | {ac_col} | {r['time_s']:.1f} |")
+        field_rows = [r for r in real if r.get("sources_field") is not None]
+        if field_rows:
+            out += ["", "### Real data: the strongest source of each hemisphere by field power",
+                    "", "Same criterion, with the sources of a sparse estimate ranked by the "
+                    "whitened field each puts on the sensors, `‖W G_j X_j‖²_F` over the window, "
+                    "instead of by dipole amplitude (which favours deep sources: they need a "
+                    "larger amplitude for the same field).  Chosen at the previous stop, after "
+                    "the amplitude criterion failed on 'Left Auditory' and before this ranking "
+                    "was computed on any data — but on the same four averages, so it is not an "
+                    "independent test.", "",
+                    "| condition (nave) | method | strongest lh | strongest rh | expected |",
+                    "|---|---|---|---|---|"]
+            for r in field_rows:
+                ss = r["sources_field"] + [None, None]
+                def fsrc(s):
+                    if s is None:
+                        return "—"
+                    return (f"{s['hemi']} ({s['mni'][0]:.0f}, {s['mni'][1]:.0f}, "
+                            f"{s['mni'][2]:.0f}) {s['roi']}")
+                verdict = {True: "yes", False: "**no**", None: "—"}[r.get("expected_field")]
+                out.append(f"| {r['condition']} ({r['nave']}) | {r['method']} | {fsrc(ss[0])} | "
+                           f"{fsrc(ss[1])} | {verdict} |")
     return "\n".join(out)
 
 

@@ -174,3 +174,27 @@ def test_solve_from_convex_is_a_stationary_point():
     assert start.alpha == alpha and np.all(start.weights == 2.0) and start.is_convex
     res = solve_from_convex(gain, data, make_penalty("mcp", alpha), n_orient=1, tol=1e-10)
     assert res.converged and res.kkt_violation < 1e-4 * np.abs(gain.T @ data).max()
+
+
+def test_gradient_descent_predicted_stop_saves_the_last_evaluation():
+    """On a smooth criterion the descent stops when its next step would move λ by
+    less than rtol, instead of evaluating that point (two solves) to find out."""
+    from meeg_inverse.sure import _gradient_descent
+
+    x_star = np.log(0.2)
+    for predicted_stop in (False, True):
+        calls = []
+
+        def fun(x):
+            calls.append(x)
+            return 3.0 * (x - x_star) ** 2 + 0.5 * (x - x_star) ** 4, \
+                6.0 * (x - x_star) + 2.0 * (x - x_star) ** 3
+
+        x, _, converged = _gradient_descent(fun, np.log(0.5), np.log(0.05), np.log(0.95),
+                                            30, 1e-2, 1.0, predicted_stop=predicted_stop)
+        assert converged
+        assert abs(np.expm1(x - x_star)) < 2e-2
+        if predicted_stop:
+            assert len(calls) < n_plain
+        else:
+            n_plain = len(calls)
