@@ -453,7 +453,7 @@ def real_data(sim_fwd, cov, irmxne_alpha, log, methods=METHODS, decim=1, tmin=0.
                 Wp, _ = mne.cov.compute_whitener(cov, res.info, pca=False, verbose=False)
                 y = data_ev.copy().pick(res.ch_names).data
                 ev_frac = 1 - np.sum((Wp @ res.data) ** 2) / np.sum((Wp @ y) ** 2)
-                power, mismatch = field_power(stc, fwd, res.ch_names, Wp, y - res.data)
+                power, mismatch = field_power(stc, fwd, res.info, Wp, y - res.data)
                 if mismatch > 1e-3:
                     log(f"   ! {label}: sum of the per-source fields differs from the fit "
                         f"by {mismatch:.1e} (relative)")
@@ -516,7 +516,7 @@ AUDITORY_TOL_MM = 20.0  # source-space spacing (~10 mm) plus the affine MNI warp
 OCCIPITAL_MAX_Y_MM = -60.0
 
 
-def field_power(stc, fwd, ch_names, whitener, fit=None):
+def field_power(stc, fwd, info, whitener, fit=None):
     """Whitened field power ``‖W G_j X_j‖²_F`` of each source of a sparse estimate.
 
     For the same field on the sensors a deeper dipole needs a larger amplitude
@@ -532,8 +532,9 @@ def field_power(stc, fwd, ch_names, whitener, fit=None):
         normals, loose=0).
     fwd : Forward
         Free-orientation forward the estimate was computed with.
-    ch_names : list of str
-        Channels of ``whitener``.
+    info : Info
+        Channels of ``whitener`` and their SSP projectors (applied to each
+        source's field, as to the data the estimate was fitted to).
     whitener : array, shape (n_channels, n_channels)
     fit : array, shape (n_channels, n_times) | None
         The method's fitted data ``y − residual``: the per-source fields must
@@ -547,7 +548,8 @@ def field_power(stc, fwd, ch_names, whitener, fit=None):
     """
     import mne
 
-    fwd = mne.pick_channels_forward(fwd, ch_names, ordered=True, verbose=False)
+    fwd = mne.pick_channels_forward(fwd, info["ch_names"], ordered=True, verbose=False)
+    proj = _make_projector(info["projs"], info["ch_names"])[0]
     vector = stc.data.ndim == 3
     if not vector:  # along the normals, as loose=0 (MNE uses the patch normals)
         fwd = mne.convert_forward_solution(fwd, surf_ori=True, force_fixed=True,
@@ -559,8 +561,8 @@ def field_power(stc, fwd, ch_names, whitener, fit=None):
     total = np.zeros((gain.shape[0], stc.data.shape[-1]))
     power = np.empty(len(gidx))
     for j, k in enumerate(gidx):
-        field = (gain[:, 3 * k:3 * k + 3] @ stc.data[j] if vector
-                 else np.outer(gain[:, k], stc.data[j]))
+        field = proj @ (gain[:, 3 * k:3 * k + 3] @ stc.data[j] if vector
+                        else np.outer(gain[:, k], stc.data[j]))
         total += field
         power[j] = np.sum((whitener @ field) ** 2)
     mismatch = (np.nan if fit is None

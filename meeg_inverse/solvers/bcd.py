@@ -7,8 +7,8 @@ Two variants of the same update ``B_k ← prox_{p/L_k}(B_k − ∇_k F(B) / L_k)
   an epoch never touches the channels (cost ``|W|²·n_orient²·n_times`` at most,
   much less since blocks that stay zero are skipped).
 * :func:`epoch_residual` keeps the residual ``R = Y − G_W B`` up to date with
-  two BLAS gemm calls per block (numba lowers ``np.dot`` to BLAS), for large
-  working sets where the Gram matrix would not pay off.
+  BLAS gemm calls (numba lowers ``np.dot`` to BLAS), for large working sets
+  where the Gram matrix would not pay off.
 
 Neither kernel knows the penalty: it receives the integer code, the per-block
 regularisation and one parameter, and calls the cached dispatchers of
@@ -20,7 +20,9 @@ residual) for a few consecutive blocks and apply it as one BLAS gemm: the
 gradient of a block is corrected by the pending updates it has not yet seen
 (a few ``3×3·n_times`` products), so the iterates are those of the sequential
 update, but the state, the bulk of an epoch's memory traffic, is streamed once
-per batch instead of once per block.
+per batch instead of once per block (an epoch over a 133-block free-orientation
+working set: 1.25 → 0.65 ms).  The residual kernel also computes ``G_kᵀR`` for
+a whole batch with one gemm, at the state of the batch's start.
 
 Note: numba's on-disk cache of a function is invalidated only when *its own*
 file changes.  After editing ``penalties.py`` in a development checkout,
