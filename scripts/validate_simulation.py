@@ -297,6 +297,7 @@ class Simulator:
             tc *= rng.uniform(0.6, 1.0) * rng.choice([-1, 1]) / np.abs(tc).max()
             tcs.append(tc)
         tcs = np.array(tcs)  # relative, peak |.| in [0.6, 1]
+        ori = None
         if self.orientation == "normal":
             signal = self.proj @ (self.gain[:, idx] @ tcs)
         else:
@@ -311,7 +312,7 @@ class Simulator:
         evoked = mne.EvokedArray(signal + noise, self.info, tmin=0.0, nave=1,
                                  comment=f"sim seed={seed}", verbose=False)
         return evoked, dict(idx=idx, pos=self.pos[idx], tc=tcs, amp=np.abs(tcs).max(axis=1),
-                            n_sources=n_sources)
+                            n_sources=n_sources, ori=ori)
 
 
 # ----------------------------------------------------------------------------

@@ -109,3 +109,46 @@ def test_expected_sources_of_the_real_conditions(vs):
     assert not vs.expected_sources("Right visual", [src([-20, -85, 0], 1.0),
                                                     src([40, 10, 50], 2.0)])
     assert vs.expected_sources("something else", [None, None]) is None
+
+
+def test_variant_blocks_are_replaced_independently(vs, tmp_path):
+    md = tmp_path / "validation.md"
+    other = "<!-- BEGIN AUTO: validate_simulation.py --variant volume -->"
+    md.write_text(f"{vs.BEGIN}\nmain\n{vs.END}\nmiddle\n{other}\nold volume\n{vs.END}\n")
+    vs.write_markdown(md, "new volume", begin=other)
+    text = md.read_text()
+    assert "main" in text and "middle" in text and "new volume" in text
+    assert "old volume" not in text
+    assert not (tmp_path / "validation.md.tmp").exists()
+
+
+def test_random_orientation_trial_and_field_power(vs, sample_forward, sample_evoked, sample_cov):
+    """A random-orientation trial on the real forward has the requested SNR, and the
+    per-source whitened fields of an estimate sum to its fitted data."""
+    import mne
+
+    sim = vs.Simulator(sample_evoked, sample_cov, sample_forward, orientation="random")
+    evoked, truth = sim.trial(seed=3, snr=3.0, n_sources=2)
+    assert np.allclose(np.linalg.norm(truth["ori"], axis=1), 1.0)
+    cols = (3 * truth["idx"][:, None] + np.arange(3)).ravel()
+    moments = (truth["ori"][:, :, None] * truth["tc"][:, None, :]).reshape(-1, len(sim.times))
+    signal = sim.proj @ (sim.gain[:, cols] @ moments)
+    assert sim.snr(signal) == pytest.approx(3.0, rel=1e-9)
+    noise = evoked.data - signal
+    assert np.mean((sim.whitener @ noise) ** 2) * noise.size / (sim.rank * noise.shape[1]) \
+        == pytest.approx(1.0, rel=0.25)
+
+    # A vector estimate made of the true dipoles: its fields sum to P G X.
+    k_lh = [k for k in truth["idx"] if k < sim.n_lh]
+    k_rh = [k for k in truth["idx"] if k >= sim.n_lh]
+    order = np.concatenate([np.sort(k_lh), np.sort(k_rh)]).astype(int)
+    vertices = [sim.vertno[0][np.sort(k_lh)], sim.vertno[1][np.sort(k_rh) - sim.n_lh]]
+    pos_of = {k: i for i, k in enumerate(truth["idx"])}
+    data = np.array([truth["ori"][pos_of[k]][:, None] * truth["tc"][pos_of[k]][None]
+                     for k in order])
+    stc = mne.VectorSourceEstimate(data, vertices, tmin=0.0, tstep=0.01, subject="sample")
+    power, mismatch = vs.field_power(stc, sim.fwd, sim.info, sim.whitener, signal)
+    assert mismatch < 1e-10
+    for j, k in enumerate(order):
+        field_k = sim.proj @ (sim.gain[:, 3 * k:3 * k + 3] @ data[j])
+        assert power[j] == pytest.approx(np.sum((sim.whitener @ field_k) ** 2), rel=1e-10)
