@@ -24,7 +24,7 @@ moderate = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, width=64)
 def problems(draw):
     n_channels = draw(st.integers(0, 12))
     n_orient = draw(st.sampled_from([1, 3, 2, 0, -1]))
-    n_cols = draw(st.integers(0, 18))
+    n_cols = draw(st.integers(0, 60))  # > one batch of pending updates (bcd.PENDING_COLUMNS)
     n_times = draw(st.integers(0, 5))
     values = draw(st.sampled_from([moderate, floats]))
     gain = draw(arrays(np.float64, (n_channels, n_cols), elements=values))
