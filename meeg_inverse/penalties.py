@@ -367,7 +367,9 @@ def block_fixed_point_score(code, block, grad, alpha, param, lipschitz):
 def block_dual_ratio(code, grad, alpha):
     """Dual norm of a block gradient divided by its regularisation.
 
-    L2,1: ‖g_k‖_F / α_k; L1: ‖g_k‖_∞ / α_k.  Infinite α_k (excluded block) → 0.
+    L2,1: ‖g_k‖_F / α_k; L1: ‖g_k‖_∞ / α_k.  Infinite α_k (excluded block) → 0;
+    α_k = 0 (an unpenalised block, or a weight times α that underflowed) → ∞
+    unless the gradient is zero (no dual point but 0 fits it).
     """
     if not math.isfinite(alpha):
         return 0.0
@@ -375,8 +377,11 @@ def block_dual_ratio(code, grad, alpha):
         m = 0.0
         for i in range(grad.shape[0]):
             m = max(m, abs(grad[i]))
-        return m / alpha
-    return _norm(grad) / alpha
+    else:
+        m = _norm(grad)
+    if alpha <= 0.0:
+        return math.inf if m > 0.0 else 0.0
+    return m / alpha
 
 
 @njit(cache=True)

@@ -224,3 +224,19 @@ def test_correlation_scores_match_block_layout_helpers(name, n_orient):
     expected = np.linalg.norm(grad, axis=1) / alphas
     expected[3] = -1.0
     np.testing.assert_allclose(grad_ratios, expected, rtol=1e-12)
+
+
+def test_dual_ratio_of_an_unpenalised_block():
+    """α_k = 0 (a weight times α that underflowed): ratio ∞, or 0 for a zero gradient,
+    never a ZeroDivisionError inside numba (found by the property test: irMxNE with
+    gain [[2.7e-132]], α = 1e-300)."""
+    from meeg_inverse.penalties import CODE_L1, CODE_L21, block_dual_ratio
+    from meeg_inverse.solvers import solve
+
+    for code in (CODE_L21, CODE_L1):
+        assert block_dual_ratio(code, np.array([1.0, -2.0]), 0.0) == np.inf
+        assert block_dual_ratio(code, np.zeros(2), 0.0) == 0.0
+        assert block_dual_ratio(code, np.array([3.0, 4.0]), np.inf) == 0.0
+    res = solve(np.array([[2.7465838e-132]]), np.array([[1.0]]), "irmxne", alpha=1e-300,
+                tol=1e-4, max_iter=20)
+    assert np.isfinite(res.coef).all()
