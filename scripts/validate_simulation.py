@@ -200,19 +200,28 @@ def load_inputs(source_space="surface"):
     evoked = mne.read_evokeds(SAMPLE / "MEG" / "test-ave.fif.gz", condition="Left Auditory",
                               verbose=False)
     cov = mne.read_cov(SAMPLE / "MEG" / "test-cov.fif", verbose=False)
-    if FWD_CACHE.exists():
-        fwd = mne.read_forward_solution(FWD_CACHE, verbose=False)
-    else:
-        src = mne.read_source_spaces(SAMPLE / "MEG" / "sample-small-src.fif.gz", verbose=False)
-        fwd = mne.make_forward_solution(
-            evoked.info, SAMPLE / "MEG" / "sample_audvis_trunc-trans.fif", src,
-            SAMPLE / "subjects" / "sample" / "bem" / "sample-320-320-320-bem-sol.fif",
-            meg=True, eeg=True, mindist=0.0, verbose=False)
-        FWD_CACHE.parent.mkdir(parents=True, exist_ok=True)
-        tmp = FWD_CACHE.with_name("tmp-" + FWD_CACHE.name)
-        mne.write_forward_solution(tmp, fwd, overwrite=True, verbose=False)
-        tmp.replace(FWD_CACHE)
-    return evoked, cov, fwd
+    src = SAMPLE / "MEG" / "sample-small-src.fif.gz"
+    return evoked, cov, _cached_forward(FWD_CACHE, evoked.info, src)
+
+
+def _cached_forward(path, info, src):
+    """Sample MEG+EEG forward on the 3-layer BEM for ``src`` (file or object), cached
+    at ``path`` (written through a temporary file: never a half-written cache)."""
+    import mne
+
+    if path.exists():
+        return mne.read_forward_solution(path, verbose=False)
+    if not isinstance(src, mne.SourceSpaces):
+        src = mne.read_source_spaces(src, verbose=False)
+    fwd = mne.make_forward_solution(
+        info, SAMPLE / "MEG" / "sample_audvis_trunc-trans.fif", src,
+        SAMPLE / "subjects" / "sample" / "bem" / "sample-320-320-320-bem-sol.fif",
+        meg=True, eeg=True, mindist=0.0, verbose=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("tmp-" + path.name)
+    mne.write_forward_solution(tmp, fwd, overwrite=True, verbose=False)
+    tmp.replace(path)
+    return fwd
 
 
 def _make_projector(projs, ch_names):
@@ -257,15 +266,7 @@ def offgrid_truth_forward(evoked):
     nn = np.concatenate([s["nn"][s["inuse"] == 0] for s in src])
     disc = mne.setup_volume_source_space("sample", pos=dict(rr=rr, nn=nn),
                                          subjects_dir=SAMPLE / "subjects", verbose=False)
-    fwd = mne.make_forward_solution(
-        evoked.info, SAMPLE / "MEG" / "sample_audvis_trunc-trans.fif", disc,
-        SAMPLE / "subjects" / "sample" / "bem" / "sample-320-320-320-bem-sol.fif",
-        meg=True, eeg=True, mindist=0.0, verbose=False)
-    OFFGRID_FWD.parent.mkdir(parents=True, exist_ok=True)
-    tmp = OFFGRID_FWD.with_name("tmp-" + OFFGRID_FWD.name)
-    mne.write_forward_solution(tmp, fwd, overwrite=True, verbose=False)
-    tmp.replace(OFFGRID_FWD)
-    return fwd
+    return _cached_forward(OFFGRID_FWD, evoked.info, disc)
 
 
 class Simulator:
