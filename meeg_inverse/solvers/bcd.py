@@ -161,6 +161,25 @@ def _block_step(code, param, alpha, step, old, grad, metric, evals, evecs, k, n_
 
 
 @njit(cache=True)
+def _scattered(nz_blocks, n_nz):
+    """Whether the ``n_nz`` moved blocks of a batch are better applied one by one:
+    a single one, or so spread out that a gemm over their range would mostly
+    multiply zeros."""
+    return n_nz == 1 or nz_blocks[n_nz - 1] - nz_blocks[0] + 1 > 2 * n_nz
+
+
+@njit(cache=True)
+def _move(old, new, delta):
+    """``delta = new − old``, then ``old = new``; returns ``‖delta‖²``."""
+    change = 0.0
+    for i in range(old.shape[0]):
+        delta[i] = new[i] - old[i]
+        change += delta[i] * delta[i]
+        old[i] = new[i]
+    return change
+
+
+@njit(cache=True)
 def _flush_gram(gram, pending, first, nz_blocks, n_nz, qcoef_blocks, n_orient, n_times):
     """Apply the pending updates ``QB += Q[:, pending] ΔB_pending`` and clear them.
 
@@ -171,8 +190,7 @@ def _flush_gram(gram, pending, first, nz_blocks, n_nz, qcoef_blocks, n_orient, n
         return
     lo = nz_blocks[0]
     hi = nz_blocks[n_nz - 1]
-    if n_nz == 1 or hi - lo + 1 > 2 * n_nz:
-        # Few scattered updates: a gemm over the whole range would mostly multiply zeros.
+    if _scattered(nz_blocks, n_nz):
         for i in range(n_nz):
             _add_gram_columns(gram, nz_blocks[i] * n_orient, pending[nz_blocks[i] - first],
                               qcoef_blocks, n_orient, n_times)
@@ -265,12 +283,7 @@ def epoch_gram(code, param, alphas, lipschitz, gram, xty_blocks, coef_blocks,
                                  evecs, k, n_orient, n_times, crot, nrot, new)
         if was_zero and not is_nonzero:
             continue  # the common case in a working set: nothing to update
-        delta = pending[k - first]
-        change = 0.0
-        for i in range(block_size):
-            delta[i] = new[i] - old[i]
-            change += delta[i] * delta[i]
-            old[i] = new[i]
+        change = _move(old, new, pending[k - first])
         if change == 0.0:
             continue
         max_change = max(max_change, lip * np.sqrt(change))
@@ -289,7 +302,7 @@ def _flush_residual(gain_t_blocks, pending, first, nz_blocks, n_nz, residual, n_
         return
     lo = nz_blocks[0]
     hi = nz_blocks[n_nz - 1]
-    if n_nz == 1 or hi - lo + 1 > 2 * n_nz:
+    if _scattered(nz_blocks, n_nz):
         for i in range(n_nz):
             j = nz_blocks[i]
             residual -= np.dot(gain_t_blocks[j].T,
@@ -379,12 +392,7 @@ def epoch_residual(code, param, alphas, lipschitz, gain_t_blocks, coef_blocks,
                                  evecs, k, n_orient, n_times, crot, nrot, new)
         if was_zero and not is_nonzero:
             continue
-        delta = pending[k - first]
-        change = 0.0
-        for i in range(block_size):
-            delta[i] = new[i] - old[i]
-            change += delta[i] * delta[i]
-            old[i] = new[i]
+        change = _move(old, new, pending[k - first])
         if change == 0.0:
             continue
         max_change = max(max_change, lip * np.sqrt(change))
