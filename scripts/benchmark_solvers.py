@@ -67,25 +67,37 @@ def _forward(kind, evoked):
     subjects_dir = SAMPLE / "subjects"
     if kind == "surface":
         cached = ROOT / ".cache" / "tests" / "sample-small-meeg-fwd.fif"
-        if not cached.exists():
-            src = mne.read_source_spaces(SAMPLE / "MEG" / "sample-small-src.fif.gz", verbose=False)
+
+        def make_src():
+            return mne.read_source_spaces(SAMPLE / "MEG" / "sample-small-src.fif.gz",
+                                          verbose=False)
     else:
         cached = ROOT / ".cache" / "bench" / "sample-vol5mm-meeg-fwd.fif"
-        if not cached.exists():
+
+        def make_src():
             print("building the 5 mm volume forward (minutes, cached afterwards)...")
-            src = mne.setup_volume_source_space(
+            return mne.setup_volume_source_space(
                 "sample", pos=5.0, surface=str(subjects_dir / "sample" / "bem" / "inner_skull.surf"),
                 subjects_dir=subjects_dir, verbose=False)
-    if cached.exists():
-        return mne.read_forward_solution(cached, verbose=False)
+    return cached_forward(cached, evoked.info, make_src)
+
+
+def cached_forward(path, info, make_src):
+    """Sample MEG+EEG forward (3-layer BEM) of the source space ``make_src()`` builds,
+    cached at ``path`` (written through a temporary file: never a half-written cache;
+    the source space is only built when the cache is absent)."""
+    import mne
+
+    if path.exists():
+        return mne.read_forward_solution(path, verbose=False)
     fwd = mne.make_forward_solution(
-        evoked.info, SAMPLE / "MEG" / "sample_audvis_trunc-trans.fif", src,
-        subjects_dir / "sample" / "bem" / "sample-320-320-320-bem-sol.fif",
+        info, SAMPLE / "MEG" / "sample_audvis_trunc-trans.fif", make_src(),
+        SAMPLE / "subjects" / "sample" / "bem" / "sample-320-320-320-bem-sol.fif",
         meg=True, eeg=True, mindist=0.0, verbose=False)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_name("tmp-" + cached.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("tmp-" + path.name)
     mne.write_forward_solution(tmp, fwd, overwrite=True, verbose=False)
-    tmp.replace(cached)
+    tmp.replace(path)
     return fwd
 
 

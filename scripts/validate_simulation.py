@@ -55,6 +55,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+# The forwards are built and cached by the solver benchmark's helpers (same files).
+sys.path.insert(0, str(ROOT / "scripts"))
 SHARED = Path(os.environ.get("MEEG_INVERSE_SHARED_DATA", ROOT.parent / "shared" / "data")).resolve()
 SAMPLE = SHARED / "sample"
 CACHE = ROOT / ".cache"
@@ -200,28 +202,12 @@ def load_inputs(source_space="surface"):
     evoked = mne.read_evokeds(SAMPLE / "MEG" / "test-ave.fif.gz", condition="Left Auditory",
                               verbose=False)
     cov = mne.read_cov(SAMPLE / "MEG" / "test-cov.fif", verbose=False)
-    src = SAMPLE / "MEG" / "sample-small-src.fif.gz"
-    return evoked, cov, _cached_forward(FWD_CACHE, evoked.info, src)
+    from benchmark_solvers import cached_forward
 
-
-def _cached_forward(path, info, src):
-    """Sample MEG+EEG forward on the 3-layer BEM for ``src`` (file or object), cached
-    at ``path`` (written through a temporary file: never a half-written cache)."""
-    import mne
-
-    if path.exists():
-        return mne.read_forward_solution(path, verbose=False)
-    if not isinstance(src, mne.SourceSpaces):
-        src = mne.read_source_spaces(src, verbose=False)
-    fwd = mne.make_forward_solution(
-        info, SAMPLE / "MEG" / "sample_audvis_trunc-trans.fif", src,
-        SAMPLE / "subjects" / "sample" / "bem" / "sample-320-320-320-bem-sol.fif",
-        meg=True, eeg=True, mindist=0.0, verbose=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("tmp-" + path.name)
-    mne.write_forward_solution(tmp, fwd, overwrite=True, verbose=False)
-    tmp.replace(path)
-    return fwd
+    return evoked, cov, cached_forward(
+        FWD_CACHE, evoked.info,
+        lambda: mne.read_source_spaces(SAMPLE / "MEG" / "sample-small-src.fif.gz",
+                                       verbose=False))
 
 
 def _make_projector(projs, ch_names):
@@ -266,7 +252,9 @@ def offgrid_truth_forward(evoked):
     nn = np.concatenate([s["nn"][s["inuse"] == 0] for s in src])
     disc = mne.setup_volume_source_space("sample", pos=dict(rr=rr, nn=nn),
                                          subjects_dir=SAMPLE / "subjects", verbose=False)
-    return _cached_forward(OFFGRID_FWD, evoked.info, disc)
+    from benchmark_solvers import cached_forward
+
+    return cached_forward(OFFGRID_FWD, evoked.info, lambda: disc)
 
 
 class Simulator:

@@ -180,6 +180,18 @@ def _move(old, new, delta):
 
 
 @njit(cache=True)
+def _epoch_buffers(block_size, n_orient):
+    """Work arrays of one epoch: the new block, its gradient, the two rotated
+    blocks of the metric step, and the batch of pending updates — ``pending[i]``
+    the update of block ``first + i`` (zero until it moves), ``nz_blocks`` the
+    blocks of the batch that moved."""
+    n_pending = max(1, PENDING_COLUMNS // n_orient)
+    return (np.empty(block_size), np.empty(block_size), np.empty(block_size),
+            np.empty(block_size), np.zeros((n_pending, block_size)),
+            np.empty(n_pending, np.int64))
+
+
+@njit(cache=True)
 def _flush_gram(gram, pending, first, nz_blocks, n_nz, qcoef_blocks, n_orient, n_times):
     """Apply the pending updates ``QB += Q[:, pending] ΔB_pending`` and clear them.
 
@@ -239,15 +251,9 @@ def epoch_gram(code, param, alphas, lipschitz, gram, xty_blocks, coef_blocks,
         Largest ``L_k ‖ΔB_k‖`` of the pass.
     """
     n_blocks, block_size = coef_blocks.shape
-    new = np.empty(block_size)
-    grad = np.empty(block_size)
-    crot = np.empty(block_size)
-    nrot = np.empty(block_size)
+    new, grad, crot, nrot, pending, nz_blocks = _epoch_buffers(block_size, n_orient)
+    n_pending = pending.shape[0]
     metric = has_metric_prox(code) and n_orient > 1 and evals.shape[0] == n_blocks
-    # Updates of QB not yet applied: blocks first … k-1, at most n_pending.
-    n_pending = max(1, PENDING_COLUMNS // n_orient)
-    pending = np.zeros((n_pending, block_size))
-    nz_blocks = np.empty(n_pending, np.int64)
     first = 0
     n_nz = 0
     max_change = 0.0
@@ -342,14 +348,9 @@ def epoch_residual(code, param, alphas, lipschitz, gain_t_blocks, coef_blocks,
     """
     n_blocks, block_size = coef_blocks.shape
     n_channels = gain_t_blocks.shape[2]
-    new = np.empty(block_size)
-    grad = np.empty(block_size)
-    crot = np.empty(block_size)
-    nrot = np.empty(block_size)
+    new, grad, crot, nrot, pending, nz_blocks = _epoch_buffers(block_size, n_orient)
+    n_pending = pending.shape[0]
     metric = has_metric_prox(code) and n_orient > 1 and evals.shape[0] == n_blocks
-    n_pending = max(1, PENDING_COLUMNS // n_orient)
-    pending = np.zeros((n_pending, block_size))
-    nz_blocks = np.empty(n_pending, np.int64)
     first = 0
     n_nz = 0
     max_change = 0.0
