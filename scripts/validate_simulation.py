@@ -494,8 +494,33 @@ def _real_methods(methods, ours_looses):
     return out
 
 
+POOLED_AUDITORY = "Auditory (L+R pooled)"
+
+
+def real_evokeds(pool_auditory=True):
+    """The four baseline-corrected sample averages, and their pooled auditory average.
+
+    The shared averages hold 3 ('Left Auditory') and 6 trials: the auditory
+    verdicts flipped between neighbouring vertices. Both tones evoke a bilateral
+    auditory response, so their nave-weighted average (9 trials, noise down by
+    sqrt(3) from the 3-trial one) is added as ``POOLED_AUDITORY`` — the test
+    written down before it was first computed (docs/validation.md).
+    """
+    import mne
+
+    # Saved without baseline correction: the DC offsets are ~6x the noise (whitened).
+    evokeds = mne.read_evokeds(SAMPLE / "MEG" / "test-ave.fif.gz", baseline=(None, 0),
+                               verbose=False)
+    auditory = [ev for ev in evokeds if "auditory" in ev.comment.lower()]
+    if pool_auditory and len(auditory) == 2:
+        pooled = mne.combine_evoked(auditory, weights="nave")
+        pooled.comment = POOLED_AUDITORY
+        evokeds.append(pooled)
+    return evokeds
+
+
 def real_data(sim_fwd, cov, irmxne_alpha, log, methods=METHODS, decim=1, tmin=0.05, tmax=0.15,
-              ours_looses=(0.2, 0.0)):
+              ours_looses=(0.2, 0.0), conditions=None):
     import mne
     from mne.inverse_sparse import mixed_norm
 
@@ -506,9 +531,8 @@ def real_data(sim_fwd, cov, irmxne_alpha, log, methods=METHODS, decim=1, tmin=0.
     to_mni = mni_transform("sample", str(subjects_dir))
     atlas = _dosenbach()
     results = []
-    # Saved without baseline correction: the DC offsets are ~6x the noise (whitened).
-    evokeds = mne.read_evokeds(SAMPLE / "MEG" / "test-ave.fif.gz", baseline=(None, 0),
-                               verbose=False)
+    evokeds = [ev for ev in real_evokeds()
+               if conditions is None or ev.comment in conditions]
     for ev in evokeds:
         ev = ev.copy().crop(tmin, tmax)
         if decim > 1:
@@ -595,7 +619,7 @@ def real_data(sim_fwd, cov, irmxne_alpha, log, methods=METHODS, decim=1, tmin=0.
             dense = method in ("dSPM", "sLORETA")
             ac = (None if dense or "auditory" not in ev.comment.lower()
                   else auditory_sources(gidx, peak, pos, n_lh, head_mri, to_mni))
-            results.append(dict(condition=ev.comment, nave=ev.nave, method=label,
+            results.append(dict(condition=ev.comment, nave=int(round(ev.nave)), method=label,
                                 expected=expected_sources(ev.comment, sources),
                                 sources_field=sources_field,
                                 expected_field=None if sources_field is None
@@ -837,7 +861,12 @@ def markdown_tables(table, real, meta):
                     "larger amplitude for the same field).  Chosen at the previous stop, after "
                     "the amplitude criterion failed on 'Left Auditory' and before this ranking "
                     "was computed on any data — but on the same four averages, so it is not an "
-                    "independent test.", "",
+                    "independent test.  "
+                    f"'{POOLED_AUDITORY}' (nine trials: the nave-weighted average of both "
+                    "auditory conditions — both tones evoke a bilateral response) is the test "
+                    "written down before it was first computed: it counts for the issue if "
+                    "**ours-l05** (loose 0.2) passes it by field power; the other rows are "
+                    "reported, not used for that decision.", "",
                     "| condition (nave) | method | strongest lh | strongest rh | expected |",
                     "|---|---|---|---|---|"]
             for r in field_rows:

@@ -152,3 +152,20 @@ def test_random_orientation_trial_and_field_power(vs, sample_forward, sample_evo
     for j, k in enumerate(order):
         field_k = sim.proj @ (sim.gain[:, 3 * k:3 * k + 3] @ data[j])
         assert power[j] == pytest.approx(np.sum((sim.whitener @ field_k) ** 2), rel=1e-10)
+
+
+def test_pooled_auditory_average(vs, sample_dir):
+    """The pooled auditory condition is the nave-weighted mean of the two auditory
+    averages (9 trials), baseline-corrected like them."""
+    evokeds = vs.real_evokeds()
+    by_name = {ev.comment: ev for ev in evokeds}
+    left, right = by_name["Left Auditory"], by_name["Right Auditory"]
+    pooled = by_name[vs.POOLED_AUDITORY]
+    assert pooled.nave == left.nave + right.nave == 9
+    expected = (left.nave * left.data + right.nave * right.data) / (left.nave + right.nave)
+    np.testing.assert_allclose(pooled.data, expected, rtol=1e-10, atol=1e-20)
+    data = pooled.copy().pick(["meg", "eeg"]).data
+    offset = np.abs(data[:, pooled.times <= 0].mean(axis=1))  # baseline (None, 0)
+    assert np.all(offset < 1e-6 * np.abs(data).max(axis=1))
+    assert len(vs.real_evokeds(pool_auditory=False)) == 4
+    assert vs.expected_sources(vs.POOLED_AUDITORY, [None, None]) is False
