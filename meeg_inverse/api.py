@@ -44,6 +44,10 @@ class SparseInverseResult:
     active_set : ndarray of bool
         Active rows of the whitened problem.
     explained_variance : float
+    field_cancellation : float
+        How much the active sources' whitened fields cancel on the sensors
+        (:meth:`InverseProblem.field_cancellation`; ≈ 1 when they add up, ≫ 1
+        for opposing neighbours with implausible amplitudes; nan if empty).
     residuals : list of mne.Evoked | None
     problem : InverseProblem
     """
@@ -58,6 +62,7 @@ class SparseInverseResult:
     solver_info: dict
     active_set: np.ndarray
     explained_variance: float
+    field_cancellation: float = float("nan")
     residuals: list | None = None
     problem: InverseProblem | None = field(default=None, repr=False)
 
@@ -244,6 +249,8 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="sure", loose="auto", depth
     coef = np.zeros((problem.gain.shape[1], problem.data.shape[1]))
     coef[active_set] = coef_active
     explained = problem.explained_variance(coef) if active_set.any() else 0.0
+    cancellation = problem.field_cancellation(coef)
+    problem.warn_if_cancelling(cancellation, penalty)
     if not active_set.any():
         warnings.warn("No active source: alpha is too large. Lower alpha.", RuntimeWarning,
                       stacklevel=2)
@@ -271,6 +278,7 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="sure", loose="auto", depth
             estimates=estimates, alpha=alpha_abs, alpha_percent=100 * alpha_abs / problem.alpha_max,
             alpha_max=problem.alpha_max, penalty=penalty, sure=sure_value, selection=selection,
             solver_info=solver_info, active_set=active_set, explained_variance=explained,
+            field_cancellation=cancellation,
             residuals=residuals if return_residual else None, problem=problem)
     out = estimates if is_list else estimates[0]
     if return_residual:

@@ -328,6 +328,14 @@ def _print_result(result, paths, args):
         return
     print(f"{len(result.records)} active source(s); explained variance "
           f"{100 * result.explained_variance:.1f} %")
+    from .problem import FIELD_CANCELLATION_WARNING
+
+    cancellation = summary.get("field_cancellation")
+    if cancellation is not None and cancellation > FIELD_CANCELLATION_WARNING:
+        print(f"warning: the sources' fields cancel on the sensors (field cancellation "
+              f"{cancellation:.0f}, ≈ 1 when they add up): opposing neighbouring sources with "
+              f"implausible amplitudes; try --penalty l05 or l21, or a larger --alpha",
+              file=sys.stderr)
     for rec in result.records[:10]:
         mni = rec["position_mni_mm"]
         where = f"MNI ({mni[0]:.0f}, {mni[1]:.0f}, {mni[2]:.0f}) mm" if mni else \

@@ -260,6 +260,11 @@ class Localization:
     def explained_variance(self):
         return self.problem.explained_variance(self.coef)
 
+    @property
+    def field_cancellation(self):
+        """See :meth:`InverseProblem.field_cancellation` (nan when empty)."""
+        return self.problem.field_cancellation(self.coef)
+
     def summary(self):
         """A JSON-ready dictionary of the result."""
         p = self.problem
@@ -280,10 +285,16 @@ class Localization:
             "alpha_max": p.alpha_max,
             "n_active_sources": len(self.records),
             "explained_variance": self.explained_variance,
+            "field_cancellation": _json_float(self.field_cancellation),
             "solver": self.solver_info,
             "sources": self.records,
             **self.extra,
         }
+
+
+def _json_float(x):
+    """A float for JSON: None for nan (JSON has no NaN)."""
+    return None if not np.isfinite(x) else float(x)
 
 
 def solve_problem(problem, *, alpha=0.3, penalty="l21", tol=1e-6, max_iter=None,
@@ -414,6 +425,7 @@ def localize(evoked, forward, noise_cov, *, alpha=0.3, penalty="l21", loose="aut
                           "still be decreasing; at the low end L2,1 keeps weak extra "
                           "sources, and a non-convex --penalty (mcp, l05) is sparser")
     stc = problem.to_stc(coef, pick_ori=pick_ori)
+    problem.warn_if_cancelling(problem.field_cancellation(coef), penalty)
     records = source_records(problem, coef, subject=subject, subjects_dir=subjects_dir)
     if not records:
         warnings.warn(f"No active source at alpha = {alpha_abs / problem.alpha_max:.3g} x "

@@ -168,10 +168,33 @@ def summarize(rows):
             n_empty=int(np.sum(col("n_est") == 0)),
             amp_bias=_nanmedian(col("amp_bias")),
             corr=_nanmedian(col("corr")),
+            canc_median=_nanmedian(col("field_cancellation")) if "field_cancellation" in rs[0]
+            else np.nan,
+            canc_max=float(np.nanmax(col("field_cancellation")))
+            if "field_cancellation" in rs[0] and np.isfinite(col("field_cancellation")).any()
+            else np.nan,
             time_s=float(np.median(col("time_s")))))
     order = {m: i for i, m in enumerate(METHODS)}
     table.sort(key=lambda r: (r["snr"], order.get(r["method"], 99)))
     return table
+
+
+SIM_TABLE_HEADER = [
+    "| SNR | method | trials | err true→est (mm) | err est→true (mm) | all found ≤10 mm "
+    "| recall | precision | n est. | empty | amp. bias | abs. corr | canc. med / max | time (s) |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+
+def _sim_table_row(r):
+    """One markdown row of a :func:`summarize` aggregate."""
+    bias = _fmt(100 * r["amp_bias"], "+.0f") + ("" if np.isnan(r["amp_bias"]) else " %")
+    canc = ("—" if np.isnan(r["canc_median"])
+            else f"{_fmt(r['canc_median'], '.2f')} / {_fmt(r['canc_max'], '.1f')}")
+    cells = [r["snr"], r["method"], r["n"], _fmt(r["err_true_mm"], ".1f"),
+             _fmt(r["err_est_mm"], ".1f"), _fmt(r["all_found"], ".2f"), _fmt(r["recall"], ".2f"),
+             _fmt(r["precision"], ".2f"), _fmt(r["n_est"], ".0f"), r["n_empty"], bias,
+             _fmt(r["corr"], ".2f"), canc, _fmt(r["time_s"], ".1f")]
+    return "| " + " | ".join(map(str, cells)) + " |"
 
 
 def _nanmedian(x):
@@ -415,9 +438,17 @@ def run_method(method, sim, evoked, n_true, inv_ops, irmxne_alpha, seed):
         for block in data:
             u, s, vt = np.linalg.svd(block, full_matrices=False)
             tcs.append(s[0] * vt[0])
-        return idx_all[peaks], None, np.array(tcs), elapsed
+        return idx_all[peaks], None, np.array(tcs), elapsed, np.nan
     idx, amp, tcs = _from_stc(sim, stc)
-    return idx, amp, tcs, elapsed
+    return idx, amp, tcs, elapsed, _cancellation(stc, sim)
+
+
+def _cancellation(stc, sim):
+    """Field cancellation of a sparse estimate (see ``InverseProblem.field_cancellation``)."""
+    if not len(stc.data):
+        return np.nan
+    power, _, total = field_power(stc, sim.fwd, sim.info, sim.whitener, return_total=True)
+    return float(power.sum() / total) if total > 0 else np.nan
 
 
 def make_inverse_operator(info, fwd, cov):
@@ -452,18 +483,18 @@ def simulate_study(sim, snrs, n_trials, mne_sure_trials, irmxne_alpha, log, exam
                                  axis=1)
                 s = score_trial(truth["pos"], sim.pos[near])
                 s.update(method="oracle-nearest", snr=snr, trial=trial, seed=seed, time_s=0.0,
-                         n_sources=n_src)
+                         n_sources=n_src, field_cancellation=np.nan)
                 rows.append(s)
             for method in methods:
                 if method == "mne-sure" and trial >= mne_sure_trials:
                     continue
                 if sim.kind != "surface" and method in VOLUME_SKIP:
                     continue
-                idx, amp, tcs, elapsed = run_method(method, sim, evoked, n_src, inv,
-                                                    irmxne_alpha, seed)
+                idx, amp, tcs, elapsed, canc = run_method(method, sim, evoked, n_src, inv,
+                                                          irmxne_alpha, seed)
                 s = score_trial(truth["pos"], sim.pos[idx], truth["amp"], amp, truth["tc"], tcs)
                 s.update(method=method, snr=snr, trial=trial, seed=seed, time_s=elapsed,
-                         n_sources=n_src)
+                         n_sources=n_src, field_cancellation=canc)
                 rows.append(s)
                 log(f"SNR {snr:>4} trial {trial:2d} ({n_src} src) {method:11s} "
                     f"err {s['err_true_mm']:6.1f}/{s['err_est_mm']:6.1f} mm  n_est {s['n_est']:3d} "
@@ -579,11 +610,13 @@ def real_data(sim_fwd, cov, irmxne_alpha, log, methods=METHODS, decim=1, tmin=0.
                 y = data_ev.copy().pick(res.ch_names).data
                 ev_frac = 1 - np.sum((Wp @ res.data) ** 2) / np.sum((Wp @ y) ** 2)
                 power, mismatch = field_power(stc, fwd, res.info, Wp, y - res.data)
+                fit_energy = np.sum((Wp @ (y - res.data)) ** 2)
+                cancellation = float(power.sum() / fit_energy) if fit_energy > 0 else np.nan
                 if mismatch > 1e-3:
                     log(f"   ! {label}: sum of the per-source fields differs from the fit "
                         f"by {mismatch:.1e} (relative)")
             else:
-                ev_frac = np.nan
+                ev_frac = cancellation = np.nan
             vert = stc.vertices
             gidx = np.concatenate([np.searchsorted(fwd["src"][0]["vertno"], vert[0]),
                                    np.searchsorted(fwd["src"][1]["vertno"], vert[1]) + n_lh])
@@ -626,7 +659,8 @@ def real_data(sim_fwd, cov, irmxne_alpha, log, methods=METHODS, decim=1, tmin=0.
                                 else expected_sources(ev.comment, sources_field),
                                 auditory_sources=ac,
                                 n_active=int(len(gidx)) if method not in ("dSPM", "sLORETA")
-                                else None, explained_variance=float(ev_frac), time_s=elapsed,
+                                else None, explained_variance=float(ev_frac),
+                                field_cancellation=cancellation, time_s=elapsed,
                                 sources=sources))
             log(f"{ev.comment:15s} {label:17s} EV {ev_frac:5.2f} "
                 + "; ".join(f"{s['hemi']} {s['mni']} {s['roi']}" for s in sources if s)
@@ -641,7 +675,7 @@ AUDITORY_TOL_MM = 20.0  # source-space spacing (~10 mm) plus the affine MNI warp
 OCCIPITAL_MAX_Y_MM = -60.0
 
 
-def field_power(stc, fwd, info, whitener, fit=None):
+def field_power(stc, fwd, info, whitener, fit=None, return_total=False):
     """Whitened field power ``‖W G_j X_j‖²_F`` of each source of a sparse estimate.
 
     For the same field on the sensors a deeper dipole needs a larger amplitude
@@ -664,6 +698,9 @@ def field_power(stc, fwd, info, whitener, fit=None):
     fit : array, shape (n_channels, n_times) | None
         The method's fitted data ``y − residual``: the per-source fields must
         sum to it.
+    return_total : bool
+        Also return ``‖W Σ_j G_j X_j‖²_F`` (the field cancellation is
+        ``power.sum()`` over it).
 
     Returns
     -------
@@ -692,6 +729,8 @@ def field_power(stc, fwd, info, whitener, fit=None):
         power[j] = np.sum((whitener @ field) ** 2)
     mismatch = (np.nan if fit is None
                 else float(np.linalg.norm(total - fit) / max(np.linalg.norm(fit), 1e-300)))
+    if return_total:
+        return power, mismatch, float(np.sum((whitener @ total) ** 2))
     return power, mismatch
 
 
@@ -805,19 +844,8 @@ def markdown_tables(table, real, meta):
            f"({meta['mode']}: SNR {', '.join(map(str, meta['snrs']))}; {meta['n_trials']} trials per "
            f"SNR, MNE-SURE on the first {meta['mne_sure_trials']}; irMxNE alpha = "
            f"{meta['irmxne_alpha']} % of lambda_max)._", ""]
-    out += ["### Simulation", "",
-            "| SNR | method | trials | err true→est (mm) | err est→true (mm) | all found ≤10 mm "
-            "| recall | precision | n est. | empty | amp. bias | abs. corr | time (s) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in table:
-        out.append("| {snr} | {method} | {n} | {a} | {b} | {c} | {d} | {e} | {f} | {g} | {h} | {i} | "
-                   "{j} |".format(snr=r["snr"], method=r["method"], n=r["n"],
-                                  a=_fmt(r["err_true_mm"], ".1f"), b=_fmt(r["err_est_mm"], ".1f"),
-                                  c=_fmt(r["all_found"], ".2f"), d=_fmt(r["recall"], ".2f"),
-                                  e=_fmt(r["precision"], ".2f"), f=_fmt(r["n_est"], ".0f"),
-                                  g=r["n_empty"],
-                                  h=_fmt(100 * r["amp_bias"], "+.0f") + ("" if np.isnan(r["amp_bias"]) else " %"),
-                                  i=_fmt(r["corr"], ".2f"), j=_fmt(r["time_s"], ".1f")))
+    out += ["### Simulation", "", *SIM_TABLE_HEADER]
+    out += [_sim_table_row(r) for r in table]
     if real:
         out += ["", "### Real data (sample, 50–150 ms): the strongest source of each hemisphere",
                 "", "Expected: auditory conditions — the strongest source of *each* hemisphere "
@@ -831,9 +859,13 @@ def markdown_tables(table, real, meta):
                 "`-fixed` rows: loose=0, the orientation model MNE-SURE gets here "
                 "(decided before looking at them); other rows of ours: loose=0.2, the default.",
                 "",
-                "| condition (nave) | method | EV | active | strongest lh | strongest rh | "
+                "`canc.`: field cancellation, Σ_j ‖W G_j X_j‖² / ‖W Σ_j G_j X_j‖² (≈ 1 when "
+                "the sources' fields add up, ≫ 1 for opposing neighbours; the API warns "
+                "above 10).",
+                "",
+                "| condition (nave) | method | EV | active | canc. | strongest lh | strongest rh | "
                 "expected | nearest to AC, lh / rh (post hoc) | time (s) |",
-                "|---|---|---|---|---|---|---|---|---|"]
+                "|---|---|---|---|---|---|---|---|---|---|"]
         for r in real:
             def src(s):
                 if s is None:
@@ -850,7 +882,8 @@ def markdown_tables(table, real, meta):
             ac_col = "—" if not acs else f"{ac(acs['lh'])} / {ac(acs['rh'])}"
             out.append(f"| {r['condition']} ({r['nave']}) | {r['method']} | "
                        f"{_fmt(r['explained_variance'], '.2f')} | "
-                       f"{'—' if r['n_active'] is None else r['n_active']} | {src(ss[0])} | "
+                       f"{'—' if r['n_active'] is None else r['n_active']} | "
+                       f"{_fmt(r.get('field_cancellation', np.nan), '.1f')} | {src(ss[0])} | "
                        f"{src(ss[1])} | {verdict} | {ac_col} | {r['time_s']:.1f} |")
         field_rows = [r for r in real if r.get("sources_field") is not None]
         if field_rows:
@@ -932,21 +965,8 @@ def variant_tables(rows, name, meta):
         sub = [r for r in rows if keep(int(r["n_sources"]))]
         if not sub:
             continue
-        out += [f"**{label}**", "",
-                "| SNR | method | trials | err true→est (mm) | err est→true (mm) | all found ≤10 mm "
-                "| recall | precision | n est. | empty | amp. bias | abs. corr | time (s) |",
-                "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for r in summarize(sub):
-            out.append("| {snr} | {method} | {n} | {a} | {b} | {c} | {d} | {e} | {f} | {g} | {h} "
-                       "| {i} | {j} |".format(
-                           snr=r["snr"], method=r["method"], n=r["n"],
-                           a=_fmt(r["err_true_mm"], ".1f"), b=_fmt(r["err_est_mm"], ".1f"),
-                           c=_fmt(r["all_found"], ".2f"), d=_fmt(r["recall"], ".2f"),
-                           e=_fmt(r["precision"], ".2f"), f=_fmt(r["n_est"], ".0f"),
-                           g=r["n_empty"],
-                           h=_fmt(100 * r["amp_bias"], "+.0f")
-                           + ("" if np.isnan(r["amp_bias"]) else " %"),
-                           i=_fmt(r["corr"], ".2f"), j=_fmt(r["time_s"], ".1f")))
+        out += [f"**{label}**", "", *SIM_TABLE_HEADER]
+        out += [_sim_table_row(r) for r in summarize(sub)]
         out.append("")
     return "\n".join(out)
 

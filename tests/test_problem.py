@@ -137,3 +137,44 @@ def test_noise_level_follows_the_number_of_averaged_trials(sample_evoked, sample
     assert problem.noise_std == pytest.approx(1 / np.sqrt(3))
     baseline = problem.data[:, problem.times < 0]
     assert np.var(baseline) == pytest.approx(problem.noise_std ** 2, rel=0.2)
+
+
+def test_field_cancellation_flags_opposing_neighbours(sample_evoked, sample_forward, sample_cov):
+    """≈ 1 for one source; ≫ 1, with a warning naming the fix, for a pair of
+    sources whose large fields nearly cancel; nan when empty."""
+    from meeg_inverse.problem import FIELD_CANCELLATION_WARNING
+
+    problem = InverseProblem.from_evoked(sample_evoked, sample_forward, sample_cov, loose=1.0,
+                                         tmin=0.05, tmax=0.1)
+    gain = problem.gain
+    n_rows, n_times = gain.shape[1], problem.data.shape[1]
+    tc = np.random.default_rng(0).standard_normal(n_times)
+    n_src = n_rows // 3
+    # the pair (j, k) where source k's three columns best reproduce the third
+    # column of source j (neighbours on the sample grid: > 90 % of its field)
+    bases = np.concatenate([np.linalg.qr(gain[:, 3 * k:3 * k + 3])[0] for k in range(n_src)],
+                           axis=1)
+    third = gain[:, 2::3]
+    explained = ((bases.T @ third) ** 2).reshape(n_src, 3, n_src).sum(axis=1) \
+        / np.sum(third ** 2, axis=0)  # [k, j]
+    np.fill_diagonal(explained, 0)
+    k, j = np.unravel_index(np.argmax(explained), explained.shape)
+    assert explained[k, j] > 0.9
+    single = np.zeros((n_rows, n_times))
+    single[3 * j + 2] = tc
+    assert problem.field_cancellation(single) == pytest.approx(1.0)
+    # source k set to cancel source j's field
+    w = np.linalg.lstsq(gain[:, 3 * k:3 * k + 3], third[:, j], rcond=None)[0]
+    pair = single.copy()
+    pair[3 * k:3 * k + 3] = -np.outer(w, tc)
+    ratio = problem.field_cancellation(pair)
+    assert ratio == pytest.approx((1 + explained[k, j]) / (1 - explained[k, j]), rel=1e-6)
+    assert ratio > FIELD_CANCELLATION_WARNING
+    with pytest.warns(RuntimeWarning, match="cancel.*penalty='l05' or 'l21'"):
+        assert problem.warn_if_cancelling(ratio, "mcp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not problem.warn_if_cancelling(1.0, "mcp")
+    rows = np.any(pair != 0, axis=1)
+    assert problem.field_cancellation(pair[rows], active_set=rows) == pytest.approx(ratio)
+    assert np.isnan(problem.field_cancellation(np.zeros((n_rows, n_times))))
