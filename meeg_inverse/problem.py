@@ -25,8 +25,9 @@ from .errors import InputError, check_finite
 
 #: Field-cancellation ratio above which a solution is flagged (see
 #: :meth:`InverseProblem.field_cancellation`).  Simulated sources on the sample
-#: head: ≤ 1.04 on the source grid, ≤ 10.4 off it (every penalty, SNR 3-10, 40
-#: trials); MCP at its SURE λ on the real 'Right visual' average: 40-55.
+#: head (docs/validation.md, λ by SURE, every penalty): at most 1.1 on the source
+#: grid (90 trials each), 6.9 off it (30 trials each); on the real averages SCAD
+#: reaches 10-26 and MCP 53 ('Right visual', 1 µA·m peaks).
 FIELD_CANCELLATION_WARNING = 10.0
 
 
