@@ -685,8 +685,8 @@ def field_power(stc, fwd, info, whitener, fit=None, return_total=False):
 
     Parameters
     ----------
-    stc : SourceEstimate | VectorSourceEstimate
-        Sparse estimate on the surface source space of ``fwd`` (a vector
+    stc : SourceEstimate | VectorSourceEstimate | VolVectorSourceEstimate
+        Sparse estimate on the source space of ``fwd`` (a vector
         estimate in head coordinates, or a scalar one along the cortical
         normals, loose=0).
     fwd : Forward
@@ -717,9 +717,10 @@ def field_power(stc, fwd, info, whitener, fit=None, return_total=False):
         fwd = mne.convert_forward_solution(fwd, surf_ori=True, force_fixed=True,
                                            use_cps=True, verbose=False)
     gain = fwd["sol"]["data"]
-    n_lh = len(fwd["src"][0]["vertno"])
-    gidx = np.concatenate([np.searchsorted(fwd["src"][0]["vertno"], stc.vertices[0]),
-                           np.searchsorted(fwd["src"][1]["vertno"], stc.vertices[1]) + n_lh])
+    # one vertex array per source space (two hemispheres, or one volume)
+    offsets = np.cumsum([0] + [len(s["vertno"]) for s in fwd["src"]])
+    gidx = np.concatenate([np.searchsorted(s["vertno"], v) + off
+                           for s, v, off in zip(fwd["src"], stc.vertices, offsets)])
     total = np.zeros((gain.shape[0], stc.data.shape[-1]))
     power = np.empty(len(gidx))
     for j, k in enumerate(gidx):
