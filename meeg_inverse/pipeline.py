@@ -241,6 +241,8 @@ class Localization:
         Objective, duality gap, KKT violation, iterations, convergence.
     records : list of dict
         One per active source (see :func:`meeg_inverse.summary.source_records`).
+    field_cancellation : float
+        See :meth:`InverseProblem.field_cancellation` (nan when empty).
     """
 
     stc: object
@@ -255,15 +257,12 @@ class Localization:
     subjects_dir: Path | None = None
     extra: dict = field(default_factory=dict)
     selection: object = field(default=None, repr=False)
+    field_cancellation: float = float("nan")
 
     @property
     def explained_variance(self):
         return self.problem.explained_variance(self.coef)
 
-    @property
-    def field_cancellation(self):
-        """See :meth:`InverseProblem.field_cancellation` (nan when empty)."""
-        return self.problem.field_cancellation(self.coef)
 
     def summary(self):
         """A JSON-ready dictionary of the result."""
@@ -425,7 +424,8 @@ def localize(evoked, forward, noise_cov, *, alpha=0.3, penalty="l21", loose="aut
                           "still be decreasing; at the low end L2,1 keeps weak extra "
                           "sources, and a non-convex --penalty (mcp, l05) is sparser")
     stc = problem.to_stc(coef, pick_ori=pick_ori)
-    problem.warn_if_cancelling(problem.field_cancellation(coef), penalty)
+    cancellation = problem.field_cancellation(coef)
+    problem.warn_if_cancelling(cancellation, penalty)
     records = source_records(problem, coef, subject=subject, subjects_dir=subjects_dir)
     if not records:
         warnings.warn(f"No active source at alpha = {alpha_abs / problem.alpha_max:.3g} x "
@@ -446,7 +446,8 @@ def localize(evoked, forward, noise_cov, *, alpha=0.3, penalty="l21", loose="aut
     return Localization(stc=stc, problem=problem, coef=coef, alpha=alpha_abs,
                         alpha_fraction=alpha_abs / problem.alpha_max, penalty=penalty,
                         solver_info=solver_info, records=records, subject=subject,
-                        subjects_dir=subjects_dir, extra=extra, selection=selection)
+                        subjects_dir=subjects_dir, extra=extra, selection=selection,
+                        field_cancellation=cancellation)
 
 
 def check_output_dir(out_dir):
