@@ -263,7 +263,6 @@ class Localization:
     def explained_variance(self):
         return self.problem.explained_variance(self.coef)
 
-
     def summary(self):
         """A JSON-ready dictionary of the result."""
         p = self.problem

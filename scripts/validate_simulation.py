@@ -157,6 +157,8 @@ def summarize(rows):
             return np.array([r[name] for r in rs], float)
 
         prec = col("precision")
+        # absent from runs written before the column existed (--reuse-simulation)
+        canc = col("field_cancellation") if "field_cancellation" in rs[0] else np.array([np.nan])
         table.append(dict(
             method=method, snr=snr, n=len(rs),
             err_true_mm=float(np.median(col("err_true_mm"))),
@@ -168,11 +170,8 @@ def summarize(rows):
             n_empty=int(np.sum(col("n_est") == 0)),
             amp_bias=_nanmedian(col("amp_bias")),
             corr=_nanmedian(col("corr")),
-            canc_median=_nanmedian(col("field_cancellation")) if "field_cancellation" in rs[0]
-            else np.nan,
-            canc_max=float(np.nanmax(col("field_cancellation")))
-            if "field_cancellation" in rs[0] and np.isfinite(col("field_cancellation")).any()
-            else np.nan,
+            canc_median=_nanmedian(canc),
+            canc_max=float(canc[np.isfinite(canc)].max()) if np.isfinite(canc).any() else np.nan,
             time_s=float(np.median(col("time_s")))))
     order = {m: i for i, m in enumerate(METHODS)}
     table.sort(key=lambda r: (r["snr"], order.get(r["method"], 99)))
@@ -447,8 +446,8 @@ def _cancellation(stc, sim):
     """Field cancellation of a sparse estimate (see ``InverseProblem.field_cancellation``)."""
     if not len(stc.data):
         return np.nan
-    return _cancellation_ratio(*field_power(stc, sim.fwd, sim.info, sim.whitener,
-                                            return_total=True)[::2])
+    power, _, total = field_power(stc, sim.fwd, sim.info, sim.whitener, return_total=True)
+    return _cancellation_ratio(power, total)
 
 
 def _cancellation_ratio(power, total):

@@ -189,25 +189,12 @@ def newton_candidate(gram, xty, coef_blocks, aux, alphas, code, param, n_orient,
     xty_s = xty[support].reshape(-1, t)
     alphas_s = alphas[support]
 
-    def penalty_gradient(point):
-        blocks = point.reshape(support.size, o, t)
-        r = np.sqrt((blocks ** 2).sum(axis=(1, 2)))
-        if not np.all(r > 0):
-            return None
-        d1 = radial_terms(code, r, alphas_s, param)[0]
-        return ((d1 / r)[:, None, None] * blocks).reshape(-1, t)
-
-    def gradient(point):
-        pen_grad = penalty_gradient(point)
-        return None if pen_grad is None else gram_s @ point - xty_s + pen_grad
-
-    point = start
+    point, moved = start, False
+    system = SupportSystem(gram_s, start.reshape(-1, o, t), alphas_s, code, param)
     # aux = QB and B is zero off the support: aux_S = Q_SS B_S.
-    grad = aux[support].reshape(-1, t) - xty_s + penalty_gradient(start)
+    grad = aux[support].reshape(-1, t) - xty_s + system.penalty_grad()
     gnorm = np.linalg.norm(grad)
-    moved = False
     for it in range(max_steps + 1):
-        system = SupportSystem(gram_s, point.reshape(-1, o, t), alphas_s, code, param)
         if not system.is_positive_definite():
             # Near a saddle of the support's objective (concave penalties):
             # leave it to BCD, which moves away from saddles.
@@ -220,8 +207,8 @@ def newton_candidate(gram, xty, coef_blocks, aux, alphas, code, param, n_orient,
         step = 1.0
         for _ in range(max_halvings + 1):
             new = point - step * direction
-            g_new = gradient(new)
-            if g_new is not None:
+            if np.all(block_norms(new.reshape(support.size, -1)) > 0):
+                g_new = gram_s @ new - xty_s + system.penalty_grad(new)
                 g_new_norm = np.linalg.norm(g_new)
                 if g_new_norm < (1.0 - 1e-4 * step) * gnorm:
                     break
@@ -229,6 +216,7 @@ def newton_candidate(gram, xty, coef_blocks, aux, alphas, code, param, n_orient,
         else:
             break
         point, grad, gnorm, moved = new, g_new, g_new_norm, True
+        system = SupportSystem(gram_s, point.reshape(-1, o, t), alphas_s, code, param)
     if not moved:
         return support, None
     return support, (point - start).reshape(support.size, -1)
