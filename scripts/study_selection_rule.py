@@ -113,15 +113,29 @@ def verdict(condition, d):
 
 
 def debias(problem, coef, data=None):
-    """The product's debiasing: one scale >= 1 per source (amendment 2)."""
-    from meeg_inverse.problem import debias_amplitudes
+    """The product's debiasing: one scale >= 1 per source (amendment 2).
 
-    act = np.any(coef != 0, axis=1)
+    The same bounded least squares as ``debias_amplitudes``, solved on its
+    n_active x n_active Gram form (NNLS on the Cholesky factor) for speed.
+    """
+    from scipy.optimize import nnls
+
+    data = problem.data if data is None else data
+    no = problem.n_orient
+    blocks = np.flatnonzero(np.any(coef.reshape(-1, no, coef.shape[1]) != 0, axis=(1, 2)))
     out = np.zeros_like(coef)
-    if act.any():
-        out[act] = debias_amplitudes(problem.gain[:, act],
-                                     problem.data if data is None else data, coef[act],
-                                     problem.n_orient)
+    if blocks.size == 0:
+        return out
+    fields = np.stack([problem.gain[:, k * no:(k + 1) * no] @ coef[k * no:(k + 1) * no]
+                       for k in blocks])
+    flat = fields.reshape(len(blocks), -1)
+    gram = flat @ flat.T
+    rhs = flat @ data.ravel() - gram.sum(axis=1)  # d = 1 + u, u >= 0
+    chol = linalg.cholesky(gram + 1e-12 * np.trace(gram) * np.eye(len(blocks)), lower=True)
+    u, _ = nnls(chol.T, linalg.solve_triangular(chol, rhs, lower=True))
+    scale = 1.0 + u
+    for j, k in enumerate(blocks):
+        out[k * no:(k + 1) * no] = coef[k * no:(k + 1) * no] * scale[j]
     return out
 
 
