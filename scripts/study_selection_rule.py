@@ -91,24 +91,40 @@ def describe(problem, coef, subject, subjects_dir, sigma2):
         strongest.setdefault(r["hemisphere"], r)
     overall = recs[0]["position_mni_mm"] if recs else None
     resid = problem.data - problem.gain[:, act] @ coef[act]
+    # Secondary ranking (amendment 4): whitened field energy of each source.
+    no = problem.n_orient
+    power = {r["source_index"]: float(np.sum((problem.gain[:, r["source_index"] * no:
+                                                           (r["source_index"] + 1) * no]
+                                              @ coef[r["source_index"] * no:
+                                                     (r["source_index"] + 1) * no]) ** 2))
+             for r in recs}
+    strongest_fp = {}
+    for r in sorted(recs, key=lambda r: -power[r["source_index"]]):
+        strongest_fp.setdefault(r["hemisphere"], r)
+    overall_fp = max(recs, key=lambda r: power[r["source_index"]])["position_mni_mm"] \
+        if recs else None
     return dict(n_sources=len(recs),
+                strongest_fp={h: r["position_mni_mm"] for h, r in strongest_fp.items()},
+                overall_fp=overall_fp,
                 resid_ratio=float(np.mean(resid ** 2) / sigma2),
                 strongest={h: r["position_mni_mm"] for h, r in strongest.items()},
                 overall=overall)
 
 
-def verdict(condition, d):
+def verdict(condition, d, by="amplitude"):
     if d["n_sources"] == 0:
         return False, False
     few = d["n_sources"] <= 10
     if condition is None:
         return few, None
+    strongest, overall = ((d["strongest"], d["overall"]) if by == "amplitude" else
+                          (d["strongest_fp"], d["overall_fp"]))
     if "auditory" in condition.lower():
-        ok = all(h in d["strongest"] and
-                 np.linalg.norm(np.array(d["strongest"][h]) - AUDITORY_MNI[h]) <= 20
+        ok = all(h in strongest and
+                 np.linalg.norm(np.array(strongest[h]) - AUDITORY_MNI[h]) <= 20
                  for h in ("lh", "rh"))
     else:
-        ok = d["overall"][1] < -60
+        ok = overall[1] < -60
     return few, ok
 
 
@@ -139,9 +155,23 @@ def debias(problem, coef, data=None):
     return out
 
 
-def candidates(problem, sigma2, rho):
+def qut_mcp_floor(problem, sigma2, rho):
+    """Amendment 4: the product's implementation (meeg_inverse.threshold.select_qut)."""
+    from meeg_inverse.noise import NoiseEstimate
+    from meeg_inverse.threshold import select_qut
+
+    noise = NoiseEstimate(sigma2, rho, 1 / problem.nave, 1, "baseline")
+    sel = select_qut(problem.gain, problem.data, noise, penalty="mcp",
+                     n_orient=problem.n_orient)
+    return {"qut-mcp-floor": (debias(problem, np.asarray(sel.coef)), sel.alpha_fraction)}, 0.0
+
+
+def candidates(problem, sigma2, rho, only=None):
     """Every candidate rule's coefficient matrix (refitted where the rule refits)."""
     from meeg_inverse.sure import select_alpha
+
+    if only == "qut-mcp-floor":
+        return qut_mcp_floor(problem, sigma2, rho)
 
     g, y, no = problem.gain, problem.data, problem.n_orient
     n, T = y.shape
@@ -215,6 +245,7 @@ def main():
     parser.add_argument("--out", default=None)
     parser.add_argument("--skip-eeglab", action="store_true")
     parser.add_argument("--only-eeglab", action="store_true")
+    parser.add_argument("--only", default=None, help="one candidate (qut-mcp-floor)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     cases = [] if args.only_eeglab else list(sample_cases())
@@ -224,18 +255,20 @@ def main():
     for cond, ev, fwd, cov, subject, sdir, (tmin, tmax) in cases:
         sigma2, rho = baseline_noise(ev, fwd, cov)
         problem = InverseProblem.from_evoked(ev, fwd, cov, tmin=tmin, tmax=tmax)
-        cands, dt = candidates(problem, sigma2, rho)
+        cands, dt = candidates(problem, sigma2, rho, only=args.only)
         print(f"\n{cond}: nave {ev.nave}, sigma2*nave {sigma2 * ev.nave:.2f}, rho {rho:.2f}, "
               f"{dt:.1f} s")
         table[cond] = {}
         for name, (coef, frac, *_) in cands.items():
             d = describe(problem, coef, subject, sdir, sigma2)
             few, ok = verdict(None if cond.startswith("EEGLAB") else cond, d)
-            d.update(alpha_fraction=float(frac), few=few, anatomy=ok)
+            _, ok_fp = verdict(None if cond.startswith("EEGLAB") else cond, d, by="field")
+            d.update(alpha_fraction=float(frac), few=few, anatomy=ok, anatomy_field_power=ok_fp)
             table[cond][name] = d
             where = {h: [round(v) for v in p] for h, p in d["strongest"].items()}
             print(f"  {name:18s} frac {frac:6.3f}  n {d['n_sources']:4d}  "
-                  f"resid/σ̂² {d['resid_ratio']:.2f}  few {few!s:5s} anat {ok!s:5s} {where}")
+                  f"resid/σ̂² {d['resid_ratio']:.2f}  few {few!s:5s} anat {ok!s:5s} "
+                  f"(field power: {ok_fp!s:5s}) {where}")
     if args.out:
         Path(args.out).write_text(json.dumps(table, indent=1))
 

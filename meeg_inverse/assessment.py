@@ -1,0 +1,127 @@
+"""What a user must be told about a result: anatomical names, confidence, warnings.
+
+Everything here reads a finished result; nothing changes it. The warnings are
+written where users look — ``summary.json``, the console, the index page, the
+figures' titles and the viewer — not only to stderr.
+"""
+
+import numpy as np
+
+from .anatomy import source_labels
+from .confidence import CONFIDENT
+
+__all__ = ["annotate_records", "result_warnings", "IMPLAUSIBLE_AMPLITUDE_NAM",
+           "MANY_SOURCES", "FIELD_CANCELLATION_WARNING", "RESIDUAL_FLOOR"]
+
+#: Peak amplitude (nA·m) beyond what a cortical patch can produce: ~10 cm² of
+#: cortex at the physiological maximum of ~0.5 nA·m/mm² (Murakami & Okada 2015,
+#: NeuroImage 111:49–58: 0.16–0.77 nA·m/mm² across species).
+IMPLAUSIBLE_AMPLITUDE_NAM = 500.0
+#: More active sources than this is no longer "a few parts of the brain".
+MANY_SOURCES = 10
+#: Sum of the sources' field energies over the fit's energy above which the
+#: fields cancel on the sensors (see InverseProblem.field_cancellation).
+FIELD_CANCELLATION_WARNING = 10.0
+#: Whitened residual variance over the noise variance below which the fit
+#: explains noise (the discrepancy principle's floor).
+RESIDUAL_FLOOR = 0.8
+
+
+def annotate_records(records, *, confidence=None, subject=None, subjects_dir=None):
+    """Add ``label`` (anatomical name), ``label_atlas`` and ``confidence`` to source records.
+
+    Parameters
+    ----------
+    records : list of dict
+        From :func:`meeg_inverse.summary.source_records` (changed in place and returned).
+    confidence : dict | None
+        ``{source_index: confidence}``.
+    subject, subjects_dir
+        For the subject's own parcellation (``label/?h.aparc.annot``) when present.
+
+    Returns
+    -------
+    records : list of dict
+    """
+    if not records:
+        return records
+    mni = [r.get("position_mni_mm") for r in records]
+    labels = source_labels(None if any(m is None for m in mni) else np.array(mni, float),
+                           hemispheres=[r.get("hemisphere") for r in records],
+                           vertices=[r.get("vertex") for r in records],
+                           subject=subject, subjects_dir=subjects_dir)
+    for r, lab in zip(records, labels):
+        r["label"] = lab["name"]
+        r["label_atlas"] = lab["atlas"]
+        if confidence is not None:
+            c = confidence.get(r["source_index"])
+            r["confidence"] = None if c is None else round(float(c), 3)
+    return records
+
+
+def result_warnings(records, *, field_cancellation=float("nan"), residual_ratio=None,
+                    at_bound=False, empty=False, penalty="l21"):
+    """Everything implausible or uncertain about a result, as (code, message, fix) dicts.
+
+    Parameters
+    ----------
+    records : list of dict
+        Annotated source records.
+    field_cancellation : float
+        :meth:`InverseProblem.field_cancellation` of the estimate.
+    residual_ratio : float | None
+        Whitened residual variance over the noise variance of the average.
+    at_bound : bool
+        The automatic λ is an end of its search interval.
+    empty : bool
+        No source is active.
+    penalty : str
+
+    Returns
+    -------
+    warnings : list of dict
+        Each with ``code``, ``message`` and ``fix``.
+    """
+    out = []
+
+    def add(code, message, fix):
+        out.append(dict(code=code, message=message, fix=fix))
+
+    if empty or not records:
+        add("empty", "No source is active.",
+            "lower --alpha, or check that the time window holds a response.")
+        return out
+    if np.isfinite(field_cancellation) and field_cancellation > FIELD_CANCELLATION_WARNING:
+        add("field_cancellation",
+            f"The sources' fields cancel on the sensors (ratio {field_cancellation:.0f}): "
+            "neighbouring sources with opposite, implausibly large amplitudes.",
+            "use --penalty l05 or l21, or a larger --alpha." if penalty in ("mcp", "scad")
+            else "use a larger --alpha.")
+    big = [r for r in records if r["peak_amplitude_nAm"] > IMPLAUSIBLE_AMPLITUDE_NAM]
+    if big:
+        add("implausible_amplitude",
+            f"{len(big)} source(s) peak above {IMPLAUSIBLE_AMPLITUDE_NAM:.0f} nA·m "
+            f"(largest {max(r['peak_amplitude_nAm'] for r in big):.0f} nA·m), beyond what "
+            "cortex produces.",
+            "check the noise covariance and the forward model; try a larger --alpha.")
+    if len(records) > MANY_SOURCES:
+        add("many_sources",
+            f"{len(records)} active sources: more than the few a focal response has.",
+            "use the default automatic λ (--alpha auto) or a larger --alpha for a sparser "
+            "answer; sources with a low confidence are the least reliable.")
+    if residual_ratio is not None and residual_ratio < RESIDUAL_FLOOR:
+        add("fits_noise",
+            f"The residual is {residual_ratio:.2f} × the noise variance: the sources also "
+            "explain noise.",
+            "use a larger --alpha.")
+    uncertain = [r for r in records if r.get("confidence") is not None
+                 and r["confidence"] < CONFIDENT]
+    if uncertain:
+        add("low_confidence",
+            f"{len(uncertain)} of {len(records)} sources have a confidence below "
+            f"{CONFIDENT:.1f} (found again in fewer than half of the resamples).",
+            "read them as uncertain; they are drawn faded.")
+    if at_bound:
+        add("selection_at_bound", "The automatic λ is an end of its search interval.",
+            "check the λ curve (selection.png) and set --alpha if needed.")
+    return out
