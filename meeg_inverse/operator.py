@@ -118,10 +118,12 @@ class SparseInverseOperator:
         return self._block_eigh
 
     def sensor_gain(self, columns):
-        """Unwhitened gain (T/V per A·m) of ``columns`` on :attr:`ch_names`."""
+        """Unwhitened gain (T/V per A·m) of ``columns`` on :attr:`ch_names`.
+
+        ``columns`` index the forward's columns (all sources, whatever
+        ``source_mask``).
+        """
         columns = np.asarray(columns)
-        if self.source_mask is not None:
-            columns = np.flatnonzero(self.source_mask)[columns]
         if self._sensor_rows is None:
             return self._sensor_gain[:, columns]
         return self._sensor_gain[np.ix_(self._sensor_rows, columns)]
