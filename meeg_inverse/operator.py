@@ -399,8 +399,11 @@ def make_sparse_inverse_operator(info, forward, noise_cov, *, loose="auto", dept
 
         # One preparation (eigendecomposition) of the covariance, one whitener:
         # MNE's depth prior and gain use the same whitener, computed twice there.
-        cov = mne.cov.prepare_noise_cov(noise_cov, info, ch_names, rank)
-        whitener, _ = mne.cov.compute_whitener(cov, pca=True, verbose=False)
+        from ._blas import one_blas_thread
+
+        with one_blas_thread():  # eigh of a few hundred rows: threads only cost (see _blas)
+            cov = mne.cov.prepare_noise_cov(noise_cov, info, ch_names, rank)
+            whitener, _ = mne.cov.compute_whitener(cov, pca=True, verbose=False)
     rank_value = int((cov["eig"] > 0).sum())
     if rank_value == 0:
         raise InputError("The noise covariance has rank 0.", "recompute it from real noise data.")

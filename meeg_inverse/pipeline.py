@@ -522,6 +522,11 @@ def localize_file(recording, out_dir, *, forward_spec=None, noise_cov=None, empt
     """
     progress = progress or Progress()
     out_dir = check_output_dir(out_dir)
+    if figures:
+        # The off-screen rendering check (a VTK subprocess, 1-2 s) runs meanwhile.
+        from .viz._render import start_backend_probe
+
+        start_backend_probe()
     forward_spec = forward_spec or ForwardSpec()
     progress.step(f"reading {Path(str(recording)).name}")
     loaded = load_data(recording, condition=condition, events=events, epoch_tmin=epoch_tmin,

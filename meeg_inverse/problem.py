@@ -527,10 +527,18 @@ def debias_amplitudes(gain_active, data, coef_active, n_orient):
     """
     from scipy.optimize import lsq_linear
 
+    from ._blas import one_blas_thread
+
     n_rows, n_times = coef_active.shape
     n_active = n_rows // n_orient
     if n_active == 0:
         return coef_active.copy()
+    with one_blas_thread():  # small matrices: threads only cost (see _blas)
+        return _debias_gram(gain_active, data, coef_active, n_orient, n_active, n_times,
+                            lsq_linear)
+
+
+def _debias_gram(gain_active, data, coef_active, n_orient, n_active, n_times, lsq_linear):
     gram_rows = (gain_active.T @ gain_active) * (coef_active @ coef_active.T)
     A = gram_rows.reshape(n_active, n_orient, n_active, n_orient).sum(axis=(1, 3))
     b = (coef_active * (gain_active.T @ data)).reshape(n_active, n_orient * n_times).sum(axis=1)
