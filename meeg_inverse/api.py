@@ -18,7 +18,8 @@ import mne
 import numpy as np
 
 from .errors import InputError
-from .problem import InverseProblem, debias_amplitudes
+from .problem import InverseProblem, _warn_if_not_baseline_corrected
+from .solve import DEFAULT_MAX_TIME
 
 
 @dataclass
@@ -50,6 +51,8 @@ class SparseInverseResult:
         for opposing neighbours with implausible amplitudes; nan if empty).
     residuals : list of mne.Evoked | None
     problem : InverseProblem
+    timings : dict
+        Seconds spent selecting λ, solving and debiasing.
     """
 
     estimates: list
@@ -65,6 +68,7 @@ class SparseInverseResult:
     field_cancellation: float = float("nan")
     residuals: list | None = None
     problem: InverseProblem | None = field(default=None, repr=False)
+    timings: dict = field(default_factory=dict)
 
     @property
     def n_active_sources(self):
@@ -122,7 +126,7 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="sure", loose="auto", depth
                    return_residual=False, return_as_dipoles=False, dgap_freq=10, rank=None,
                    pick_ori=None, sure_alpha_grid="auto", verbose=None, *, rng=None,
                    random_state=None, penalty="l21", penalty_params=None, alpha_fraction=None,
-                   return_result=False):
+                   return_result=False, max_time=DEFAULT_MAX_TIME):
     """Sparse source estimate with group penalties; a drop-in for ``mixed_norm``.
 
     Parameters
@@ -175,6 +179,11 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="sure", loose="auto", depth
         Regularization as a fraction of lambda_max in (0, 1); overrides ``alpha``.
     return_result : bool
         Return a :class:`SparseInverseResult` instead of MNE's return values.
+    max_time : float | None
+        Time budget (s) of the solve and of each solve of the λ search: past
+        it the estimate is returned with ``solver_info['converged'] = False``
+        (and a warning). λ below 1e-4 · λ_max is refused, below 1 % warned
+        about (:data:`meeg_inverse.solve.ALPHA_FRACTION_FLOOR`).
 
     Returns
     -------
@@ -185,9 +194,50 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="sure", loose="auto", depth
         ``(stc, residual)``. With ``return_result`` a
         :class:`SparseInverseResult`.
     """
-    from .penalties import make_penalty
-    from .solvers import solve_from_convex
-    from .solvers import time_pca as reduce_time
+    evokeds, is_list = _as_evoked_list(evoked)
+    _resolve_alpha(alpha, alpha_fraction)  # bad alpha fails before the preparation
+    from .operator import make_sparse_inverse_operator
+
+    with mne.utils.use_log_level(verbose if verbose is not None else "WARNING"):
+        joint = _concatenate(evokeds)
+        _warn_if_not_baseline_corrected(joint, noise_cov)
+        operator = make_sparse_inverse_operator(joint.info, forward, noise_cov, loose=loose,
+                                                depth=depth, rank=rank, weights=weights,
+                                                weights_min=weights_min)
+    return apply_sparse_inverse(
+        operator, evokeds if is_list else evokeds[0], alpha=alpha, maxit=maxit, tol=tol,
+        active_set_size=active_set_size, debias=debias, time_pca=time_pca,
+        n_mxne_iter=n_mxne_iter, return_residual=return_residual,
+        return_as_dipoles=return_as_dipoles, pick_ori=pick_ori, rng=rng,
+        random_state=random_state, penalty=penalty, penalty_params=penalty_params,
+        alpha_fraction=alpha_fraction, return_result=return_result, max_time=max_time,
+        _check_baseline=False)
+
+
+def apply_sparse_inverse(operator, evoked, alpha="sure", *, maxit=3000, tol=1e-4,
+                         active_set_size=10, debias=True, time_pca=True, n_mxne_iter=1,
+                         return_residual=False, return_as_dipoles=False, pick_ori=None,
+                         rng=None, random_state=None, penalty="l21", penalty_params=None,
+                         alpha_fraction=None, return_result=False,
+                         max_time=DEFAULT_MAX_TIME, _check_baseline=True):
+    """Apply a prepared operator to evoked data (see :func:`sparse_inverse`).
+
+    Parameters
+    ----------
+    operator : SparseInverseOperator
+        From :func:`meeg_inverse.operator.make_sparse_inverse_operator`.
+    evoked : mne.Evoked | list of mne.Evoked
+        Recorded with the operator's channels; a list is fitted jointly.
+    alpha, maxit, tol, active_set_size, debias, time_pca, n_mxne_iter,
+    return_residual, return_as_dipoles, pick_ori, rng, random_state, penalty,
+    penalty_params, alpha_fraction, return_result, max_time
+        As in :func:`sparse_inverse`.
+
+    Returns
+    -------
+    As :func:`sparse_inverse`.
+    """
+    from .solve import solve_inverse
 
     evokeds, is_list = _as_evoked_list(evoked)
     alpha_mode, fraction = _resolve_alpha(alpha, alpha_fraction)
@@ -205,49 +255,14 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="sure", loose="auto", depth
         raise InputError(f"tol must be a number in (0, 1), got {tol!r}.", "use e.g. 1e-4.")
     seed = random_state if random_state is not None else rng
 
-    with mne.utils.use_log_level(verbose if verbose is not None else "WARNING"):
-        joint = _concatenate(evokeds)
-        problem = InverseProblem.from_evoked(joint, forward, noise_cov, loose=loose, depth=depth,
-                                             rank=rank, weights=weights, weights_min=weights_min)
-    data = problem.data
-    basis = None
-    if time_pca:
-        n_components = None if time_pca is True else int(time_pca)
-        try:
-            data, basis = reduce_time(data, n_components)
-        except ValueError as exc:
-            raise InputError(f"time_pca: {exc}", "use time_pca=True or a smaller integer.") from None
-
-    selection, sure_value = None, None
-    if alpha_mode == "sure":
-        from .sure import select_alpha
-
-        # SURE's finite-difference dof needs solves far more accurate than MNE's
-        # default tol=1e-4: the two solves must differ by the data, not by noise.
-        selection = select_alpha(problem.gain, data, penalty=penalty, n_orient=problem.n_orient,
-                                 tol=min(tol, 1e-8), random_state=0 if seed is None else seed,
-                                 sigma=problem.noise_std,
-                                 **(penalty_params or {}))
-        alpha_abs = float(selection.alpha)
-        sure_value = float(selection.sure)
-        result = selection.solver_result
-    else:
-        alpha_abs = problem.alpha_from_fraction(fraction)
-        try:
-            pen = make_penalty(penalty, alpha_abs, **(penalty_params or {}))
-        except ValueError as exc:
-            raise InputError(f"Bad penalty: {exc}", "see the documentation of `penalty`.") from None
-        result = solve_from_convex(problem.gain, data, pen, n_orient=problem.n_orient, tol=tol,
-                                   max_iter=int(maxit), p0=int(active_set_size))
-    active_set = np.asarray(result.active_set, bool)
-    coef_active = np.asarray(result.coef)[active_set]
-    if debias and active_set.any():
-        coef_active = debias_amplitudes(problem.gain[:, active_set], data, coef_active,
-                                        problem.n_orient)
-    if basis is not None:
-        coef_active = coef_active @ basis
-    coef = np.zeros((problem.gain.shape[1], problem.data.shape[1]))
-    coef[active_set] = coef_active
+    joint = _concatenate(evokeds)
+    problem = operator.problem(joint, check_baseline=_check_baseline)
+    solution = solve_inverse(
+        problem, alpha="sure" if alpha_mode == "sure" else fraction, penalty=penalty,
+        penalty_params=penalty_params, tol=tol, max_iter=int(maxit), p0=int(active_set_size),
+        time_pca=time_pca, debias=debias, random_state=seed, max_time=max_time)
+    active_set = solution.active_set
+    coef = solution.full_coef()
     explained = problem.explained_variance(coef) if active_set.any() else 0.0
     cancellation = problem.field_cancellation(coef)
     problem.warn_if_cancelling(cancellation, penalty)
@@ -267,19 +282,16 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="sure", loose="auto", depth
             residuals.append(_residual(problem, e, part))
         start = stop
 
-    solver_info = {
-        "objective": float(result.objective),
-        "dual_gap": None if result.dual_gap is None else float(result.dual_gap),
-        "kkt_violation": float(result.kkt_violation),
-        "n_iter": int(result.n_iter), "converged": bool(result.converged), "tol": tol,
-    }
     if return_result:
+        selection = solution.selection
         return SparseInverseResult(
-            estimates=estimates, alpha=alpha_abs, alpha_percent=100 * alpha_abs / problem.alpha_max,
-            alpha_max=problem.alpha_max, penalty=penalty, sure=sure_value, selection=selection,
-            solver_info=solver_info, active_set=active_set, explained_variance=explained,
-            field_cancellation=cancellation,
-            residuals=residuals if return_residual else None, problem=problem)
+            estimates=estimates, alpha=solution.alpha,
+            alpha_percent=100 * solution.alpha_fraction, alpha_max=problem.alpha_max,
+            penalty=penalty, sure=None if selection is None else float(selection.sure),
+            selection=selection, solver_info=solution.solver_info, active_set=active_set,
+            explained_variance=explained, field_cancellation=cancellation,
+            residuals=residuals if return_residual else None, problem=problem,
+            timings=solution.timings)
     out = estimates if is_list else estimates[0]
     if return_residual:
         return out, (residuals if is_list else residuals[0])
@@ -289,9 +301,10 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="sure", loose="auto", depth
 def _residual(problem, evoked, coef):
     """Sensor-space residual: data minus the forward projection of the estimate."""
     residual = evoked.copy().pick(problem.ch_names)
-    physical = problem.to_physical(problem.full_coef(coef)) if problem.source_mask is None \
-        else problem.to_physical(coef)
-    fit = problem.forward["sol"]["data"] @ physical
+    physical = problem.to_physical(problem.full_coef(coef))
+    active = np.flatnonzero(np.any(physical != 0, axis=1))
+    # Only the active columns of the unwhitened gain (the operator's forward rows).
+    fit = problem.operator.sensor_gain(active) @ physical[active]
     # The data carry their SSP projections; project the fit the same way.
     info = residual.info.copy()
     with info._unlock():

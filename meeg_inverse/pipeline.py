@@ -19,7 +19,8 @@ from . import io as mio
 from .errors import InputError
 from .forward import (TEMPLATE_SUBJECT, check_forward_matches, make_subject_forward,
                       make_template_forward, read_forward)
-from .problem import InverseProblem, debias_amplitudes
+from .problem import InverseProblem
+from .solve import DEFAULT_MAX_TIME
 from .summary import source_records, write_json
 
 
@@ -295,77 +296,35 @@ def _json_float(x):
     return None if not np.isfinite(x) else float(x)
 
 
-def solve_problem(problem, *, alpha=0.3, penalty="l21", tol=1e-6, max_iter=None,
-                  penalty_params=None, random_state=0, sure_curve=False, progress=None,
-                  verbose=False):
-    """Solve the whitened problem at ``alpha``: a fraction of lambda_max, or 'sure'.
+def _solver_progress(progress, every=5.0):
+    """A solver callback printing a line every ``every`` s of a long solve."""
+    last = [0.0]
 
-    With ``alpha='sure'`` lambda is chosen by minimizing SURE with
-    hypergradients (:func:`meeg_inverse.sure.select_alpha`).
+    def show(it, crit, tol_abs, n_support, elapsed):
+        if elapsed - last[0] >= every:
+            last[0] = elapsed
+            progress.info(f"  ... {elapsed:.0f} s: outer iteration {it}, {n_support} active "
+                          f"sources, criterion {crit / tol_abs:.3g} x the tolerance")
+    return show
 
-    Returns
-    -------
-    coef : ndarray, shape (n_rows, n_times)
-    alpha_abs : float
-    solver_info : dict
-    selection : AlphaSelection | None
-    """
-    from .penalties import make_penalty
-    from .solvers import solve_from_convex
 
-    params = penalty_params or {}
-    selection = None
-    if isinstance(alpha, str):
-        if alpha != "sure":
-            raise InputError(f"alpha must be 'sure' or a fraction of lambda_max, got {alpha!r}.",
-                             "use --alpha sure or e.g. --alpha 0.3.")
-        from tqdm.auto import tqdm
+def _search_progress(progress):
+    """A progress bar for the λ search, and its callback."""
+    from tqdm.auto import tqdm
 
-        from .sure import select_alpha
+    bar = tqdm(desc="[meeg-inverse] SURE outer loop", unit=" solve pair",
+               file=progress.stream, disable=not progress.enabled, leave=False)
 
-        progress = progress or Progress(enabled=False)
-        bar = tqdm(desc="[meeg-inverse] SURE outer loop", unit=" solve pair",
-                   file=progress.stream, disable=not progress.enabled, leave=False)
-
-        def show(n_evaluations, fraction, sure_value):
-            bar.update(1)
-            bar.set_postfix_str(f"lambda = {fraction:.3f} x lambda_max, SURE = {sure_value:.5g}")
-
-        try:
-            selection = select_alpha(problem.gain, problem.data, penalty=penalty,
-                                     n_orient=problem.n_orient, tol=min(tol, 1e-8),
-                                     random_state=random_state, return_curve=sure_curve,
-                                     sigma=problem.noise_std,
-                                     callback=show, **params)
-        except ValueError as exc:
-            raise InputError(f"Bad penalty: {exc}", "see `meeg-inverse localize --help`.") from None
-        finally:
-            bar.close()
-        res, alpha_abs = selection.solver_result, float(selection.alpha)
-    else:
-        alpha_abs = problem.alpha_from_fraction(alpha)
-        try:
-            pen = make_penalty(penalty, alpha_abs, **params)
-        except ValueError as exc:
-            raise InputError(f"Bad penalty: {exc}", "see `meeg-inverse localize --help`.") from None
-        kwargs = {} if max_iter is None else {"max_iter": max_iter}
-        res = solve_from_convex(problem.gain, problem.data, pen, n_orient=problem.n_orient,
-                                tol=tol, verbose=verbose, **kwargs)
-    info = {
-        "objective": float(res.objective),
-        "dual_gap": None if res.dual_gap is None else float(res.dual_gap),
-        "kkt_violation": None if res.kkt_violation is None else float(res.kkt_violation),
-        "n_iter": int(res.n_iter),
-        "converged": bool(res.converged),
-        "tol": tol,
-    }
-    return np.asarray(res.coef), alpha_abs, info, selection
+    def show(n_evaluations, fraction, sure_value):
+        bar.update(1)
+        bar.set_postfix_str(f"lambda = {fraction:.3f} x lambda_max, SURE = {sure_value:.5g}")
+    return show, bar
 
 
 def localize(evoked, forward, noise_cov, *, alpha=0.3, penalty="l21", loose="auto", depth=0.8,
              tmin=None, tmax=None, pick_ori=None, rank=None, tol=1e-6, penalty_params=None,
              random_state=0, sure_curve=False, debias=True, subject=None, subjects_dir=None,
-             progress=None, verbose=False):
+             progress=None, verbose=False, max_time=DEFAULT_MAX_TIME):
     """Localize an evoked response with MNE objects in and out.
 
     Parameters
@@ -388,11 +347,16 @@ def localize(evoked, forward, noise_cov, *, alpha=0.3, penalty="l21", loose="aut
     debias : bool
         Rescale the active sources to undo the penalty's amplitude shrinkage
         (as ``mixed_norm(debias=True)``).
+    max_time : float | None
+        Time budget (s) of the solve (and of each solve of the λ search); past
+        it the result says ``converged: false``.
 
     Returns
     -------
     result : Localization
     """
+    from .solve import solve_inverse
+
     progress = progress or Progress(enabled=False)
     progress.step("whitening and weighting the forward model")
     problem = InverseProblem.from_evoked(evoked, forward, noise_cov, loose=loose, depth=depth,
@@ -401,19 +365,23 @@ def localize(evoked, forward, noise_cov, *, alpha=0.3, penalty="l21", loose="aut
         progress.step(f"solving ({penalty}, alpha = {alpha} x lambda_max, "
                       f"{problem.n_sources} sources x {problem.n_orient} orientations, "
                       f"{problem.data.shape[1]} time samples)")
-    if alpha == "sure":
+        show, bar = _solver_progress(progress), None
+    else:
         progress.info(f"choosing lambda by SURE ({penalty}, {problem.n_sources} sources x "
                       f"{problem.n_orient} orientations, {problem.data.shape[1]} time samples)")
-    coef, alpha_abs, solver_info, selection = solve_problem(
-        problem, alpha=alpha, penalty=penalty, tol=tol, penalty_params=penalty_params,
-        random_state=random_state, sure_curve=sure_curve, progress=progress, verbose=verbose)
+        show, bar = _search_progress(progress)
+    try:
+        solution = solve_inverse(
+            problem, alpha=alpha, penalty=penalty, penalty_params=penalty_params, tol=tol,
+            debias=debias, random_state=random_state, sure_curve=sure_curve,
+            max_time=max_time, callback=show if bar is not None else None,
+            solver_callback=show if bar is None else None, verbose=verbose)
+    finally:
+        if bar is not None:
+            bar.close()
     progress.done()
-    active = np.any(coef != 0, axis=1)
-    if debias and active.any():
-        # Undo the penalty's shrinkage of the amplitudes, as mixed_norm(debias=True).
-        coef = coef.copy()
-        coef[active] = debias_amplitudes(problem.gain[:, active], problem.data, coef[active],
-                                         problem.n_orient)
+    coef = solution.full_coef()
+    alpha_abs, solver_info, selection = solution.alpha, solution.solver_info, solution.selection
     if selection is not None:
         progress.info(f"SURE chose lambda = {selection.alpha_fraction:.3f} x lambda_max "
                       f"(SURE {selection.sure:.5g}, {selection.n_solves} solves, "
@@ -554,6 +522,11 @@ def localize_file(recording, out_dir, *, forward_spec=None, noise_cov=None, empt
     """
     progress = progress or Progress()
     out_dir = check_output_dir(out_dir)
+    if figures:
+        # The off-screen rendering check (a VTK subprocess, 1-2 s) runs meanwhile.
+        from .viz._render import start_backend_probe
+
+        start_backend_probe()
     forward_spec = forward_spec or ForwardSpec()
     progress.step(f"reading {Path(str(recording)).name}")
     loaded = load_data(recording, condition=condition, events=events, epoch_tmin=epoch_tmin,

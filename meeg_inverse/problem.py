@@ -148,8 +148,10 @@ def _warn_if_not_baseline_corrected(evoked, noise_cov):
 class InverseProblem:
     """The whitened, depth-weighted multitask regression problem.
 
-    Build it with :meth:`from_evoked`. Solvers use :attr:`gain`,
-    :attr:`data` and :attr:`n_orient`; everything else maps solutions back.
+    Build it with :meth:`from_evoked`, or from a prepared operator with
+    :meth:`meeg_inverse.operator.SparseInverseOperator.problem` (which shares
+    the operator's gain). Solvers use :attr:`gain`, :attr:`data` and
+    :attr:`n_orient`; everything else maps solutions back.
 
     Attributes
     ----------
@@ -172,6 +174,11 @@ class InverseProblem:
         :attr:`noise_std` ``= 1 / sqrt(nave)`` (MNE's ``apply_inverse``
         scales the covariance the same way; ``mixed_norm`` does not, and its
         SURE then assumes a noise level ``sqrt(nave)`` times too large).
+    forward : dict
+        The source-side parts of the forward solution: ``src``,
+        ``source_nn``, ``mri_head_t``.
+    operator : SparseInverseOperator
+        The prepared operator this problem applies to :attr:`data`.
     """
 
     gain: np.ndarray
@@ -179,7 +186,7 @@ class InverseProblem:
     n_orient: int
     source_weighting: np.ndarray
     whitener: np.ndarray
-    forward: mne.Forward
+    forward: dict
     info: mne.Info
     ch_names: list
     times: np.ndarray
@@ -190,6 +197,7 @@ class InverseProblem:
     source_mask: np.ndarray | None = None
     evoked: mne.Evoked | None = field(default=None, repr=False)
     nave: int = 1
+    operator: object = field(default=None, repr=False)
 
     @classmethod
     def from_evoked(cls, evoked, forward, noise_cov, *, loose="auto", depth=0.8, rank=None,
@@ -243,95 +251,12 @@ class InverseProblem:
                     f"[{evoked.times[0]:.3f}, {evoked.times[-1]:.3f}] s.",
                     "choose --tmin/--tmax inside the data.")
             evoked = evoked.copy().crop(lo, hi)
-        mne_eeg = mne.pick_types(evoked.info, meg=False, eeg=True, exclude="bads")
-        if len(mne_eeg):
-            # Sparse solvers need the average reference as a projector.
-            from mne._fiff.proj import _has_eeg_average_ref_proj
+        from .operator import make_sparse_inverse_operator
 
-            if not _has_eeg_average_ref_proj(evoked.info) and not evoked.info["custom_ref_applied"]:
-                raise InputError(
-                    "The EEG has no average-reference projector.",
-                    "call evoked.set_eeg_reference('average', projection=True) first "
-                    "(meeg_inverse.io.set_average_reference does it).")
-        if depth is not None:
-            depth = float(depth)
-            if depth < 0:
-                raise InputError(f"depth must be ≥ 0, got {depth}.", "use 0.8 (MNE's default) or None.")
-            depth = depth or None
-        loose = _triage_loose(forward["src"], loose)
-
-        forward = forward.copy()
-        fixed = loose == 0.0
-        if fixed:
-            if forward["src"].kind != "surface" and {s["type"] for s in forward["src"]} - {"surf", "discrete"}:
-                raise InputError("Fixed orientation needs a surface source space.",
-                                 "use loose=1 with volume source spaces.")
-            if not mne.forward.is_fixed_orient(forward):
-                forward = mne.convert_forward_solution(forward, surf_ori=True, force_fixed=True,
-                                                       use_cps=True, verbose=False)
-        else:
-            if mne.forward.is_fixed_orient(forward):
-                raise InputError(
-                    "The forward solution has fixed orientation, so only loose=0 is possible.",
-                    "pass loose=0, or compute a free-orientation forward solution.")
-            if loose < 1.0 and not forward["surf_ori"]:
-                forward = mne.convert_forward_solution(forward, surf_ori=True, use_cps=True,
-                                                       verbose=False)
-
-        info = evoked.info
-        ch_names = select_channels(info, forward, noise_cov)
-        _check_noise_cov(noise_cov, ch_names)
-        forward = mne.pick_channels_forward(forward, ch_names, ordered=True, verbose=False)
-        info_picked = mne.pick_info(info, [info["ch_names"].index(c) for c in ch_names])
-        data = evoked.data[[info["ch_names"].index(c) for c in ch_names]]
-        check_finite(data, "The evoked data")
-        check_finite(forward["sol"]["data"], "The forward solution")
-
-        with mne.utils.use_log_level(verbose):
-            depth_prior = None
-            if depth is not None:
-                depth_prior = mne.forward.compute_depth_prior(
-                    forward, info_picked, exp=depth, limit=None, limit_depth_chs="whiten",
-                    combine_xyz="fro", noise_cov=noise_cov, rank=rank)
-            orient_prior = None
-            if not fixed:
-                orient_prior = mne.forward.compute_orient_prior(forward, loose=loose)
-            noise_cov = mne.cov.prepare_noise_cov(noise_cov, info, ch_names, rank)
-            whitener, _ = mne.cov.compute_whitener(noise_cov, info, ch_names, pca=True, rank=rank)
-        rank_value = int((noise_cov["eig"] > 0).sum())
-        if rank_value == 0:
-            raise InputError("The noise covariance has rank 0.", "recompute it from real noise data.")
-
-        gain = whitener @ forward["sol"]["data"]
-        source_weighting = np.ones(gain.shape[1])
-        if depth_prior is not None:
-            source_weighting *= depth_prior
-        if orient_prior is not None:
-            source_weighting *= orient_prior
-        np.sqrt(source_weighting, out=source_weighting)
-        gain *= source_weighting
-        # Scale so that trace(G R G^T) equals the number of non-zero noise eigenvalues.
-        scale = np.sqrt(rank_value / np.linalg.norm(gain, "fro") ** 2)
-        gain *= scale
-        source_weighting *= scale
-
-        n_orient = 1 if fixed else 3
-        source_mask = None
-        if weights is not None:
-            gain, source_weighting, source_mask = _apply_prior_weights(
-                forward, gain, source_weighting, weights, weights_min, n_orient)
-
-        data = whitener @ data
-        gain = np.asfortranarray(gain)
-        alpha_max = float(group_norms(gain.T @ data, n_orient).max())
-        if not alpha_max > 0:
-            raise InputError("The whitened data are zero: nothing to localize.",
-                             "check the time window and the channels.")
-        return cls(gain=gain, data=data, n_orient=n_orient, source_weighting=source_weighting,
-                   whitener=whitener, forward=forward, info=info_picked, ch_names=ch_names,
-                   times=evoked.times.copy(), loose=loose, depth=depth, rank=rank_value,
-                   alpha_max=alpha_max, source_mask=source_mask, evoked=evoked,
-                   nave=max(int(evoked.nave), 1))
+        operator = make_sparse_inverse_operator(
+            evoked.info, forward, noise_cov, loose=loose, depth=depth, rank=rank,
+            weights=weights, weights_min=weights_min, verbose=verbose)
+        return operator.problem(evoked, check_baseline=False)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -590,15 +515,40 @@ def debias_amplitudes(gain_active, data, coef_active, n_orient):
         The rescaled rows.
 
     Solves ``min_D ½‖Y − G diag(D) X‖²_F  s.t. D ≥ 1`` with one scale per source,
-    the problem MNE's ``compute_bias`` solves by FISTA, here exactly by bounded
-    least squares.
+    the problem MNE's ``compute_bias`` solves by FISTA, here exactly, in its
+    own dimension: with ``F_k = G_k X_k`` the objective is
+    ``½ dᵀ A d − bᵀ d + const``, ``A_kl = <F_k, F_l>``, ``b_k = <F_k, Y>``,
+    and ``A`` and ``b`` come from the ``n_active_rows²`` Gram matrices
+    ``(G_aᵀ G_a) ∘ (X Xᵀ)`` summed by blocks (no ``F_k`` of size
+    ``n_channels × n_times`` is formed).  The bounded least squares then runs
+    on a square root of ``A`` (``n_active × n_active``): milliseconds, where
+    the same BVLS on the stacked ``F_k`` (``n_channels·n_times × n_active``)
+    took seconds.
     """
     from scipy.optimize import lsq_linear
 
-    n_active = coef_active.shape[0] // n_orient
-    columns = np.empty((data.size, n_active))
-    for k in range(n_active):
-        rows = slice(k * n_orient, (k + 1) * n_orient)
-        columns[:, k] = (gain_active[:, rows] @ coef_active[rows]).ravel()
-    scale = lsq_linear(columns, data.ravel(), bounds=(1.0, np.inf), method="bvls").x
+    from ._blas import one_blas_thread
+
+    n_rows, n_times = coef_active.shape
+    n_active = n_rows // n_orient
+    if n_active == 0:
+        return coef_active.copy()
+    with one_blas_thread():  # small matrices: threads only cost (see _blas)
+        return _debias_gram(gain_active, data, coef_active, n_orient, n_active, n_times,
+                            lsq_linear)
+
+
+def _debias_gram(gain_active, data, coef_active, n_orient, n_active, n_times, lsq_linear):
+    gram_rows = (gain_active.T @ gain_active) * (coef_active @ coef_active.T)
+    A = gram_rows.reshape(n_active, n_orient, n_active, n_orient).sum(axis=(1, 3))
+    b = (coef_active * (gain_active.T @ data)).reshape(n_active, n_orient * n_times).sum(axis=1)
+    # A = V S Vᵀ; ‖S^½ Vᵀ d − S^-½ Vᵀ b‖² = dᵀ A d − 2 bᵀ d + const for b in range(A)
+    # (it is: b = Fᵀ y and A = Fᵀ F).
+    evals, evecs = np.linalg.eigh(A)
+    keep = evals > evals[-1] * n_active * np.finfo(float).eps
+    root = np.sqrt(evals[keep])
+    matrix = root[:, None] * evecs[:, keep].T
+    rhs = (evecs[:, keep].T @ b) / root
+    scale = lsq_linear(matrix, rhs, bounds=(1.0, np.inf), method="bvls",
+                       tol=1e-14).x
     return coef_active * np.repeat(scale, n_orient)[:, None]

@@ -9,6 +9,8 @@ and lets the non-convex penalty prune it and undo its shrinkage; see
 ``docs/validation.md`` for the effect on localization.
 """
 
+import time
+
 from ..penalties import BlockPenalty, make_penalty
 from .working_set import solve
 
@@ -38,6 +40,9 @@ def solve_from_convex(gain, data, penalty, n_orient=1, **solve_kw):
     """
     start = convex_start(penalty)
     if start is not None:
+        t0 = time.perf_counter()
         first = solve(gain, data, start, n_orient=n_orient, **solve_kw)
         solve_kw["coef_init"] = first.coef
+        if solve_kw.get("max_time") is not None:  # one budget for both solves
+            solve_kw["max_time"] = max(solve_kw["max_time"] - (time.perf_counter() - t0), 0.0)
     return solve(gain, data, penalty, n_orient=n_orient, **solve_kw)

@@ -377,7 +377,7 @@ NEWTON_STABLE_CHECKS = 2
 
 
 def _epochs(sub, pen, coef_ws, aux, norm_y2, tol_abs, max_epochs, anderson_K,
-            check_freq=5, best_dual=-np.inf):
+            check_freq=5, best_dual=-np.inf, deadline=np.inf):
     """BCD epochs (Anderson-extrapolated) until the criterion ≤ ``tol_abs``.
 
     Weakly convex penalties (``pen.newton_on_support``: MCP, SCAD), Gram
@@ -418,7 +418,7 @@ def _epochs(sub, pen, coef_ws, aux, norm_y2, tol_abs, max_epochs, anderson_K,
                     aux[:] = aux_acc
         if epoch % check_freq == 0 or epoch == max_epochs:
             crit, best_dual, scores = _check(sub, pen, coef_ws, aux, norm_y2, best_dual)
-            if crit <= tol_abs:
+            if crit <= tol_abs or time.perf_counter() > deadline:
                 break
             if newton:
                 support = block_norms(coef_ws) > 0
@@ -450,7 +450,7 @@ FIRST_SET_EPOCHS = 5
 
 
 def _inner_solve(sub, pen, coef_ws, norm_y2, tol_abs, max_epochs, anderson_K,
-                 check_freq=5, sub_tol_ratio=0.3):
+                 check_freq=5, sub_tol_ratio=0.3, deadline=np.inf):
     """BCD on the working set until its criterion ≤ ``tol_abs``.
 
     Nested working set: after ``FIRST_SET_EPOCHS`` epochs over the whole set, the
@@ -468,7 +468,7 @@ def _inner_solve(sub, pen, coef_ws, norm_y2, tol_abs, max_epochs, anderson_K,
     n_first = min(FIRST_SET_EPOCHS, max_epochs)
     total, crit, best_dual, scores = _epochs(sub, pen, coef_ws, aux, norm_y2, tol_abs,
                                              n_first, 0, n_first)
-    while crit > tol_abs and total < max_epochs:
+    while crit > tol_abs and total < max_epochs and time.perf_counter() < deadline:
         nonzero = block_norms(coef_ws) > 0
         violating = ~nonzero & (scores > 0)
         child_blocks = np.flatnonzero(nonzero | violating)
@@ -476,7 +476,7 @@ def _inner_solve(sub, pen, coef_ws, norm_y2, tol_abs, max_epochs, anderson_K,
                 or child_blocks.size * sub.n_orient > GRAM_MAX_COLUMNS):
             ep, crit, best_dual, _ = _epochs(sub, pen, coef_ws, aux, norm_y2, tol_abs,
                                              max_epochs - total, anderson_K, check_freq,
-                                             best_dual)
+                                             best_dual, deadline)
             total += ep
             break
         child = sub.restrict(child_blocks)
@@ -487,7 +487,7 @@ def _inner_solve(sub, pen, coef_ws, norm_y2, tol_abs, max_epochs, anderson_K,
         child_tol = (tol_abs if not violating.any()
                      else max(tol_abs, sub_tol_ratio * crit))
         ep, _, _, _ = _epochs(child, pen, coef_c, child.state(coef_c), norm_y2, child_tol,
-                              max_epochs - total, anderson_K, check_freq)
+                              max_epochs - total, anderson_K, check_freq, deadline=deadline)
         total += ep
         coef_ws[child_blocks] = coef_c
         sub.apply_delta(aux, child.local_cols, coef_c - start)
@@ -500,7 +500,8 @@ def _inner_solve(sub, pen, coef_ws, norm_y2, tol_abs, max_epochs, anderson_K,
 # --------------------------------------------------------------------------
 def solve(gain, data, penalty="l21", n_orient=1, tol=1e-6, max_iter=100,
           max_epochs=20_000, coef_init=None, verbose=False, alpha=None,
-          p0=None, anderson_K=5, inner_tol_ratio=0.3, **penalty_params):
+          p0=None, anderson_K=5, inner_tol_ratio=0.3, max_time=None, callback=None,
+          **penalty_params):
     """Minimise ``½‖Y − G B‖²_F + Σ_k p(B_k)`` by working-set BCD.
 
     Parameters
@@ -541,6 +542,13 @@ def solve(gain, data, penalty="l21", n_orient=1, tol=1e-6, max_iter=100,
         Anderson extrapolation memory (0 disables it).
     inner_tol_ratio : float
         Inner tolerance as a fraction of the outer criterion.
+    max_time : float | None
+        Time budget (s): past it the solve stops at the next check (within
+        one BCD check of 5 epochs) and returns ``converged=False`` with the
+        criterion it reached (``stop_criterion``); None: no budget.
+    callback : callable | None
+        Called after each outer iteration as ``callback(it, criterion,
+        tol_abs, n_support, elapsed_s)`` (progress display).
     **penalty_params
         Parameters of a penalty given by name (gamma, eps, weights, n_iter).
 
@@ -553,10 +561,12 @@ def solve(gain, data, penalty="l21", n_orient=1, tol=1e-6, max_iter=100,
     if isinstance(pen, IterativeReweightedL21):
         return irmxne(gain, data, pen.alpha, n_orient=n_orient, n_iter=pen.n_iter,
                       tol=tol, max_iter=max_iter, coef_init=coef_init,
-                      verbose=verbose, weights=pen.weights)
+                      verbose=verbose, weights=pen.weights, max_time=max_time,
+                      callback=callback)
     gain, data = _check_gain_data(gain, data, n_orient)
     if not tol > 0:
         raise ValueError(f"tol must be > 0, got {tol!r}")
+    deadline = np.inf if max_time is None else t_start + float(max_time)
     n_channels, n_cols = gain.shape
     n_times = data.shape[1]
     n_blocks = n_cols // n_orient
@@ -619,9 +629,13 @@ def solve(gain, data, penalty="l21", n_orient=1, tol=1e-6, max_iter=100,
         if verbose:
             print(f"[{pen.name}] iter {it}: obj {p_obj:.10g} crit {crit:.3e} "
                   f"(tol {tol_abs:.3e}) kkt {kkt:.3e} support {n_support}")
+        if callback is not None:
+            callback(it, crit, tol_abs, n_support, time.perf_counter() - t_start)
         if crit <= tol_abs:
             converged = True
             break
+        if time.perf_counter() > deadline:
+            break  # out of budget: converged stays False, crit is what was reached
         # Working set: support first, then blocks by score (ties: ‖∇_k‖/α_k).
         # Size max(p0, 2|support|), and at least WS_GROWTH × the previous
         # working set while violating blocks remain outside it: support-doubling
@@ -655,7 +669,7 @@ def solve(gain, data, penalty="l21", n_orient=1, tol=1e-6, max_iter=100,
         # them costs more than it brings (10x slower on a loaded 2-core box).
         with one_blas_thread():
             epochs, _ = _inner_solve(sub, pen, coef_ws, norm_y2, inner_tol, max_epochs,
-                                     anderson_K)
+                                     anderson_K, deadline=deadline)
         n_epochs += epochs
         coef_blocks[support] = 0.0  # the only non-zero rows
         coef_blocks[ws] = coef_ws
@@ -755,10 +769,13 @@ def irmxne(gain, data, alpha, n_orient=1, n_iter=10, tol=1e-6, max_iter=100,
     n_epochs = 0
     res = None
     k = 0
+    max_time = solve_kw.pop("max_time", None)
+    deadline = np.inf if max_time is None else t_start + float(max_time)
     for k in range(1, n_iter + 1):
         pen = make_penalty("weighted_l21", alpha, weights=block_w)
+        left = None if max_time is None else max(deadline - time.perf_counter(), 0.0)
         res = solve(gain, data, pen, n_orient=n_orient, tol=tol, max_iter=max_iter,
-                    coef_init=coef, **solve_kw)
+                    coef_init=coef, max_time=left, **solve_kw)
         n_epochs += res.n_epochs
         if verbose:
             print(f"[irmxne] reweighting {k}: support {res.n_active_sources}")
@@ -772,6 +789,8 @@ def irmxne(gain, data, alpha, n_orient=1, n_iter=10, tol=1e-6, max_iter=100,
         coef = res.coef
         if not res.active_set.any():
             converged = True
+            break
+        if time.perf_counter() > deadline:
             break
         block_w = _reweight(coef, n_orient) * base
     # Report the L0.5 objective and fixed-point score of the final iterate.

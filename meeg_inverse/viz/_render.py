@@ -58,13 +58,34 @@ sys.exit(0 if img.std() > 0 else 3)
 """
 
 
+_PROBE_RUN = None
+
+
+def start_backend_probe():
+    """Start the off-screen rendering check in the background (see :func:`get_backend`).
+
+    The check costs a subprocess that imports VTK (1-2 s); started early (while the
+    inverse is solved) it is done by the time the figures are drawn. Does nothing when
+    the backend is already known or forced.
+    """
+    global _PROBE_RUN
+    if _BACKEND is not None or _PROBE_RUN is not None:
+        return _PROBE_RUN
+    if os.environ.get(BACKEND_ENV, "").strip().lower() in ("pyvista", "matplotlib"):
+        return None
+    _configure_vtk_env()
+    _PROBE_RUN = subprocess.Popen([sys.executable, "-c", _PROBE], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, env=dict(os.environ))
+    return _PROBE_RUN
+
+
 def get_backend():
     """'pyvista' when VTK can render off-screen here, else 'matplotlib' (with a warning).
 
     The check runs once per process in a subprocess (a broken GL stack may abort the process).
     Force a backend with the environment variable ``MEEG_INVERSE_VIZ_BACKEND``.
     """
-    global _BACKEND
+    global _BACKEND, _PROBE_RUN
     if _BACKEND is not None:
         return _BACKEND
     forced = os.environ.get(BACKEND_ENV, "").strip().lower()
@@ -75,14 +96,18 @@ def get_backend():
         return _BACKEND
     _configure_vtk_env()
     reason = None
+    probe = None
     try:
-        res = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, timeout=120,
-                             env=dict(os.environ))
-        if res.returncode != 0:
-            tail = res.stderr.decode(errors="replace").strip().splitlines()[-3:]
-            reason = f"exit code {res.returncode}: {' | '.join(tail)}"
+        probe = _PROBE_RUN or start_backend_probe()
+        out, err = probe.communicate(timeout=120)
+        if probe.returncode != 0:
+            tail = err.decode(errors="replace").strip().splitlines()[-3:]
+            reason = f"exit code {probe.returncode}: {' | '.join(tail)}"
     except Exception as exc:  # noqa: BLE001 - any failure means "cannot render"
         reason = repr(exc)
+        if probe is not None:
+            probe.kill()
+    _PROBE_RUN = None
     if reason is None:
         _BACKEND = "pyvista"
     else:
@@ -112,10 +137,19 @@ def _fit_camera(points, direction, up, aspect, margin=1.04):
 
 
 def render_panel(layers, view, hemi="lh", size=(640, 480), background="white", backend=None):
+    return render_panels(layers, [view], hemi, size, background, backend)[0]
+
+
+def render_panels(layers, views, hemi="lh", size=(640, 480), background="white", backend=None):
+    """Render the same layers from several views; returns one (h, w, 3) image per view.
+
+    With pyvista the scene (meshes subdivided, glyphs built) is made once and only the
+    camera moves between screenshots.
+    """
     backend = backend or get_backend()
     if backend == "pyvista":
-        return _render_pyvista(layers, view, hemi, size, background)
-    return _render_matplotlib(layers, view, hemi, size, background)
+        return _render_pyvista(layers, list(views), hemi, size, background)
+    return [_render_matplotlib(layers, view, hemi, size, background) for view in views]
 
 
 def _frame_points(layers):
@@ -125,11 +159,10 @@ def _frame_points(layers):
     return np.concatenate(pts) if pts else np.zeros((1, 3))
 
 
-def _render_pyvista(layers, view, hemi, size, background):
+def _render_pyvista(layers, views, hemi, size, background):
     import pyvista as pv
 
     pv.OFF_SCREEN = True
-    direction, up = view_vectors(view, hemi)
     pl = pv.Plotter(off_screen=True, window_size=list(size), lighting="light_kit")
     try:
         pl.set_background(background)
@@ -156,16 +189,19 @@ def _render_pyvista(layers, view, hemi, size, background):
                 pl.add_mesh(glyphs, scalars="rgb", rgb=True, smooth_shading=True,
                             ambient=0.3, diffuse=0.7, specular=0.3, specular_power=30,
                             show_scalar_bar=False)
-        center, position, u, scale = _fit_camera(_frame_points(layers), direction, up,
-                                                 size[0] / size[1])
-        pl.camera.SetParallelProjection(True)
-        pl.camera_position = [tuple(position), tuple(center), tuple(u)]
-        pl.camera.parallel_scale = scale
-        pl.reset_camera_clipping_range()
-        img = pl.screenshot(return_img=True)
+        points = _frame_points(layers)
+        images = []
+        for view in views:
+            direction, up = view_vectors(view, hemi)
+            center, position, u, scale = _fit_camera(points, direction, up, size[0] / size[1])
+            pl.camera.SetParallelProjection(True)
+            pl.camera_position = [tuple(position), tuple(center), tuple(u)]
+            pl.camera.parallel_scale = scale
+            pl.reset_camera_clipping_range()
+            images.append(np.asarray(pl.screenshot(return_img=True))[..., :3].copy())
     finally:
         pl.close()
-    return np.asarray(img)[..., :3].copy()
+    return images
 
 
 def _render_matplotlib(layers, view, hemi, size, background):

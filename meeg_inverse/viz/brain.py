@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _geometry as geo
-from ._render import get_backend, render_panel
+from ._render import get_backend, render_panel, render_panels
 from ._utils import NAM, format_time, pick_time_index, save_figure, source_amplitudes
 
 SURFACE_VIEWS = ("lateral", "medial")
@@ -109,9 +109,9 @@ def render_surface_panels(stc, src, subject=None, subjects_dir=None, time=None,
         if h.hemi not in hemis:
             continue
         layers = _surface_layers(h, amp, t_idx, vmax, cmap, mode, sigma, threshold)
-        for view in views:
-            panels[(h.hemi, view)] = render_panel(layers, view, h.hemi, size=size,
-                                                  backend=backend)
+        # One scene per hemisphere, screenshot from each view.
+        images = render_panels(layers, views, h.hemi, size=size, backend=backend)
+        panels.update({(h.hemi, view): img for view, img in zip(views, images)})
     return panels, dict(t_idx=t_idx, vmax=vmax, cmap=cmap, geometry=geom)
 
 
@@ -131,8 +131,8 @@ def render_volume_panels(stc, src, subject=None, subjects_dir=None, time=None,
         layers.append(sp)
     layers.append(dict(type="mesh", rr=env_rr, tris=env_tris, opacity=opacity,
                        rgb=np.full((len(env_rr), 3), 0.72)))
-    panels = {("vol", v): render_panel(layers, v, "lh", size=size, backend=backend)
-              for v in views}
+    images = render_panels(layers, views, "lh", size=size, backend=backend)
+    panels = {("vol", v): img for v, img in zip(views, images)}
     return panels, dict(t_idx=t_idx, vmax=vmax, cmap=cmap, geometry=geom)
 
 

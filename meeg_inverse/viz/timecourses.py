@@ -85,6 +85,7 @@ def plot_fit_residual(times, data, fit, fname, residual=None, title=None, ch_typ
     ``1 - ||R||² / ||M||²`` is printed in the title. Returns the path written.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
 
     times_ms = 1e3 * np.asarray(times, float)
     data = np.asarray(data, float)
@@ -103,7 +104,10 @@ def plot_fit_residual(times, data, fit, fname, residual=None, title=None, ch_typ
     for ax, arr, name, col in zip(axes, (data, fit, residual),
                                   ("Data", "Fit (model)", "Residual"),
                                   ("#3b6fb6", "#c8102e", "#6a6a6a")):
-        ax.plot(times_ms, arr.T, color=col, lw=0.5, alpha=0.35)
+        # One LineCollection instead of a Line2D per channel: same picture, a few
+        # times faster to draw (hundreds of channels).
+        ax.add_collection(LineCollection(np.stack(np.broadcast_arrays(times_ms, arr), -1),
+                                         colors=col, linewidths=0.5, alpha=0.35))
         ax.plot(times_ms, np.sqrt(np.mean(arr ** 2, axis=0)), color="k", lw=1.6,
                 label="GFP (RMS)")
         ax.axhline(0, color="0.5", lw=0.6)

@@ -1,0 +1,236 @@
+"""One solve of a prepared problem: at a given λ, or by the automatic rule.
+
+:func:`solve_inverse` is the single place where the API
+(:func:`meeg_inverse.sparse_inverse`, :class:`meeg_inverse.SparseInverse`,
+:meth:`meeg_inverse.operator.SparseInverseOperator.apply`) and the pipeline
+(``meeg-inverse localize``) solve: optional time PCA, the λ rule
+(:func:`meeg_inverse.sure.select_alpha`) or the given λ, the solver with its
+budget, and the debiasing.
+"""
+
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import InputError
+
+#: The automatic λ rules ``alpha`` may name.
+AUTOMATIC_ALPHA = ("sure",)
+#: Below this fraction of λ_max a solve is refused: the solution is then
+#: practically the minimum-norm least-squares fit with hundreds of active
+#: sources, and the solver's cost grows without bound.
+ALPHA_FRACTION_FLOOR = 1e-4
+#: Below this fraction of λ_max a warning tells the cost (supports of
+#: hundreds of sources; minutes instead of seconds, bounded by ``max_time``).
+ALPHA_FRACTION_WARN = 1e-2
+#: Default time budget (s) of one solve, or of the whole λ search.
+DEFAULT_MAX_TIME = 300.0
+
+
+@dataclass
+class InverseSolution:
+    """What :func:`solve_inverse` returns.
+
+    Attributes
+    ----------
+    coef_active : ndarray, shape (n_active_rows, n_times)
+        The active rows of the solution (in the problem's time samples, after
+        undoing the time PCA; debiased when asked).
+    active_set : ndarray of bool, shape (n_rows,)
+    alpha : float
+        λ (absolute, whitened units).
+    alpha_fraction : float
+        ``alpha / alpha_max``.
+    solver_info : dict
+        objective, dual_gap, kkt_violation, n_iter, converged, tol,
+        stop_criterion (reached, relative to ``||Y||²``), time_s, max_time_s.
+    selection : AlphaSelection | None
+        The λ search record when λ was chosen automatically.
+    timings : dict
+        Seconds spent in each step ('select', 'solve', 'debias').
+    """
+
+    coef_active: np.ndarray
+    active_set: np.ndarray
+    alpha: float
+    alpha_fraction: float
+    solver_info: dict
+    selection: object = None
+    timings: dict = field(default_factory=dict)
+
+    def full_coef(self):
+        """The solution with all rows, shape (n_rows, n_times)."""
+        coef = np.zeros((self.active_set.size, self.coef_active.shape[1]))
+        coef[self.active_set] = self.coef_active
+        return coef
+
+
+def check_alpha_fraction(fraction, max_time):
+    """Refuse λ below :data:`ALPHA_FRACTION_FLOOR` · λ_max, warn below 1 %."""
+    if fraction < ALPHA_FRACTION_FLOOR:
+        raise InputError(
+            f"alpha = {fraction:.3g} x lambda_max is below the floor of "
+            f"{ALPHA_FRACTION_FLOOR:g} x lambda_max: the estimate would be an almost "
+            "unregularized fit with hundreds of active sources, and its solve unbounded.",
+            "use alpha between 0.01 and 0.9 x lambda_max (e.g. 0.3; MNE's percentages "
+            "divide by 100), or the automatic choice (alpha='sure').")
+    if fraction < ALPHA_FRACTION_WARN:
+        budget = "no time budget" if max_time is None else f"a time budget of {max_time:.0f} s"
+        warnings.warn(
+            f"alpha = {fraction:.3g} x lambda_max is small: expect hundreds of active "
+            f"sources and a solve of minutes instead of seconds ({budget}; past it the "
+            "result is returned with converged = false).", RuntimeWarning, stacklevel=3)
+
+
+def solve_inverse(problem, *, alpha, penalty="l21", penalty_params=None, tol=1e-6,
+                  max_iter=None, p0=None, time_pca=False, debias=True, random_state=0,
+                  sure_curve=False, max_time=DEFAULT_MAX_TIME, callback=None,
+                  solver_callback=None, verbose=False, **select_kw):
+    """Solve a whitened problem at ``alpha`` or with the automatic λ rule.
+
+    Parameters
+    ----------
+    problem : InverseProblem
+        The whitened problem (gain, data, n_orient, noise_std, alpha_max).
+    alpha : 'sure' | float
+        'sure': chosen by :func:`meeg_inverse.sure.select_alpha`; a number is a
+        fraction of λ_max in [:data:`ALPHA_FRACTION_FLOOR`, 1).
+    penalty : str
+        Penalty name (:data:`meeg_inverse.penalties.PENALTIES`) or 'irmxne'.
+    penalty_params : dict | None
+        gamma, eps, weights, n_iter.
+    tol : float
+        Relative tolerance of the solver (the λ search uses ``min(tol, 1e-8)``:
+        its finite differences need accurate solves).
+    max_iter, p0 : int | None
+        Outer iterations and initial working-set size of the solver at a given
+        λ (None: its defaults; the λ search keeps its own).
+    time_pca : bool | int
+        Solve on the data's time SVD components (True: its rank; int: that
+        many), then map back.
+    debias : bool
+        Rescale the active sources (:func:`~meeg_inverse.problem.debias_amplitudes`).
+    random_state : int | None
+        Seed of the λ rule's Monte-Carlo direction.
+    sure_curve : bool
+        Also compute the λ rule's grid curve.
+    max_time : float | None
+        Time budget (s) of the solve (each solve of the λ search gets it
+        too); past it the result has ``converged = False``.
+    callback : callable | None
+        Progress of the λ search, ``callback(n_evaluations, alpha_fraction, value)``.
+    solver_callback : callable | None
+        Progress of a solve at a given λ, ``callback(it, criterion, tol_abs,
+        n_support, elapsed_s)``.
+    **select_kw
+        Passed to :func:`~meeg_inverse.sure.select_alpha` (e.g. ``method``).
+
+    Returns
+    -------
+    solution : InverseSolution
+
+    Raises
+    ------
+    InputError
+        Unknown penalty or λ rule, λ outside [floor, λ_max), bad time_pca.
+    """
+    from .penalties import make_penalty
+    from .solvers import solve_from_convex
+    from .solvers import time_pca as reduce_time
+
+    params = dict(penalty_params or {})
+    timings = {}
+    data = problem.data
+    basis = None
+    if time_pca:
+        n_components = None if time_pca is True else int(time_pca)
+        try:
+            data, basis = reduce_time(data, n_components)
+        except ValueError as exc:
+            raise InputError(f"time_pca: {exc}", "use time_pca=True or a smaller integer.") from None
+
+    solve_kw = {}
+    if max_iter is not None:
+        solve_kw["max_iter"] = int(max_iter)
+    if p0 is not None:
+        solve_kw["p0"] = int(p0)
+    if max_time is not None:
+        solve_kw["max_time"] = float(max_time)
+
+    selection = None
+    t0 = time.perf_counter()
+    if isinstance(alpha, str):
+        if alpha not in AUTOMATIC_ALPHA:
+            raise InputError(f"alpha must be one of {AUTOMATIC_ALPHA} or a fraction of "
+                             f"lambda_max, got {alpha!r}.",
+                             "use alpha='sure' or a number such as 0.3.")
+        from .sure import select_alpha
+
+        if max_time is not None:  # the search's own solver settings, with the budget
+            select_kw = {**select_kw, "solver_kw": {**select_kw.get("solver_kw", {}),
+                                                    "max_time": float(max_time)}}
+        try:
+            # The one call of the automatic rule.
+            selection = select_alpha(problem.gain, data, penalty=penalty,
+                                     n_orient=problem.n_orient, tol=min(tol, 1e-8),
+                                     random_state=0 if random_state is None else random_state,
+                                     sigma=problem.noise_std, return_curve=sure_curve,
+                                     callback=callback, **select_kw, **params)
+        except ValueError as exc:
+            raise InputError(f"Bad penalty or lambda rule: {exc}",
+                             "see the documentation of `penalty` and `alpha`.") from None
+        result = selection.solver_result
+        alpha_abs = float(selection.alpha)
+        timings["select"] = time.perf_counter() - t0
+    else:
+        try:
+            fraction = float(alpha)
+        except (TypeError, ValueError):
+            raise InputError(f"alpha must be 'sure' or a number in (0, 1), got {alpha!r}.",
+                             "give alpha as a fraction of lambda_max, e.g. 0.3.") from None
+        alpha_abs = problem.alpha_from_fraction(fraction)
+        check_alpha_fraction(fraction, max_time)
+        try:
+            pen = make_penalty(penalty, alpha_abs, **params)
+        except ValueError as exc:
+            raise InputError(f"Bad penalty: {exc}", "see the documentation of `penalty`.") from None
+        result = solve_from_convex(problem.gain, data, pen, n_orient=problem.n_orient, tol=tol,
+                                   verbose=verbose, callback=solver_callback, **solve_kw)
+        timings["solve"] = time.perf_counter() - t0
+
+    active_set = np.asarray(result.active_set, bool)
+    coef_active = np.asarray(result.coef)[active_set]
+    if debias and active_set.any():
+        t1 = time.perf_counter()
+        from .problem import debias_amplitudes
+
+        coef_active = debias_amplitudes(problem.gain[:, active_set], data, coef_active,
+                                        problem.n_orient)
+        timings["debias"] = time.perf_counter() - t1
+    if basis is not None:
+        coef_active = coef_active @ basis
+    crit = getattr(result, "stop_criterion", np.nan)
+    norm_y2 = float(np.vdot(data, data))
+    solver_info = {
+        "objective": float(result.objective),
+        "dual_gap": None if result.dual_gap is None else float(result.dual_gap),
+        "kkt_violation": None if result.kkt_violation is None else float(result.kkt_violation),
+        "n_iter": int(result.n_iter),
+        "converged": bool(result.converged),
+        "tol": tol,
+        "stop_criterion": None if not np.isfinite(crit) else float(crit) / norm_y2,
+        "time_s": float(getattr(result, "time", np.nan)),
+        "max_time_s": max_time,
+    }
+    if not result.converged and max_time is not None and solver_info["time_s"] >= max_time:
+        warnings.warn(
+            f"The solver ran out of its time budget ({max_time:g} s) before convergence "
+            f"(criterion reached: {solver_info['stop_criterion']} x ||Y||², tolerance "
+            f"{tol:g}; {result.n_iter} outer iterations): the estimate is approximate "
+            "(converged = false). Raise max_time, or use a larger alpha.",
+            RuntimeWarning, stacklevel=2)
+    return InverseSolution(coef_active=coef_active, active_set=active_set, alpha=alpha_abs,
+                           alpha_fraction=alpha_abs / problem.alpha_max,
+                           solver_info=solver_info, selection=selection, timings=timings)

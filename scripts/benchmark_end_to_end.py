@@ -1,0 +1,298 @@
+"""End-to-end speed and memory: what a user waits for, ours next to MNE.
+
+One process runs every competitor side by side (alternating, medians of
+``--repeats`` runs, ratios printed):
+
+1. **API on the 5 mm volume** (35 826 gain columns, 'Left Auditory' 50-150 ms,
+   61 samples, baseline-corrected): ``sparse_inverse(evoked, fwd, cov, alpha,
+   loose=1, depth=0.9, tol=1e-6, debias=False, time_pca=False)`` against
+   ``mne.inverse_sparse.mixed_norm`` with the same arguments, at α = 50 % and
+   30 %; same support checked; the solve's share of our wall time printed.
+2. **An operator applied to a second evoked** ('Right Auditory', same
+   window): wall time of ``operator.apply`` over the time of its solve.
+3. **The whole job**, fresh processes: ``meeg-inverse localize`` with its
+   defaults on 'Left Auditory', 50-150 ms (61 samples; MNE's SURE on the
+   whole 421-sample average takes over 10 min per run on the shared 2-core
+   box) (508-source surface forward: read, prepare,
+   select λ, solve, debias, write stc/json, figures, viewer) against a script
+   doing the MNE equivalent (read, ``mixed_norm(alpha='sure')``, write the
+   stc, one ``plot_sparse_source_estimates``-style figure: the source-space
+   surface with the active sources as spheres, off-screen, and their time
+   courses). Peak memory (maximum resident set size, ``/usr/bin/time -v``)
+   of each.
+4. ``meeg-inverse --help`` wall time.
+
+The load of the machine (``uptime``) is printed before and after: on a
+shared box, every number is only as good as that.
+
+Usage::
+
+    python scripts/benchmark_end_to_end.py [--repeats 3] [--skip api,operator,job,help]
+
+The forwards are built once and cached under ``.cache/`` (see
+``scripts/benchmark_solvers.py``).
+"""
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+SHARED = Path(os.environ.get("MEEG_INVERSE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+SAMPLE = SHARED / "sample"
+EVOKED = SAMPLE / "MEG" / "test-ave.fif.gz"
+COV = SAMPLE / "MEG" / "test-cov.fif"
+SURFACE_FWD = ROOT / ".cache" / "tests" / "sample-small-meeg-fwd.fif"
+#: Time window of the whole-job comparison (61 samples, the issue's): on the whole
+#: 421-sample average MNE's SURE grid takes over 10 min per run on the shared box.
+WINDOW = (0.05, 0.15)
+
+
+def uptime():
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def median(values):
+    return statistics.median(values)
+
+
+def fmt(values):
+    return f"{median(values):7.2f} s (runs: {', '.join(f'{v:.2f}' for v in values)})"
+
+
+# --------------------------------------------------------------------------
+# 1 + 2: API on the 5 mm volume, operator on a second evoked
+# --------------------------------------------------------------------------
+def _read_window(condition):
+    import mne
+
+    return mne.read_evokeds(EVOKED, condition=condition, baseline=(None, 0),
+                            verbose=False).crop(0.05, 0.15)
+
+
+def bench_api(repeats):
+    import mne
+    import numpy as np
+
+    from benchmark_solvers import _forward
+    from meeg_inverse import sparse_inverse
+    from meeg_inverse.solvers import warmup
+
+    evoked = _read_window("Left Auditory")
+    cov = mne.read_cov(COV, verbose=False)
+    fwd = _forward("volume", evoked)
+    n_cols = fwd["sol"]["data"].shape[1]
+    print(f"\n1. API on the 5 mm volume ({n_cols} gain columns, {len(evoked.times)} samples)")
+    print(f"   numba kernels loaded before timing: {warmup():.2f} s (excluded)")
+    kwargs = dict(loose=1.0, depth=0.9, tol=1e-6, debias=False, time_pca=False)
+    rows = []
+    for alpha in (50, 30):
+        ours, theirs, solve_share, same = [], [], [], []
+        for _ in range(repeats):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                t0 = time.perf_counter()
+                res = sparse_inverse(evoked, fwd, cov, alpha=alpha, return_result=True,
+                                     **kwargs)
+                ours.append(time.perf_counter() - t0)
+                solve_share.append(res.timings["solve"] / ours[-1])
+                t0 = time.perf_counter()
+                stc_mne = mne.inverse_sparse.mixed_norm(evoked, fwd, cov, alpha=alpha,
+                                                        verbose=False, **kwargs)
+                theirs.append(time.perf_counter() - t0)
+            stc = res.estimates[0]
+            same.append(np.array_equal(np.concatenate(stc.vertices),
+                                       np.concatenate(stc_mne.vertices)))
+        ratio = median(theirs) / median(ours)
+        print(f"   alpha = {alpha} %: ours {fmt(ours)}")
+        print(f"               MNE  {fmt(theirs)}")
+        print(f"               ratio MNE/ours = {ratio:.1f}x; solve share of our wall time "
+              f"{100 * median(solve_share):.0f} %; same support in {sum(same)}/{len(same)} "
+              f"runs ({len(np.concatenate(stc.vertices))} sources ours, "
+              f"{len(np.concatenate(stc_mne.vertices))} MNE)")
+        rows.append((alpha, median(ours), median(theirs), ratio, median(solve_share)))
+    return rows
+
+
+def bench_operator(repeats):
+    import mne
+
+    from benchmark_solvers import _forward
+    from meeg_inverse import make_sparse_inverse_operator
+
+    first = _read_window("Left Auditory")
+    second = _read_window("Right Auditory")
+    cov = mne.read_cov(COV, verbose=False)
+    fwd = _forward("volume", first)
+    t0 = time.perf_counter()
+    op = make_sparse_inverse_operator(first.info, fwd, cov, loose=1.0, depth=0.9)
+    t_make = time.perf_counter() - t0
+    print(f"\n2. Operator (5 mm volume) applied to a second evoked; made in {t_make:.2f} s")
+    rows = []
+    for alpha in (50, 30):
+        wall, solve = [], []
+        for _ in range(repeats):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                t0 = time.perf_counter()
+                res = op.apply(second, alpha=alpha, tol=1e-6, debias=False, time_pca=False,
+                               return_result=True)
+                wall.append(time.perf_counter() - t0)
+            solve.append(res.timings["solve"])
+        ratio = median(wall) / median(solve)
+        print(f"   alpha = {alpha} %: apply {fmt(wall)}; its solve {median(solve):.2f} s; "
+              f"apply/solve = {ratio:.2f}")
+        rows.append((alpha, median(wall), median(solve), ratio))
+    return rows
+
+
+# --------------------------------------------------------------------------
+# 3: the whole job, fresh processes
+# --------------------------------------------------------------------------
+def mne_job(out_dir):
+    """The MNE equivalent of ``meeg-inverse localize`` (run in a fresh process)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mne
+    import numpy as np
+    import pyvista as pv
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    evoked = mne.read_evokeds(EVOKED, condition="Left Auditory", baseline=(None, 0),
+                              verbose=False).crop(*WINDOW)
+    cov = mne.read_cov(COV, verbose=False)
+    fwd = mne.read_forward_solution(SURFACE_FWD, verbose=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stc = mne.inverse_sparse.mixed_norm(evoked, fwd, cov, alpha="sure", loose="auto",
+                                            depth=0.8, random_state=0, verbose=False)
+    stc.save(out_dir / "mne-sources", ftype="stc", overwrite=True, verbose=False)
+    # plot_sparse_source_estimates-style: the source surfaces, the active sources
+    # as spheres (off-screen; MNE's own needs an interactive 3D backend), and their
+    # time courses.
+    pv.OFF_SCREEN = True
+    pl = pv.Plotter(off_screen=True, window_size=(800, 600))
+    src = fwd["src"]
+    for s in src:
+        faces = np.hstack([np.full((len(s["use_tris"]), 1), 3),
+                           np.searchsorted(s["vertno"], s["use_tris"])]).ravel()
+        pl.add_mesh(pv.PolyData(s["rr"][s["vertno"]], faces), color="w", opacity=0.3)
+    positions = []
+    for s, vertices in zip(src, stc.vertices):
+        positions.append(s["rr"][vertices])
+    positions = np.concatenate(positions)
+    if len(positions):
+        pl.add_mesh(pv.PolyData(positions).glyph(geom=pv.Sphere(radius=0.004), scale=False),
+                    color="r")
+    pl.screenshot(str(out_dir / "mne-sources-3d.png"))
+    pl.close()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.plot(1e3 * stc.times, 1e9 * stc.data.T)
+    ax.set(xlabel="Time (ms)", ylabel="Source amplitude (nA·m)")
+    fig.savefig(out_dir / "mne-sources-timecourses.png", dpi=100)
+    print(f"MNE: {len(np.concatenate(stc.vertices))} active sources")
+
+
+def _run_timed(cmd, env):
+    """Wall time and maximum RSS (MB) of a command, through /usr/bin/time -v."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True,
+                          env=env)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
+    return wall, rss / 1024, proc
+
+
+def bench_job(repeats):
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if not SURFACE_FWD.exists():
+        from benchmark_solvers import _forward
+
+        _forward("surface", _read_window("Left Auditory"))
+    tmp = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
+    ours_cmd = [sys.executable, "-m", "meeg_inverse.cli", "localize", str(EVOKED),
+                "--condition", "Left Auditory", "--noise-cov", str(COV),
+                "--forward", str(SURFACE_FWD), "--tmin", str(WINDOW[0]), "--tmax",
+                str(WINDOW[1]), "--out", str(tmp / "ours"), "--quiet"]
+    mne_cmd = [sys.executable, str(Path(__file__).resolve()), "--mne-job", str(tmp / "mne")]
+    print("\n3. The whole job, fresh processes: meeg-inverse localize (defaults) vs the MNE "
+          "equivalent")
+    print("   ours: " + " ".join(ours_cmd[1:]))
+    ours, theirs, ours_rss, theirs_rss = [], [], [], []
+    try:
+        for _ in range(repeats):
+            wall, rss, _ = _run_timed(ours_cmd, env)
+            ours.append(wall)
+            ours_rss.append(rss)
+            wall, rss, proc = _run_timed(mne_cmd, env)
+            theirs.append(wall)
+            theirs_rss.append(rss)
+        with open(tmp / "ours" / "summary.json") as f:
+            import json
+
+            summary = json.load(f)
+        print(f"   ours {fmt(ours)}, peak RSS {median(ours_rss):.0f} MB "
+              f"(runs: {', '.join(f'{r:.0f}' for r in ours_rss)}); "
+              f"{summary['n_active_sources']} active sources, lambda = "
+              f"{summary['alpha_fraction_of_max']:.3f} x lambda_max")
+        print(f"   MNE  {fmt(theirs)}, peak RSS {median(theirs_rss):.0f} MB; "
+              f"{proc.stdout.strip().splitlines()[-1]}")
+        ratio = median(theirs) / median(ours)
+        print(f"   ratio MNE/ours = {ratio:.1f}x end to end")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return median(ours), median(theirs), ratio, median(ours_rss), median(theirs_rss)
+
+
+def bench_help(repeats):
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    walls = []
+    for _ in range(max(repeats, 5)):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "meeg_inverse.cli", "--help"], check=True,
+                       capture_output=True, env=env)
+        walls.append(time.perf_counter() - t0)
+    print(f"\n4. meeg-inverse --help: {fmt(walls)}")
+    return median(walls)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip", default="", help="comma-separated: api,operator,job,help")
+    parser.add_argument("--mne-job", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.mne_job:
+        mne_job(args.mne_job)
+        return
+    skip = set(filter(None, args.skip.split(",")))
+    print(f"load before: {uptime()}")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, repeats {args.repeats}")
+    if "api" not in skip:
+        bench_api(args.repeats)
+    if "operator" not in skip:
+        bench_operator(args.repeats)
+    if "job" not in skip:
+        bench_job(args.repeats)
+    if "help" not in skip:
+        bench_help(args.repeats)
+    print(f"\nload after: {uptime()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""The prepared operator: file round trip, same estimates as sparse_inverse, budgets."""
+
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+from meeg_inverse import sparse_inverse
+from meeg_inverse.errors import InputError
+from meeg_inverse.operator import make_sparse_inverse_operator, read_sparse_inverse_operator
+from meeg_inverse.problem import InverseProblem, debias_amplitudes
+from meeg_inverse.solve import ALPHA_FRACTION_FLOOR, solve_inverse
+
+
+@pytest.fixture(scope="module")
+def evoked_window(sample_evoked):
+    return sample_evoked.copy().crop(0.05, 0.15)
+
+
+@pytest.fixture(scope="module")
+def operator(evoked_window, sample_forward, sample_cov):
+    return make_sparse_inverse_operator(evoked_window.info, sample_forward, sample_cov,
+                                        loose=1.0, depth=0.8)
+
+
+def test_operator_does_not_copy_or_modify_the_forward(evoked_window, sample_forward, sample_cov):
+    before = sample_forward["sol"]["data"].copy()
+    op = make_sparse_inverse_operator(evoked_window.info, sample_forward, sample_cov, loose=1.0)
+    assert op.gain.flags.f_contiguous
+    assert op._sensor_gain is sample_forward["sol"]["data"]  # a reference, not a copy
+    np.testing.assert_array_equal(sample_forward["sol"]["data"], before)
+    assert np.linalg.norm(op.gain) ** 2 == pytest.approx(op.rank, rel=1e-10)
+
+
+def test_operator_round_trips_through_a_file(operator, evoked_window, tmp_path):
+    fname = tmp_path / "op-inv.h5"
+    operator.save(fname)
+    with pytest.raises(InputError, match="exists"):
+        operator.save(fname)
+    back = read_sparse_inverse_operator(fname)
+    for name in ("gain", "whitener", "source_weighting", "source_nn"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(operator, name))
+    assert back.ch_names == operator.ch_names
+    assert (back.n_orient, back.loose, back.depth, back.rank) == \
+        (operator.n_orient, operator.loose, operator.depth, operator.rank)
+    np.testing.assert_array_equal(back.mri_head_t["trans"], operator.mri_head_t["trans"])
+    assert [len(s["vertno"]) for s in back.src] == [len(s["vertno"]) for s in operator.src]
+    cols = np.array([0, 7, 100])
+    np.testing.assert_array_equal(back.sensor_gain(cols), operator.sensor_gain(cols))
+    # The estimate (and its residual) from the file equals the one in memory.
+    kwargs = dict(alpha=40, tol=1e-8, return_residual=True)
+    stc_a, res_a = operator.apply(evoked_window, **kwargs)
+    stc_b, res_b = back.apply(evoked_window, **kwargs)
+    np.testing.assert_array_equal(stc_a.data, stc_b.data)
+    np.testing.assert_allclose(res_a.data, res_b.data, rtol=1e-12, atol=1e-25)
+    with pytest.raises(InputError, match="not a meeg-inverse operator"):
+        (tmp_path / "junk.h5").write_text("junk")
+        read_sparse_inverse_operator(tmp_path / "junk.h5")
+
+
+@pytest.mark.parametrize("alpha", [40, "sure"])
+def test_operator_apply_equals_sparse_inverse(operator, evoked_window, sample_forward,
+                                              sample_cov, alpha):
+    kwargs = dict(alpha=alpha, tol=1e-8, return_residual=True, return_result=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = sparse_inverse(evoked_window, sample_forward, sample_cov, loose=1.0, depth=0.8,
+                              **kwargs)
+        applied = operator.apply(evoked_window, **kwargs)
+    assert applied.alpha == ours.alpha
+    np.testing.assert_array_equal(applied.active_set, ours.active_set)
+    np.testing.assert_array_equal(applied.estimates[0].data, ours.estimates[0].data)
+    np.testing.assert_array_equal(applied.residuals[0].data, ours.residuals[0].data)
+
+
+def test_operator_applied_to_a_second_evoked(operator, evoked_window, sample_paths):
+    import mne
+
+    other = mne.read_evokeds(sample_paths["evoked"], condition="Right Auditory",
+                             baseline=(None, 0), verbose=False).crop(0.05, 0.15)
+    gain_before = operator.gain
+    p1, p2 = operator.problem(evoked_window), operator.problem(other)
+    assert p1.gain is gain_before and p2.gain is gain_before  # shared, not rebuilt
+    assert not np.allclose(p1.data, p2.data)
+    stc = operator.apply(other, alpha=40)
+    assert stc.data.shape[1] == len(other.times)
+    with pytest.raises(InputError, match="lacks"):
+        operator.problem(other.copy().drop_channels(other.ch_names[:2]))
+
+
+def _debias_bvls_dense(gain, data, coef, n_orient):
+    """The former dense BVLS on the stacked fields F_k = G_k X_k (reference)."""
+    from scipy.optimize import lsq_linear
+
+    n_active = coef.shape[0] // n_orient
+    columns = np.stack([(gain[:, k * n_orient:(k + 1) * n_orient]
+                         @ coef[k * n_orient:(k + 1) * n_orient]).ravel()
+                        for k in range(n_active)], axis=1)
+    scale = lsq_linear(columns, data.ravel(), bounds=(1.0, np.inf), method="bvls").x
+    return coef * np.repeat(scale, n_orient)[:, None]
+
+
+@pytest.mark.parametrize("n_orient", [1, 3])
+def test_gram_debias_equals_dense_bvls(n_orient):
+    rng = np.random.default_rng(1)
+    gain = rng.standard_normal((60, 30))
+    coef = 0.3 * rng.standard_normal((30, 8))
+    # Some sources under-estimated (scale > 1), some not (bound active at 1).
+    truth = coef * np.repeat(rng.choice([0.5, 1.0, 2.0], 30 // n_orient), n_orient)[:, None]
+    data = gain @ truth + 0.05 * rng.standard_normal((60, 8))
+    ours = debias_amplitudes(gain, data, coef, n_orient)
+    ref = _debias_bvls_dense(gain, data, coef, n_orient)
+    np.testing.assert_allclose(ours, ref, rtol=1e-8, atol=1e-12)
+    assert np.any(np.isclose(ours / np.where(coef == 0, 1, coef), 1.0))  # some at the bound
+
+
+def test_gram_debias_equals_dense_bvls_on_real_support(sample_evoked, sample_forward,
+                                                       sample_cov):
+    problem = InverseProblem.from_evoked(sample_evoked, sample_forward, sample_cov, loose=1.0,
+                                         tmin=0.05, tmax=0.15)
+    sol = solve_inverse(problem, alpha=0.2, debias=False)
+    gain = problem.gain[:, sol.active_set]
+    ours = debias_amplitudes(gain, problem.data, sol.coef_active, 3)
+    ref = _debias_bvls_dense(gain, problem.data, sol.coef_active, 3)
+    np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-9 * np.abs(ref).max())
+
+
+def test_tiny_alpha_returns_within_budget_not_converged(sample_evoked, sample_forward,
+                                                        sample_cov):
+    problem = InverseProblem.from_evoked(sample_evoked, sample_forward, sample_cov, loose=1.0)
+    budget = 2.0
+    t0 = time.perf_counter()
+    with pytest.warns(RuntimeWarning) as record:
+        sol = solve_inverse(problem, alpha=1e-3, tol=1e-10, max_time=budget)
+    elapsed = time.perf_counter() - t0
+    messages = " ".join(str(w.message) for w in record)
+    assert "is small" in messages and "time budget" in messages
+    assert sol.solver_info["converged"] is False
+    assert sol.solver_info["stop_criterion"] > 1e-10  # the criterion it reached, reported
+    assert sol.solver_info["max_time_s"] == budget
+    # Stops at the first check past the budget (plus debiasing), not minutes later.
+    assert elapsed < budget + 30
+    with pytest.raises(InputError, match="floor"):
+        solve_inverse(problem, alpha=ALPHA_FRACTION_FLOOR / 10)
+    with pytest.raises(InputError, match="floor"):
+        sparse_inverse(sample_evoked, sample_forward, sample_cov, alpha=1e-10)
