@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import InputError
 from .problem import InverseProblem, _warn_if_not_baseline_corrected
+from .confidence import DEFAULT_REDRAWS
 from .solve import DEFAULT_MAX_TIME
 
 
@@ -69,6 +70,9 @@ class SparseInverseResult:
     residuals: list | None = None
     problem: InverseProblem | None = field(default=None, repr=False)
     timings: dict = field(default_factory=dict)
+    confidence: dict | None = None
+    noise: object = None
+    warnings: list = field(default_factory=list)
 
     @property
     def n_active_sources(self):
@@ -103,10 +107,13 @@ def _resolve_alpha(alpha, alpha_fraction):
     if alpha_fraction is not None:
         return "fraction", alpha_fraction
     if isinstance(alpha, str):
-        if alpha != "sure":
-            raise InputError(f"alpha must be 'sure' or a number in (0, 100), got {alpha!r}.",
-                             "use alpha='sure' or a percentage of lambda_max, e.g. 30.")
-        return "sure", None
+        from .solve import AUTOMATIC_ALPHA
+
+        if alpha not in AUTOMATIC_ALPHA:
+            raise InputError(f"alpha must be one of {', '.join(map(repr, AUTOMATIC_ALPHA))} "
+                             f"or a number in (0, 100), got {alpha!r}.",
+                             "use alpha='auto' or a percentage of lambda_max, e.g. 30.")
+        return alpha, None
     try:
         alpha = float(alpha)
     except (TypeError, ValueError):
@@ -120,7 +127,7 @@ def _resolve_alpha(alpha, alpha_fraction):
     return "fraction", alpha / 100.0
 
 
-def sparse_inverse(evoked, forward, noise_cov, alpha="sure", loose="auto", depth=0.8,
+def sparse_inverse(evoked, forward, noise_cov, alpha="auto", loose="auto", depth=0.8,
                    maxit=3000, tol=1e-4, active_set_size=10, debias=True, time_pca=True,
                    weights=None, weights_min=0.0, solver="auto", n_mxne_iter=1,
                    return_residual=False, return_as_dipoles=False, dgap_freq=10, rank=None,
@@ -137,10 +144,15 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="sure", loose="auto", depth
         Forward solution.
     noise_cov : mne.Covariance
         Noise covariance.
-    alpha : 'sure' | float
-        Regularization: ``'sure'`` picks it automatically by SURE
-        hypergradients; a number is a percentage of lambda_max in (0, 100), as
-        in MNE.
+    alpha : 'auto' | 'bic' | 'qut' | 'sure' | float
+        Regularization. ``'auto'`` (default) chooses it for the question "which
+        few sources": the BIC of the least-squares refit along the L2,1 path
+        with a discrepancy floor (:mod:`meeg_inverse.rules`; chosen by the
+        study in ``docs/studies/``). ``'qut'``: the quantile universal
+        threshold. ``'sure'``: MNE's meaning, Stein's unbiased risk estimate
+        (by hypergradients here), which targets prediction and keeps many
+        weak sources on real averages. A number is a percentage of lambda_max
+        in (0, 100), as in MNE.
     loose, depth, rank, weights, weights_min, pick_ori
         As in :func:`mne.inverse_sparse.mixed_norm`.
     maxit : int
@@ -214,7 +226,7 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="sure", loose="auto", depth
         _check_baseline=False)
 
 
-def apply_sparse_inverse(operator, evoked, alpha="sure", *, maxit=3000, tol=1e-4,
+def apply_sparse_inverse(operator, evoked, alpha="auto", *, maxit=3000, tol=1e-4,
                          active_set_size=10, debias=True, time_pca=True, n_mxne_iter=1,
                          return_residual=False, return_as_dipoles=False, pick_ori=None,
                          rng=None, random_state=None, penalty="l21", penalty_params=None,
@@ -258,9 +270,10 @@ def apply_sparse_inverse(operator, evoked, alpha="sure", *, maxit=3000, tol=1e-4
     joint = _concatenate(evokeds)
     problem = operator.problem(joint, check_baseline=_check_baseline)
     solution = solve_inverse(
-        problem, alpha="sure" if alpha_mode == "sure" else fraction, penalty=penalty,
+        problem, alpha=fraction if alpha_mode == "fraction" else alpha_mode, penalty=penalty,
         penalty_params=penalty_params, tol=tol, max_iter=int(maxit), p0=int(active_set_size),
-        time_pca=time_pca, debias=debias, random_state=seed, max_time=max_time)
+        time_pca=time_pca, debias=debias, random_state=seed, max_time=max_time,
+        confidence=DEFAULT_REDRAWS if return_result else 0)
     active_set = solution.active_set
     coef = solution.full_coef()
     explained = problem.explained_variance(coef) if active_set.any() else 0.0
@@ -291,11 +304,27 @@ def apply_sparse_inverse(operator, evoked, alpha="sure", *, maxit=3000, tol=1e-4
             selection=selection, solver_info=solution.solver_info, active_set=active_set,
             explained_variance=explained, field_cancellation=cancellation,
             residuals=residuals if return_residual else None, problem=problem,
-            timings=solution.timings)
+            timings=solution.timings, confidence=solution.confidence,
+            noise=problem.noise_estimate,
+            warnings=_result_warnings(problem, coef, solution, cancellation, penalty))
     out = estimates if is_list else estimates[0]
     if return_residual:
         return out, (residuals if is_list else residuals[0])
     return out
+
+
+def _result_warnings(problem, coef, solution, cancellation, penalty):
+    """The assessment's warnings of a fit (see :mod:`meeg_inverse.assessment`)."""
+    from .assessment import annotate_records, result_warnings
+    from .summary import source_records
+
+    records = annotate_records(source_records(problem, coef), confidence=solution.confidence)
+    selection = solution.selection
+    resid = problem.data - problem.gain @ coef if coef.any() else problem.data
+    ratio = float(np.mean(resid ** 2) / problem.noise_estimate.variance)
+    return result_warnings(records, field_cancellation=cancellation, residual_ratio=ratio,
+                           at_bound=bool(getattr(selection, "at_bound", False)),
+                           penalty=penalty)
 
 
 def _residual(problem, evoked, coef):
@@ -392,7 +421,7 @@ class SparseInverse:
                     "debias", "time_pca", "weights", "weights_min", "n_mxne_iter", "pick_ori",
                     "rank", "random_state")
 
-    def __init__(self, alpha="sure", penalty="l21", penalty_params=None, loose="auto", depth=0.8,
+    def __init__(self, alpha="auto", penalty="l21", penalty_params=None, loose="auto", depth=0.8,
                  tol=1e-4, maxit=3000, debias=True, time_pca=True, weights=None, weights_min=0.0,
                  n_mxne_iter=1, pick_ori=None, rank=None, random_state=0):
         self.alpha = alpha

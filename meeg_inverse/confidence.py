@@ -1,14 +1,17 @@
 """A confidence for every source: how often it is found again under resampling.
 
-For an average, new data are drawn from the fitted model plus noise at the
-level (and lag-1 temporal autocorrelation) measured on the average's own
-baseline (a parametric bootstrap, Efron & Tibshirani 1993, ch. 6). The mean of
-the redraws is the *penalized* fit, not the debiased one: a source that only
-noise put above the threshold has a debiased fit just above it and would be
-found again in most redraws of its own fit, whereas its shrunk fit is near
-zero; a true source must stand clear of the threshold to be found again in
-every redraw — a conservative confidence, which is what calibration asks
-(sources reported with a high confidence must be real). When the
+For an average, new data are drawn from the fitted (debiased) model plus noise
+at the level — and lag-1 temporal autocorrelation — measured on the average's
+own baseline (a parametric bootstrap, Efron & Tibshirani 1993, ch. 6), and
+solved at λ or at the quantile universal threshold λ_QUT, whichever is larger:
+the level that noise alone passes with only 5 % probability
+(:func:`meeg_inverse.rules.quantile_universal_threshold`). Solved at the
+selected λ alone, a redraw finds again any source that noise put above λ —
+the fitted model contains it, and a block of T samples of noise has a norm
+comparable to the threshold — so a noise-only recording got confidence 1 in
+tests; at λ_QUT a source must stand clear of what noise produces. The
+confidence is therefore conservative, which is what calibration asks: sources
+reported with a high confidence must be real. When the
 single trials are given, trials are drawn with replacement and averaged (the
 nonparametric bootstrap). Each resample is solved at the selected λ (warm
 started from the estimate), and a source counts as found again when the
@@ -34,7 +37,7 @@ CONFIDENT = 0.5
 
 def source_confidence(gain, fit, coef, penalty, n_orient, positions, *, noise=None, epochs=None,
                       n_redraws=DEFAULT_REDRAWS, tolerance_mm=TOLERANCE_MM, tol=1e-6,
-                      random_state=0, callback=None):
+                      random_state=0, alpha_floor=None, callback=None):
     """Selection frequency of each active source over resamples of the data.
 
     Parameters
@@ -42,8 +45,8 @@ def source_confidence(gain, fit, coef, penalty, n_orient, positions, *, noise=No
     gain : ndarray, shape (n_channels, n_sources * n_orient)
         Whitened gain of the problem.
     fit : ndarray, shape (n_channels, n_times)
-        The mean of the parametric redraws: the whitened fit ``G @ coef`` of
-        the penalized solution (see the module's docstring).
+        The centre of the parametric redraws: the whitened fit of the debiased
+        estimate.
     coef : ndarray, shape (n_sources * n_orient, n_times)
         The penalized solution at the selected λ (warm start of every resample).
     penalty : BlockPenalty
@@ -65,6 +68,9 @@ def source_confidence(gain, fit, coef, penalty, n_orient, positions, *, noise=No
         Solver tolerance of the resamples.
     random_state : int | None
         Seed.
+    alpha_floor : float | None
+        Resamples are solved at ``max(penalty.alpha, alpha_floor)``; None: the
+        quantile universal threshold of ``noise`` (no floor with ``epochs``).
     callback : callable | None
         Called with the number of resamples done.
 
@@ -86,6 +92,13 @@ def source_confidence(gain, fit, coef, penalty, n_orient, positions, *, noise=No
                                    axis=(1, 2)))
     if active.size == 0 or n_redraws < 1:
         return np.zeros(active.size)
+    if alpha_floor is None and epochs is None:
+        from .rules import quantile_universal_threshold
+
+        alpha_floor = quantile_universal_threshold(gain, fit.shape[1], noise, n_orient,
+                                                   random_state=random_state)
+    if alpha_floor is not None and alpha_floor > penalty.alpha:
+        penalty = penalty.with_alpha(alpha_floor)
     rng = np.random.default_rng(random_state)
     hits = np.zeros(active.size)
     tol_m = tolerance_mm * 1e-3

@@ -159,8 +159,12 @@ class SparseInverseOperator:
         check_finite(data, "The evoked data")
         return self.whitener @ data
 
-    def problem(self, evoked, *, check_baseline=True):
+    def problem(self, evoked, *, check_baseline=True, tmin=None, tmax=None):
         """The whitened problem of one evoked response (shares :attr:`gain`).
+
+        The noise level of the average is measured on its whole pre-stimulus
+        baseline (:func:`meeg_inverse.noise.baseline_noise`) before the data
+        are cut to ``[tmin, tmax]`` (s).
 
         Returns
         -------
@@ -168,8 +172,17 @@ class SparseInverseOperator:
         """
         from .problem import InverseProblem, _warn_if_not_baseline_corrected
 
+        import mne
+
+        from .noise import baseline_noise
+
         if check_baseline:
             _warn_if_not_baseline_corrected(evoked, self._noise_cov_diag_view())
+        noise = None
+        if isinstance(evoked, mne.Evoked):
+            noise = baseline_noise(evoked, self.whitener, self.ch_names)
+            if tmin is not None or tmax is not None:
+                evoked = evoked.copy().crop(tmin, tmax)
         data = self.whiten(evoked)
         alpha_max = self.alpha_max(data)
         if not alpha_max > 0:
@@ -181,7 +194,7 @@ class SparseInverseOperator:
             forward=self.forward, info=self.info, ch_names=self.ch_names,
             times=evoked.times.copy(), loose=self.loose, depth=self.depth, rank=self.rank,
             alpha_max=alpha_max, source_mask=self.source_mask, evoked=evoked,
-            nave=max(int(evoked.nave), 1), operator=self)
+            nave=max(int(evoked.nave), 1), operator=self, noise=noise)
 
     def alpha_max(self, data):
         """λ_max of whitened data: ``max_k ||G_kᵀ Y||_F`` (the L2,1 solution is 0 above it)."""

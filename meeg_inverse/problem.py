@@ -198,6 +198,20 @@ class InverseProblem:
     evoked: mne.Evoked | None = field(default=None, repr=False)
     nave: int = 1
     operator: object = field(default=None, repr=False)
+    noise: object = None
+
+    @property
+    def noise_estimate(self):
+        """The noise of :attr:`data`: measured on the baseline when there was one.
+
+        A :class:`meeg_inverse.noise.NoiseEstimate`; the nominal ``1 / nave``
+        level (no temporal correlation) when the evoked had no baseline.
+        """
+        from .noise import NoiseEstimate
+
+        if self.noise is not None:
+            return self.noise
+        return NoiseEstimate(1.0 / self.nave, 0.0, 1.0 / self.nave, 0, "nominal")
 
     @classmethod
     def from_evoked(cls, evoked, forward, noise_cov, *, loose="auto", depth=0.8, rank=None,
@@ -250,13 +264,13 @@ class InverseProblem:
                     f"The time window [{lo}, {hi}] s does not overlap the data "
                     f"[{evoked.times[0]:.3f}, {evoked.times[-1]:.3f}] s.",
                     "choose --tmin/--tmax inside the data.")
-            evoked = evoked.copy().crop(lo, hi)
+            tmin, tmax = lo, hi
         from .operator import make_sparse_inverse_operator
 
         operator = make_sparse_inverse_operator(
             evoked.info, forward, noise_cov, loose=loose, depth=depth, rank=rank,
             weights=weights, weights_min=weights_min, verbose=verbose)
-        return operator.problem(evoked, check_baseline=False)
+        return operator.problem(evoked, check_baseline=False, tmin=tmin, tmax=tmax)
 
     # ------------------------------------------------------------------ sizes
     @property

@@ -16,8 +16,13 @@ import numpy as np
 
 from .errors import InputError
 
-#: The automatic λ rules ``alpha`` may name.
-AUTOMATIC_ALPHA = ("sure",)
+#: The automatic λ rules ``alpha`` may name: 'auto' is the default rule
+#: (:data:`DEFAULT_RULE`), 'bic' and 'qut' those of :mod:`meeg_inverse.rules`,
+#: 'sure' MNE's criterion by SURE hypergradients (:mod:`meeg_inverse.sure`).
+AUTOMATIC_ALPHA = ("auto", "bic", "qut", "sure")
+#: What ``alpha='auto'`` means: chosen by the study of docs/studies/ (rules
+#: written before it was run) among SURE, refit Cp/BIC/discrepancy and QUT.
+DEFAULT_RULE = "bic"
 #: Below this fraction of λ_max a solve is refused: the solution is then
 #: practically the minimum-norm least-squares fit with hundreds of active
 #: sources, and the solver's cost grows without bound.
@@ -49,7 +54,10 @@ class InverseSolution:
     selection : AlphaSelection | None
         The λ search record when λ was chosen automatically.
     timings : dict
-        Seconds spent in each step ('select', 'solve', 'debias').
+        Seconds spent in each step ('select', 'solve', 'debias', 'confidence').
+    confidence : dict | None
+        ``{source_index: selection frequency}`` of every active source
+        (:func:`meeg_inverse.confidence.source_confidence`), when asked.
     """
 
     coef_active: np.ndarray
@@ -59,6 +67,7 @@ class InverseSolution:
     solver_info: dict
     selection: object = None
     timings: dict = field(default_factory=dict)
+    confidence: dict | None = None
 
     def full_coef(self):
         """The solution with all rows, shape (n_rows, n_times)."""
@@ -87,16 +96,19 @@ def check_alpha_fraction(fraction, max_time):
 def solve_inverse(problem, *, alpha, penalty="l21", penalty_params=None, tol=1e-6,
                   max_iter=None, p0=None, time_pca=False, debias=True, random_state=0,
                   sure_curve=False, max_time=DEFAULT_MAX_TIME, callback=None,
-                  solver_callback=None, verbose=False, **select_kw):
+                  solver_callback=None, verbose=False, confidence=0, epochs=None,
+                  **select_kw):
     """Solve a whitened problem at ``alpha`` or with the automatic λ rule.
 
     Parameters
     ----------
     problem : InverseProblem
         The whitened problem (gain, data, n_orient, noise_std, alpha_max).
-    alpha : 'sure' | float
-        'sure': chosen by :func:`meeg_inverse.sure.select_alpha`; a number is a
-        fraction of λ_max in [:data:`ALPHA_FRACTION_FLOOR`, 1).
+    alpha : 'auto' | 'bic' | 'qut' | 'sure' | float
+        'auto' (:data:`DEFAULT_RULE`), 'bic' or 'qut': chosen for the support
+        by :mod:`meeg_inverse.rules`; 'sure': by
+        :func:`meeg_inverse.sure.select_alpha`; a number is a fraction of λ_max
+        in [:data:`ALPHA_FRACTION_FLOOR`, 1).
     penalty : str
         Penalty name (:data:`meeg_inverse.penalties.PENALTIES`) or 'irmxne'.
     penalty_params : dict | None
@@ -124,6 +136,12 @@ def solve_inverse(problem, *, alpha, penalty="l21", penalty_params=None, tol=1e-
     solver_callback : callable | None
         Progress of a solve at a given λ, ``callback(it, criterion, tol_abs,
         n_support, elapsed_s)``.
+    confidence : int
+        Number of resamples for each source's confidence (0: none).
+    epochs : ndarray, shape (n_epochs, n_channels, n_times) | None
+        The whitened single trials of the average (same channels and times as
+        ``problem.data``): the confidence then resamples trials instead of
+        redrawing noise.
     **select_kw
         Passed to :func:`~meeg_inverse.sure.select_alpha` (e.g. ``method``).
 
@@ -161,7 +179,24 @@ def solve_inverse(problem, *, alpha, penalty="l21", penalty_params=None, tol=1e-
 
     selection = None
     t0 = time.perf_counter()
-    if isinstance(alpha, str):
+    rule = DEFAULT_RULE if alpha == "auto" else alpha
+    if rule in ("bic", "qut"):
+        from . import rules
+
+        # The support rules measure residuals against the noise level of the
+        # samples themselves: they work on the full time series (no time PCA).
+        data, basis = problem.data, None
+        select = rules.select_bic if rule == "bic" else rules.select_qut
+        try:
+            selection = select(problem.gain, data, problem.noise_estimate, penalty=penalty,
+                               n_orient=problem.n_orient, tol=min(tol, 1e-8),
+                               callback=callback, **params)
+        except ValueError as exc:
+            raise InputError(f"Bad penalty: {exc}", "see the documentation of `penalty`.") from None
+        result = selection.solver_result
+        alpha_abs = float(selection.alpha)
+        timings["select"] = time.perf_counter() - t0
+    elif isinstance(alpha, str):
         if alpha not in AUTOMATIC_ALPHA:
             raise InputError(f"alpha must be one of {AUTOMATIC_ALPHA} or a fraction of "
                              f"lambda_max, got {alpha!r}.",
@@ -209,6 +244,12 @@ def solve_inverse(problem, *, alpha, penalty="l21", penalty_params=None, tol=1e-
         coef_active = debias_amplitudes(problem.gain[:, active_set], data, coef_active,
                                         problem.n_orient)
         timings["debias"] = time.perf_counter() - t1
+    conf = None
+    if confidence and active_set.any() and basis is None:
+        t2 = time.perf_counter()
+        conf = _confidence(problem, result, coef_active, active_set, int(confidence), epochs,
+                           random_state)
+        timings["confidence"] = time.perf_counter() - t2
     if basis is not None:
         coef_active = coef_active @ basis
     crit = getattr(result, "stop_criterion", np.nan)
@@ -233,4 +274,26 @@ def solve_inverse(problem, *, alpha, penalty="l21", penalty_params=None, tol=1e-
             RuntimeWarning, stacklevel=2)
     return InverseSolution(coef_active=coef_active, active_set=active_set, alpha=alpha_abs,
                            alpha_fraction=alpha_abs / problem.alpha_max,
-                           solver_info=solver_info, selection=selection, timings=timings)
+                           solver_info=solver_info, selection=selection, timings=timings,
+                           confidence=conf)
+
+
+def _confidence(problem, result, coef_active, active_set, n_redraws, epochs, random_state):
+    """{source index: selection frequency} of the active sources of ``result``."""
+    from .confidence import source_confidence
+
+    n_orient = problem.n_orient
+    n_blocks = problem.gain.shape[1] // n_orient
+    if problem.source_mask is None:
+        index = np.arange(n_blocks)
+    else:  # the gain's blocks are the kept sources
+        index = np.flatnonzero(np.asarray(problem.source_mask).reshape(-1, n_orient).any(1))
+    positions, _ = problem.source_positions(index)
+    coef = np.asarray(result.coef)
+    fit = problem.gain[:, active_set] @ coef_active  # the debiased estimate's
+    freq = source_confidence(problem.gain, fit, coef, result.penalty, n_orient,
+                             positions, noise=problem.noise_estimate, epochs=epochs,
+                             n_redraws=n_redraws, tol=1e-4,
+                             random_state=0 if random_state is None else random_state)
+    active = np.flatnonzero(np.any(coef.reshape(n_blocks, -1) != 0, axis=1))
+    return {int(index[k]): float(f) for k, f in zip(active, freq)}

@@ -58,7 +58,7 @@ def test_confidence_of_a_strong_source_is_high_and_of_noise_low():
     assert conf[list(active).index(10)] >= 0.9
 
     # Noise only, at a λ that lets the few largest noise correlations in: they are not
-    # found again reliably (the redraws are centred on their shrunk fit).
+    # found again reliably.
     pure = draw_noise(rng, (gain.shape[0], n_times), noise)
     amax = np.sqrt(((gain.T @ pure) ** 2).sum(1)).max()
     pen = make_penalty("l21", 0.85 * amax)
