@@ -45,13 +45,14 @@ def _parse_reject(text):
 
 
 def _parse_alpha(text):
-    if text == "sure":
+    if text in ("auto", "bic", "qut", "sure"):
         return text
     try:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is neither 'sure' nor a number (a fraction of lambda_max, e.g. 0.3)") from None
+            f"{text!r} is neither a rule (auto, bic, qut, sure) nor a number (a fraction of "
+            "lambda_max, e.g. 0.3)") from None
 
 
 def _parse_rank(value):
@@ -129,9 +130,12 @@ def build_parser():
     g.add_argument("--penalty", default="l21",
                    help="l21 (MxNE, default), weighted_l21, l1, mcp, scad, l05, l23, log, "
                         "irmxne (reweighted L2,1 as MNE's irMxNE)")
-    g.add_argument("--alpha", type=_parse_alpha, default="sure",
-                   help="regularization: 'sure' (default) picks it automatically by SURE "
-                        "hypergradients; a number is a fraction of lambda_max in (0, 1)")
+    g.add_argument("--alpha", type=_parse_alpha, default="auto",
+                   help="regularization: 'auto' (default) picks it for a few reliable sources "
+                        "(BIC of the refit along the L2,1 path, never fitting below the noise "
+                        "level); 'qut' the quantile universal threshold; 'sure' Stein's "
+                        "unbiased risk (best prediction, many weak sources); a number is a "
+                        "fraction of lambda_max in (0, 1)")
     g.add_argument("--seed", type=int, default=0,
                    help="seed of SURE's random direction (default 0)")
     g.add_argument("--sure-curve", action="store_true",
@@ -164,8 +168,8 @@ def build_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--out", "-o", default="meeg_inverse_demo", help="output folder")
     demo.add_argument("--penalty", default="l21", help="penalty (default l21)")
-    demo.add_argument("--alpha", type=_parse_alpha, default="sure",
-                      help="'sure' (default) or a fraction of lambda_max")
+    demo.add_argument("--alpha", type=_parse_alpha, default="auto",
+                      help="'auto' (default), 'bic', 'qut', 'sure' or a fraction of lambda_max")
     demo.add_argument("--snr", type=float, default=10.0, help="peak signal-to-noise ratio (10)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (0)")
     demo.add_argument("--no-figures", action="store_true", help="skip the figures")
@@ -340,8 +344,14 @@ def _print_result(result, paths, args):
         mni = rec["position_mni_mm"]
         where = f"MNI ({mni[0]:.0f}, {mni[1]:.0f}, {mni[2]:.0f}) mm" if mni else \
             "head ({:.0f}, {:.0f}, {:.0f}) mm".format(*rec["position_head_mm"])
-        print(f"  {rec['hemisphere']}  {where}  peak {rec['peak_amplitude_nAm']:.1f} nA·m "
-              f"at {1e3 * rec['peak_time_s']:.0f} ms")
+        label = rec.get("label") or rec["hemisphere"]
+        conf = rec.get("confidence")
+        conf = "" if conf is None else f"  confidence {conf:.2f}"
+        print(f"  {label:28s} {where}  peak {rec['peak_amplitude_nAm']:.1f} nA·m "
+              f"at {1e3 * rec['peak_time_s']:.0f} ms{conf}")
+    for warning in summary.get("warnings") or []:
+        if warning["code"] != "field_cancellation":  # printed above
+            print(f"warning: {warning['message']} Fix: {warning['fix']}", file=sys.stderr)
     print(f"outputs in {paths['summary'].parent}")
 
 

@@ -20,7 +20,8 @@ from .errors import InputError
 from .forward import (TEMPLATE_SUBJECT, check_forward_matches, make_subject_forward,
                       make_template_forward, read_forward)
 from .problem import InverseProblem
-from .solve import DEFAULT_MAX_TIME
+from .confidence import CONFIDENT, DEFAULT_REDRAWS, TOLERANCE_MM
+from .solve import DEFAULT_MAX_TIME, DEFAULT_RULE
 from .summary import source_records, write_json
 
 
@@ -291,6 +292,11 @@ class Localization:
         }
 
 
+#: How the progress lines name each automatic rule.
+RULE_NAMES = {"bic": "BIC of the refit", "qut": "the quantile universal threshold",
+              "sure": "SURE"}
+
+
 def _json_float(x):
     """A float for JSON: None for nan (JSON has no NaN)."""
     return None if not np.isfinite(x) else float(x)
@@ -308,23 +314,39 @@ def _solver_progress(progress, every=5.0):
     return show
 
 
-def _search_progress(progress):
+def _search_progress(progress, rule="sure"):
     """A progress bar for the λ search, and its callback."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(desc="[meeg-inverse] SURE outer loop", unit=" solve pair",
+    name = {"sure": "SURE", "bic": "BIC", "qut": "residual/noise"}[rule]
+    bar = tqdm(desc=f"[meeg-inverse] lambda search ({name})", unit=" solve",
                file=progress.stream, disable=not progress.enabled, leave=False)
 
-    def show(n_evaluations, fraction, sure_value):
+    def show(n_evaluations, fraction, value):
         bar.update(1)
-        bar.set_postfix_str(f"lambda = {fraction:.3f} x lambda_max, SURE = {sure_value:.5g}")
+        bar.set_postfix_str(f"lambda = {fraction:.3f} x lambda_max, {name} = {value:.5g}")
     return show, bar
 
 
-def localize(evoked, forward, noise_cov, *, alpha=0.3, penalty="l21", loose="auto", depth=0.8,
-             tmin=None, tmax=None, pick_ori=None, rank=None, tol=1e-6, penalty_params=None,
-             random_state=0, sure_curve=False, debias=True, subject=None, subjects_dir=None,
-             progress=None, verbose=False, max_time=DEFAULT_MAX_TIME):
+def _whitened_epochs(problem, epochs):
+    """The single trials on the problem's channels and samples, whitened (or None)."""
+    if epochs is None or len(epochs) < 2:
+        return None
+    picks = [epochs.ch_names.index(c) for c in problem.ch_names]
+    times = np.asarray(epochs.times)
+    first = int(np.argmin(np.abs(times - problem.times[0])))
+    n_times = len(problem.times)
+    if first + n_times > len(times):
+        return None
+    data = epochs.get_data(picks=picks)[:, :, first:first + n_times]
+    return np.einsum("rc,ect->ert", problem.whitener, data)
+
+
+def localize(evoked, forward, noise_cov, *, alpha="auto", penalty="l21", loose="auto",
+             depth=0.8, tmin=None, tmax=None, pick_ori=None, rank=None, tol=1e-6,
+             penalty_params=None, random_state=0, sure_curve=False, debias=True, subject=None,
+             subjects_dir=None, progress=None, verbose=False, max_time=DEFAULT_MAX_TIME,
+             epochs=None, confidence=DEFAULT_REDRAWS):
     """Localize an evoked response with MNE objects in and out.
 
     Parameters
@@ -332,8 +354,9 @@ def localize(evoked, forward, noise_cov, *, alpha=0.3, penalty="l21", loose="aut
     evoked : mne.Evoked
     forward : mne.Forward
     noise_cov : mne.Covariance
-    alpha : 'sure' | float
-        Regularization: 'sure' chooses it by SURE hypergradients; a number is a
+    alpha : 'auto' | 'bic' | 'qut' | 'sure' | float
+        Regularization: 'auto' (the default rule, :mod:`meeg_inverse.rules`),
+        'bic', 'qut' or 'sure' choose it automatically; a number is a
         fraction of lambda_max, in (0, 1).
     penalty : str
         Penalty name (see :data:`meeg_inverse.penalties.PENALTIES`).
@@ -350,32 +373,43 @@ def localize(evoked, forward, noise_cov, *, alpha=0.3, penalty="l21", loose="aut
     max_time : float | None
         Time budget (s) of the solve (and of each solve of the λ search); past
         it the result says ``converged: false``.
+    epochs : mne.Epochs | None
+        The single trials of ``evoked``: the confidence of each source then
+        resamples them (bootstrap) instead of redrawing noise.
+    confidence : int
+        Resamples for each source's confidence (0: none).
 
     Returns
     -------
     result : Localization
     """
+    from .assessment import annotate_records, result_warnings
     from .solve import solve_inverse
 
     progress = progress or Progress(enabled=False)
     progress.step("whitening and weighting the forward model")
     problem = InverseProblem.from_evoked(evoked, forward, noise_cov, loose=loose, depth=depth,
                                          rank=rank, tmin=tmin, tmax=tmax, verbose=verbose)
-    if alpha != "sure":
+    automatic = isinstance(alpha, str)
+    rule = {"auto": DEFAULT_RULE}.get(alpha, alpha) if automatic else None
+    if not automatic:
         progress.step(f"solving ({penalty}, alpha = {alpha} x lambda_max, "
                       f"{problem.n_sources} sources x {problem.n_orient} orientations, "
                       f"{problem.data.shape[1]} time samples)")
         show, bar = _solver_progress(progress), None
     else:
-        progress.info(f"choosing lambda by SURE ({penalty}, {problem.n_sources} sources x "
-                      f"{problem.n_orient} orientations, {problem.data.shape[1]} time samples)")
-        show, bar = _search_progress(progress)
+        progress.info(f"choosing lambda by {RULE_NAMES.get(rule, rule)} ({penalty}, "
+                      f"{problem.n_sources} sources x {problem.n_orient} orientations, "
+                      f"{problem.data.shape[1]} time samples)")
+        show, bar = _search_progress(progress, rule)
+    trials = _whitened_epochs(problem, epochs) if confidence else None
     try:
         solution = solve_inverse(
             problem, alpha=alpha, penalty=penalty, penalty_params=penalty_params, tol=tol,
             debias=debias, random_state=random_state, sure_curve=sure_curve,
             max_time=max_time, callback=show if bar is not None else None,
-            solver_callback=show if bar is None else None, verbose=verbose)
+            solver_callback=show if bar is None else None, verbose=verbose,
+            confidence=confidence, epochs=trials)
     finally:
         if bar is not None:
             bar.close()
@@ -383,33 +417,43 @@ def localize(evoked, forward, noise_cov, *, alpha=0.3, penalty="l21", loose="aut
     coef = solution.full_coef()
     alpha_abs, solver_info, selection = solution.alpha, solution.solver_info, solution.selection
     if selection is not None:
-        progress.info(f"SURE chose lambda = {selection.alpha_fraction:.3f} x lambda_max "
-                      f"(SURE {selection.sure:.5g}, {selection.n_solves} solves, "
-                      f"{selection.time:.1f} s)")
-        if selection.at_bound:
-            progress.info("note: that is an end of the search interval, where SURE may "
-                          "still be decreasing; at the low end L2,1 keeps weak extra "
-                          "sources, and a non-convex --penalty (mcp, l05) is sparser")
+        progress.info(f"{RULE_NAMES.get(rule, rule)} chose lambda = "
+                      f"{selection.alpha_fraction:.3f} x lambda_max ({selection.n_solves} "
+                      f"solves, {selection.time:.1f} s)")
     stc = problem.to_stc(coef, pick_ori=pick_ori)
     cancellation = problem.field_cancellation(coef)
     problem.warn_if_cancelling(cancellation, penalty)
     records = source_records(problem, coef, subject=subject, subjects_dir=subjects_dir)
+    annotate_records(records, confidence=solution.confidence, subject=subject,
+                     subjects_dir=subjects_dir)
     if not records:
         warnings.warn(f"No active source at alpha = {alpha_abs / problem.alpha_max:.3g} x "
                       "lambda_max.", stacklevel=2)
-    extra = {}
+    noise = problem.noise_estimate
+    resid = problem.data - problem.gain @ coef
+    residual_ratio = float(np.mean(resid ** 2) / noise.variance)
+    extra = {
+        "noise": {**noise.as_dict(), "residual_ratio": residual_ratio},
+        "confidence": {"method": ("bootstrap over trials" if trials is not None else
+                                  "parametric noise redraws at the baseline level"),
+                       "n_resamples": int(confidence), "tolerance_mm": TOLERANCE_MM,
+                       "faded_below": CONFIDENT} if confidence else None,
+    }
     if selection is not None:
         extra["alpha_selection"] = {
-            "method": selection.method, "sure": float(selection.sure),
+            "method": selection.method, "rule": alpha,
+            "criterion": float(selection.sure),
             "n_outer_iter": int(selection.n_outer_iter), "n_solves": int(selection.n_solves),
-            "dof": float(selection.dof), "time_s": float(selection.time),
+            "dof": _json_float(selection.dof), "time_s": float(selection.time),
             "empty": bool(selection.empty), "at_search_bound": bool(selection.at_bound),
             "random_state": random_state,
             "path": {"alpha_fraction": [a / problem.alpha_max for a in selection.history["alphas"]],
-                     "sure": list(map(float, selection.history["sure"]))},
+                     "criterion": list(map(float, selection.history["sure"]))},
         }
-        if selection.empty:
-            warnings.warn("SURE selected a lambda at which no source is active.", stacklevel=2)
+    extra["warnings"] = result_warnings(
+        records, field_cancellation=cancellation, residual_ratio=residual_ratio,
+        at_bound=bool(getattr(selection, "at_bound", False)),
+        empty=not records, penalty=penalty)
     return Localization(stc=stc, problem=problem, coef=coef, alpha=alpha_abs,
                         alpha_fraction=alpha_abs / problem.alpha_max, penalty=penalty,
                         solver_info=solver_info, records=records, subject=subject,
@@ -509,7 +553,7 @@ def _draw_figures(result, folder):
 
 def localize_file(recording, out_dir, *, forward_spec=None, noise_cov=None, empty_room=None,
                   condition=None, events=None, epoch_tmin=-0.2, epoch_tmax=0.5,
-                  baseline=(None, 0), reject=None, tmin=None, tmax=None, alpha=0.3,
+                  baseline=(None, 0), reject=None, tmin=None, tmax=None, alpha="auto",
                   penalty="l21", penalty_params=None, loose="auto", depth=0.8, pick_ori=None,
                   rank=None, tol=1e-6, random_state=0, sure_curve=False, debias=True,
                   figures=True, progress=None, verbose=False):
@@ -543,11 +587,18 @@ def localize_file(recording, out_dir, *, forward_spec=None, noise_cov=None, empt
     progress.step(what)
     fwd, subject, subjects_dir = load_forward(forward_spec, loaded.evoked.info, verbose=verbose)
     progress.done()
+    trials = None
+    if loaded.epochs is not None:  # the trials of the localized condition, for the confidence
+        try:
+            trials = loaded.epochs[loaded.evoked.comment]
+        except KeyError:
+            trials = loaded.epochs if len(loaded.conditions) == 1 else None
     result = localize(loaded.evoked, fwd, cov, alpha=alpha, penalty=penalty, loose=loose,
                       depth=depth, tmin=tmin, tmax=tmax, pick_ori=pick_ori, rank=rank,
                       tol=tol, penalty_params=penalty_params, random_state=random_state,
                       sure_curve=sure_curve, debias=debias, subject=subject,
-                      subjects_dir=subjects_dir, progress=progress, verbose=verbose)
+                      subjects_dir=subjects_dir, progress=progress, verbose=verbose,
+                      epochs=trials)
     result.extra["recording"] = str(recording)
     result.extra["conditions_available"] = loaded.conditions
     result.extra["baseline_applied"] = list(baseline) if loaded.baseline_applied else None

@@ -31,6 +31,11 @@ def render_all(stc, src, out_dir, data=None, fit=None, residual=None, times=None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     title = title or "Sparse source estimate"
+    summary = summary or {}
+    labels, faded = _row_labels(stc, src, summary.get("sources") or [])
+    flag = _title_flag(summary.get("warnings") or [])
+    if flag:
+        title = f"{title} — {flag}"
     paths = {}
     t_peak = float(stc.times[pick_time_index(stc, time)])
     paths["source_map"] = plot_source_map(stc, src, out / "source_map.png", subject=subject,
@@ -41,8 +46,10 @@ def render_all(stc, src, out_dir, data=None, fit=None, residual=None, times=None
             stc, src, out / f"source_map_{1e3 * t:+.0f}ms.png", subject=subject,
             subjects_dir=subjects_dir, time=t, trans=trans, surface=surface, views=views,
             title=title)
-    paths["time_courses"] = plot_time_courses(stc, out / "time_courses.png", time=t_peak,
-                                              src=src)
+    paths["time_courses"] = plot_time_courses(
+        stc, out / "time_courses.png", time=t_peak, src=src, labels=labels, faded=faded,
+        title=(f"Time courses of the {len(summary.get('sources') or [])} active sources"
+               f"{' — ' + flag if flag else ''}") if summary.get("sources") else None)
     if data is not None and fit is not None:
         tt = stc.times if times is None else times
         paths["fit_residual"] = plot_fit_residual(tt, data, fit, out / "fit_residual.png",
@@ -50,11 +57,50 @@ def render_all(stc, src, out_dir, data=None, fit=None, residual=None, times=None
     if viewer:
         paths["viewer"] = write_viewer_html(stc, src, out / "viewer.html", subject=subject,
                                             subjects_dir=subjects_dir, title=title,
-                                            trans=trans, surface=surface)
+                                            trans=trans, surface=surface, labels=labels)
     extra = dict(info or {})
-    extra.update(_flatten(summary or {}))
-    paths["index"] = _write_index(out, paths, stc, title, extra)
+    extra.update(_flatten(summary))
+    paths["index"] = _write_index(out, paths, stc, title, extra,
+                                  sources=summary.get("sources") or [],
+                                  warnings=summary.get("warnings") or [])
     return {k: Path(v) for k, v in paths.items()}
+
+
+#: Warnings severe enough to be written into the figures' titles.
+TITLE_FLAGS = {"field_cancellation": "fields cancel", "implausible_amplitude":
+               "implausible amplitudes", "many_sources": "many sources",
+               "fits_noise": "fits noise", "empty": "no source"}
+
+
+def _title_flag(warnings):
+    found = [TITLE_FLAGS[w["code"]] for w in warnings if w["code"] in TITLE_FLAGS]
+    return ("WARNING: " + ", ".join(found)) if found else ""
+
+
+def _row_labels(stc, src, sources):
+    """Per row of ``stc``: 'label (conf 0.93)' from the summary's sources, and faded flags."""
+    from ..confidence import CONFIDENT
+    from .timecourses import source_labels
+
+    labels = source_labels(stc, src)
+    faded = np.zeros(len(labels), bool)
+    by_vertex = {(r.get("hemisphere"), r.get("vertex")): r for r in sources}
+    names = ("lh", "rh") if len(stc.vertices) == 2 else [None] * len(stc.vertices)
+    row = 0
+    for name, verts in zip(names, stc.vertices):
+        for v in verts:
+            rec = by_vertex.get((name, int(v)))
+            if rec is None and name is None:
+                rec = next((r for r in sources if r.get("vertex") == int(v)), None)
+            if rec is not None:
+                text = rec.get("label") or labels[row]
+                conf = rec.get("confidence")
+                if conf is not None:
+                    text += f" (conf {conf:.2f})"
+                    faded[row] = conf < CONFIDENT
+                labels[row] = text
+            row += 1
+    return labels, faded
 
 
 def _flatten(d, prefix="", max_items=40):
@@ -71,7 +117,37 @@ def _flatten(d, prefix="", max_items=40):
     return dict(list(out.items())[:max_items])
 
 
-def _write_index(out, paths, stc, title, info):
+def _sources_table(sources):
+    """An HTML table of the sources (strongest first)."""
+    if not sources:
+        return "<p>No active source.</p>"
+    head = ("<tr><th>#</th><th>Region</th><th>Hemisphere</th><th>MNI (mm)</th>"
+            "<th>Peak (nA·m)</th><th>Peak time (ms)</th><th>Confidence</th>"
+            "<th>Explained variance</th></tr>")
+    rows = []
+    for k, r in enumerate(sources, 1):
+        mni = r.get("position_mni_mm")
+        pos = "—" if mni is None else "({:.0f}, {:.0f}, {:.0f})".format(*mni)
+        conf = r.get("confidence")
+        cls = ' class="uncertain"' if conf is not None and conf < 0.5 else ""
+        rows.append(
+            f"<tr{cls}><td>{k}</td><td>{html.escape(str(r.get('label') or '—'))}</td>"
+            f"<td>{html.escape(str(r.get('hemisphere')))}</td><td>{pos}</td>"
+            f"<td>{r['peak_amplitude_nAm']:.1f}</td><td>{1e3 * r['peak_time_s']:.0f}</td>"
+            f"<td>{'—' if conf is None else f'{conf:.2f}'}</td>"
+            f"<td>{100 * r['explained_variance']:.1f} %</td></tr>")
+    return f'<table class="sources">{head}{"".join(rows)}</table>'
+
+
+def _warnings_box(warnings):
+    if not warnings:
+        return ""
+    items = "".join(f"<li><b>{html.escape(w['message'])}</b> {html.escape(w['fix'])}</li>"
+                    for w in warnings)
+    return f'<div class="warnings"><h2>Warnings</h2><ul>{items}</ul></div>'
+
+
+def _write_index(out, paths, stc, title, info, sources=(), warnings=()):
     amp = source_amplitudes(stc)
     n_active = int(np.sum(amp.max(1) > 0)) if amp.size else 0
     t_idx = pick_time_index(stc)
@@ -106,8 +182,13 @@ th {{ color: #5b6573; font-weight: normal; }}
 figure {{ margin: 0 0 28px; }} img {{ max-width: 100%; border: 1px solid #e3e6ea; }}
 figcaption {{ color: #5b6573; font-size: 14px; margin-top: 4px; }}
 .viewer a {{ font-size: 17px; font-weight: bold; }}
+.warnings {{ border: 2px solid #c8102e; background: #fff4f4; padding: 4px 14px; margin: 10px 0; }}
+.sources td, .sources th {{ padding-right: 18px; }} tr.uncertain td {{ color: #9aa3ad; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
+{_warnings_box(warnings)}
+<h2>Sources</h2>
+{_sources_table(sources)}
 <table>{table}</table>
 {viewer}
 {''.join(figs)}

@@ -27,12 +27,13 @@ def source_labels(stc, src=None):
 
 
 def plot_time_courses(stc, fname, max_sources=10, title=None, time=None, src=None,
-                      labels=None, dpi=100, figsize=None):
+                      labels=None, dpi=100, figsize=None, faded=None):
     """Time course of each active source (strongest first) with its peak marked.
 
     Fixed-orientation estimates are plotted signed, free/vector ones as the dipole norm;
     units nA·m, time in ms. Sources beyond ``max_sources`` are summarised in the legend.
-    A dashed line marks ``time`` (s) when given. Returns the path written.
+    A dashed line marks ``time`` (s) when given. ``faded``: a boolean per row of ``stc``,
+    True for sources drawn faded (low confidence). Returns the path written.
     """
     import matplotlib.pyplot as plt
 
@@ -46,10 +47,11 @@ def plot_time_courses(stc, fname, max_sources=10, title=None, time=None, src=Non
     for k, r in enumerate(shown):
         c = _COLORS[k % len(_COLORS)]
         p = int(np.argmax(np.abs(tc[r])))
-        ax.plot(times_ms, tc[r], color=c, lw=1.8,
+        alpha = 0.3 if faded is not None and faded[r] else 1.0
+        ax.plot(times_ms, tc[r], color=c, lw=1.8, alpha=alpha,
                 label=f"{labels[r]}  (peak {abs(tc[r, p]):.3g} nA·m at {times_ms[p]:.0f} ms)")
         ax.plot(times_ms[p], tc[r, p], "v" if tc[r, p] >= 0 else "^", color=c, ms=9,
-                mec="k", mew=0.7, zorder=4)
+                mec="k", mew=0.7, zorder=4, alpha=alpha)
     if len(rows) > len(shown):
         ax.plot([], [], " ", label=f"+ {len(rows) - len(shown)} weaker sources not shown")
     if not len(rows):

@@ -48,12 +48,16 @@ def _fmt(a, digits=4):
 
 
 def viewer_payload(stc, src, subject=None, subjects_dir=None, trans=None, surface="auto",
-                   title=None, max_sources=200, max_faces=60000, time=None):
-    """The data (JSON-serialisable dict) embedded in the viewer page."""
+                   title=None, max_sources=200, max_faces=60000, time=None, labels=None):
+    """The data (JSON-serialisable dict) embedded in the viewer page.
+
+    ``labels``: one name per row of ``stc`` (anatomical region and confidence);
+    default the source-space vertex numbers.
+    """
     geom = geo.source_geometry(stc, src, subject, subjects_dir, trans, surface)
     amp = source_amplitudes(stc) * NAM
     tc = signed_time_courses(stc) * NAM
-    labels = source_labels(stc, src)
+    labels = labels or source_labels(stc, src)
     rows_all = active_rows(amp)
     rows = rows_all[:max_sources]
     t0 = pick_time_index(stc, time)
@@ -99,7 +103,7 @@ def viewer_payload(stc, src, subject=None, subjects_dir=None, trans=None, surfac
 
 
 def write_viewer_html(stc, src, fname, subject=None, subjects_dir=None, title=None, trans=None,
-                      surface="auto", max_sources=200, max_faces=60000, time=None):
+                      surface="auto", max_sources=200, max_faces=60000, time=None, labels=None):
     """Write a single self-contained HTML file with an interactive 3D view of the sources.
 
     Rotation (drag), pan (shift/right-drag), zoom (wheel), a time slider with play button,
@@ -110,7 +114,7 @@ def write_viewer_html(stc, src, fname, subject=None, subjects_dir=None, title=No
     Returns the path written.
     """
     payload = viewer_payload(stc, src, subject, subjects_dir, trans, surface, title,
-                             max_sources, max_faces, time)
+                             max_sources, max_faces, time, labels=labels)
     data = json.dumps(payload, separators=(",", ":"), allow_nan=False)
     data = data.replace("</", "<\\/")  # never close the <script> element early
     page = TEMPLATE.replace("__TITLE__", html.escape(payload["title"])).replace("__DATA__", data)
