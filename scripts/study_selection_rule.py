@@ -172,6 +172,14 @@ def candidates(problem, sigma2, rho, only=None):
 
     if only == "qut-mcp-floor":
         return qut_mcp_floor(problem, sigma2, rho)
+    if only in ("bic-l05", "bic-mcp"):  # amendment 5: the product's select_bic
+        from meeg_inverse.noise import NoiseEstimate
+        from meeg_inverse.rules import select_bic
+
+        noise = NoiseEstimate(sigma2, rho, 1 / problem.nave, 1, "baseline")
+        sel = select_bic(problem.gain, problem.data, noise, penalty=only.split("-")[1],
+                         n_orient=problem.n_orient)
+        return {only: (debias(problem, np.asarray(sel.coef)), sel.alpha_fraction)}, 0.0
 
     g, y, no = problem.gain, problem.data, problem.n_orient
     n, T = y.shape

@@ -41,6 +41,17 @@ def qut_mcp_floor(problem, noise):
     return debias(problem, np.asarray(sel.coef))
 
 
+def bic_path(problem, noise, penalty):
+    """Amendment 5: BIC of the refit along a non-convex path (the product's select_bic)."""
+    from study_selection_rule import debias
+
+    from meeg_inverse.rules import select_bic
+
+    sel = select_bic(problem.gain, problem.data, noise, penalty=penalty,
+                     n_orient=problem.n_orient)
+    return debias(problem, np.asarray(sel.coef))
+
+
 def main():
     import mne
 
@@ -50,19 +61,24 @@ def main():
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--candidates", nargs="+", default=["bic-refit", "qut-mcp-floor"])
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     evoked, cov, fwd = load_inputs("surface")
     sim = Simulator(evoked, cov, fwd, truth_fwd=offgrid_truth_forward(evoked))
-    scores = {"bic-refit": [], "qut-mcp-floor": []}
+    scores = {c: [] for c in args.candidates}
     for snr in (3.0, 10.0):
         for trial in range(args.trials):
             seed = 20_000 + int(10 * snr) * 1000 + trial
             ev, truth = sim.trial(seed, snr)
             p = InverseProblem.from_evoked(ev, sim.fwd, cov, loose=0.2)
             noise = baseline_noise(ev, p.whitener, p.ch_names)  # no baseline: nominal 1/nave
-            for name, coef in (("bic-refit", bic_refit(p, noise.variance)),
-                               ("qut-mcp-floor", qut_mcp_floor(p, noise))):
+            rules = {"bic-refit": lambda: bic_refit(p, noise.variance),
+                     "qut-mcp-floor": lambda: qut_mcp_floor(p, noise),
+                     "bic-l05": lambda: bic_path(p, noise, "l05"),
+                     "bic-mcp": lambda: bic_path(p, noise, "mcp")}
+            for name in args.candidates:
+                coef = rules[name]()
                 act = np.flatnonzero(np.any(coef.reshape(-1, p.n_orient, coef.shape[1]) != 0,
                                             axis=(1, 2)))
                 est = sim.pos[act]
