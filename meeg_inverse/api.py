@@ -20,7 +20,7 @@ import numpy as np
 from .errors import InputError
 from .problem import InverseProblem, _warn_if_not_baseline_corrected
 from .confidence import DEFAULT_REDRAWS
-from .solve import DEFAULT_MAX_TIME
+from .solve import DEFAULT_MAX_TIME, resolve_penalty
 
 
 @dataclass
@@ -132,7 +132,7 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="auto", loose="auto", depth
                    weights=None, weights_min=0.0, solver="auto", n_mxne_iter=1,
                    return_residual=False, return_as_dipoles=False, dgap_freq=10, rank=None,
                    pick_ori=None, sure_alpha_grid="auto", verbose=None, *, rng=None,
-                   random_state=None, penalty="l21", penalty_params=None, alpha_fraction=None,
+                   random_state=None, penalty=None, penalty_params=None, alpha_fraction=None,
                    return_result=False, max_time=DEFAULT_MAX_TIME):
     """Sparse source estimate with group penalties; a drop-in for ``mixed_norm``.
 
@@ -182,9 +182,11 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="auto", loose="auto", depth
         MNE's verbosity.
     rng, random_state : None | int | Generator
         Seed of the random direction of the SURE Monte-Carlo step.
-    penalty : str
+    penalty : str | None
         ``'l21'`` (MxNE), ``'mcp'``, ``'scad'``, ``'l05'``, ``'l23'``, ``'log'``,
-        ``'l1'``, ``'weighted_l21'``, ``'irmxne'``.
+        ``'l1'``, ``'weighted_l21'``, ``'irmxne'``. None: ``'l05'`` with
+        ``alpha='auto'`` (the study's winner: BIC along the L0.5 path), ``'l21'``
+        (MNE's MxNE) otherwise.
     penalty_params : dict | None
         Penalty parameters (``gamma`` for MCP/SCAD, ``eps`` for log-sum).
     alpha_fraction : float | None
@@ -229,7 +231,7 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="auto", loose="auto", depth
 def apply_sparse_inverse(operator, evoked, alpha="auto", *, maxit=3000, tol=1e-4,
                          active_set_size=10, debias=True, time_pca=True, n_mxne_iter=1,
                          return_residual=False, return_as_dipoles=False, pick_ori=None,
-                         rng=None, random_state=None, penalty="l21", penalty_params=None,
+                         rng=None, random_state=None, penalty=None, penalty_params=None,
                          alpha_fraction=None, return_result=False,
                          max_time=DEFAULT_MAX_TIME, _check_baseline=True):
     """Apply a prepared operator to evoked data (see :func:`sparse_inverse`).
@@ -253,6 +255,9 @@ def apply_sparse_inverse(operator, evoked, alpha="auto", *, maxit=3000, tol=1e-4
 
     evokeds, is_list = _as_evoked_list(evoked)
     alpha_mode, fraction = _resolve_alpha(alpha, alpha_fraction)
+    if penalty is None and n_mxne_iter != 1:
+        penalty = "l21"  # irMxNE reweights L2,1
+    penalty = resolve_penalty(penalty, alpha_mode)
     if n_mxne_iter != 1:
         if int(n_mxne_iter) < 1:
             raise InputError(f"n_mxne_iter must be ≥ 1, got {n_mxne_iter}.", "use 1 (MxNE) or 10.")
@@ -421,7 +426,7 @@ class SparseInverse:
                     "debias", "time_pca", "weights", "weights_min", "n_mxne_iter", "pick_ori",
                     "rank", "random_state")
 
-    def __init__(self, alpha="auto", penalty="l21", penalty_params=None, loose="auto", depth=0.8,
+    def __init__(self, alpha="auto", penalty=None, penalty_params=None, loose="auto", depth=0.8,
                  tol=1e-4, maxit=3000, debias=True, time_pca=True, weights=None, weights_min=0.0,
                  n_mxne_iter=1, pick_ori=None, rank=None, random_state=0):
         self.alpha = alpha

@@ -127,9 +127,10 @@ def build_parser():
     g.add_argument("--montage-match", choices=("name", "order"), default="name",
                    help="match montage to channels by name or by order (default name)")
     g = loc.add_argument_group("inverse")
-    g.add_argument("--penalty", default="l21",
-                   help="l21 (MxNE, default), weighted_l21, l1, mcp, scad, l05, l23, log, "
-                        "irmxne (reweighted L2,1 as MNE's irMxNE)")
+    g.add_argument("--penalty", default=None,
+                   help="l21 (MxNE), weighted_l21, l1, mcp, scad, l05, l23, log, irmxne "
+                        "(reweighted L2,1 as MNE's irMxNE); default l05 with --alpha auto, "
+                        "l21 otherwise")
     g.add_argument("--alpha", type=_parse_alpha, default="auto",
                    help="regularization: 'auto' (default) picks it for a few reliable sources "
                         "(BIC of the refit along the L2,1 path, never fitting below the noise "
@@ -167,7 +168,8 @@ def build_parser():
         epilog="example:\n  meeg-inverse demo --out demo_output/",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--out", "-o", default="meeg_inverse_demo", help="output folder")
-    demo.add_argument("--penalty", default="l21", help="penalty (default l21)")
+    demo.add_argument("--penalty", default=None,
+                      help="penalty (default l05 with --alpha auto, l21 otherwise)")
     demo.add_argument("--alpha", type=_parse_alpha, default="auto",
                       help="'auto' (default), 'bic', 'qut', 'sure' or a fraction of lambda_max")
     demo.add_argument("--snr", type=float, default=10.0, help="peak signal-to-noise ratio (10)")
@@ -299,7 +301,7 @@ def _version():
 def _run_localize(args, progress):
     from .pipeline import ForwardSpec, localize_file
 
-    if args.penalty not in _penalty_choices():
+    if args.penalty is not None and args.penalty not in _penalty_choices():
         raise InputError(f"Unknown penalty {args.penalty!r}.",
                          f"choose one of: {', '.join(_penalty_choices())}.")
     penalty_params = {}

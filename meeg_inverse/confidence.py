@@ -27,8 +27,8 @@ from .noise import draw_noise
 
 __all__ = ["source_confidence", "CONFIDENT", "DEFAULT_REDRAWS", "TOLERANCE_MM"]
 
-#: Resamples by default: a frequency to ±0.09 (binomial s.d. at 0.5).
-DEFAULT_REDRAWS = 30
+#: Resamples by default: a frequency to ±0.11 (binomial s.d. at 0.5).
+DEFAULT_REDRAWS = 20
 #: Two sources closer than this are one source (mm).
 TOLERANCE_MM = 10.0
 #: Below this confidence a source is drawn faded and flagged as uncertain.

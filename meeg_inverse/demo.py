@@ -80,7 +80,7 @@ def simulate_evoked(*, snr=10.0, seed=0, sfreq=250.0, progress=None):
     return evoked, noise_cov, fwd, true_mni
 
 
-def run_demo(out_dir, *, penalty="l21", alpha="auto", snr=10.0, seed=0, figures=True, progress=None):
+def run_demo(out_dir, *, penalty=None, alpha="auto", snr=10.0, seed=0, figures=True, progress=None):
     """Simulate, localize through the file pipeline, and report the error.
 
     Returns

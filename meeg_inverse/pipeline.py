@@ -342,7 +342,7 @@ def _whitened_epochs(problem, epochs):
     return np.einsum("rc,ect->ert", problem.whitener, data)
 
 
-def localize(evoked, forward, noise_cov, *, alpha="auto", penalty="l21", loose="auto",
+def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="auto",
              depth=0.8, tmin=None, tmax=None, pick_ori=None, rank=None, tol=1e-6,
              penalty_params=None, random_state=0, sure_curve=False, debias=True, subject=None,
              subjects_dir=None, progress=None, verbose=False, max_time=DEFAULT_MAX_TIME,
@@ -358,8 +358,9 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty="l21", loose="
         Regularization: 'auto' (the default rule, :mod:`meeg_inverse.rules`),
         'bic', 'qut' or 'sure' choose it automatically; a number is a
         fraction of lambda_max, in (0, 1).
-    penalty : str
-        Penalty name (see :data:`meeg_inverse.penalties.PENALTIES`).
+    penalty : str | None
+        Penalty name (see :data:`meeg_inverse.penalties.PENALTIES`); None: L0.5
+        with ``alpha='auto'``, L2,1 otherwise.
     loose, depth, rank
         As in :func:`mne.inverse_sparse.mixed_norm`.
     tmin, tmax : float | None
@@ -384,7 +385,9 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty="l21", loose="
     result : Localization
     """
     from .assessment import annotate_records, result_warnings
-    from .solve import solve_inverse
+    from .solve import resolve_penalty, solve_inverse
+
+    penalty = resolve_penalty(penalty, alpha)
 
     progress = progress or Progress(enabled=False)
     progress.step("whitening and weighting the forward model")
@@ -554,7 +557,7 @@ def _draw_figures(result, folder):
 def localize_file(recording, out_dir, *, forward_spec=None, noise_cov=None, empty_room=None,
                   condition=None, events=None, epoch_tmin=-0.2, epoch_tmax=0.5,
                   baseline=(None, 0), reject=None, tmin=None, tmax=None, alpha="auto",
-                  penalty="l21", penalty_params=None, loose="auto", depth=0.8, pick_ori=None,
+                  penalty=None, penalty_params=None, loose="auto", depth=0.8, pick_ori=None,
                   rank=None, tol=1e-6, random_state=0, sure_curve=False, debias=True,
                   figures=True, progress=None, verbose=False):
     """Run the whole pipeline on a file and write its outputs (what the CLI runs).

@@ -1,0 +1,64 @@
+"""The automatic λ rules aimed at the support: BIC of the refit, QUT, the discrepancy floor."""
+
+import numpy as np
+import pytest
+
+from meeg_inverse.noise import NoiseEstimate, draw_noise
+from meeg_inverse.rules import quantile_universal_threshold, select_bic, select_qut
+
+
+def _problem(seed, n_ch=60, n_src=120, n_times=30, support=(10, 70), amp=4.0):
+    rng = np.random.default_rng(seed)
+    gain = rng.standard_normal((n_ch, n_src))
+    gain /= np.linalg.norm(gain, axis=0)
+    truth = np.zeros((n_src, n_times))
+    t = np.linspace(0, 1, n_times)
+    for k, s in enumerate(support):
+        truth[s] = amp * np.sin(2 * np.pi * (k + 1) * t + k)
+    noise = NoiseEstimate(1.0, 0.0, 1.0, 0, "test")
+    data = gain @ truth + draw_noise(rng, (n_ch, n_times), noise)
+    return gain, data, noise, set(support)
+
+
+def test_bic_finds_the_support_without_extras():
+    gain, data, noise, support = _problem(0)
+    sel = select_bic(gain, data, noise)
+    found = set(np.flatnonzero(sel.active_set))
+    assert found == support
+    assert sel.method == "bic" and 0 < sel.alpha_fraction < 1
+    assert sel.residual_ratio >= 0.8  # never below the noise level
+    # The criterion it minimized is on record, lowest at the selected point.
+    assert sel.sure == min(sel.history["sure"])
+
+
+def test_discrepancy_floor_raises_lambda_until_the_residual_reaches_the_noise():
+    gain, data, _, _ = _problem(1, support=(10, 40, 70, 100), amp=2.0)
+    low = NoiseEstimate(0.25, 0.0, 0.25, 0, "test")  # a noise level 2x too low in std
+    free = select_bic(gain, data, low, residual_floor=0.0)
+    assert free.n_raises == 0 and free.residual_ratio < 4.2
+    floored = select_bic(gain, data, low, residual_floor=4.2)
+    assert floored.n_raises > 0 and floored.alpha > free.alpha
+    assert floored.residual_ratio >= 4.2
+
+
+def test_quantile_universal_threshold_is_passed_by_noise_5_percent_of_the_time():
+    rng = np.random.default_rng(3)
+    gain = rng.standard_normal((40, 90))
+    noise = NoiseEstimate(2.0, 0.5, 2.0, 0, "test")
+    lam = quantile_universal_threshold(gain, 25, noise, 3, n_draws=400, random_state=0)
+    lmax = []
+    for _ in range(400):  # fresh draws, another seed
+        corr = gain.T @ draw_noise(rng, (40, 25), noise)
+        lmax.append(np.sqrt((corr.reshape(30, -1) ** 2).sum(1)).max())
+    assert 0.02 <= np.mean(np.array(lmax) > lam) <= 0.09
+
+
+def test_qut_gives_no_source_on_noise_and_finds_a_signal():
+    rng = np.random.default_rng(4)
+    gain, data, noise, support = _problem(5)
+    sel = select_qut(gain, data, noise, penalty="l21")
+    assert support <= set(np.flatnonzero(sel.active_set))
+    pure = draw_noise(rng, data.shape, noise)
+    with pytest.warns(RuntimeWarning, match="EMPTY"):
+        empty = select_qut(gain, pure, noise, penalty="l21")
+    assert not empty.active_set.any()
