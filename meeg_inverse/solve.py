@@ -258,7 +258,7 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
     conf = None
     if confidence and active_set.any() and basis is None:
         t2 = time.perf_counter()
-        conf = _confidence(problem, result, coef_active, active_set, int(confidence), epochs,
+        conf = _confidence(problem, np.asarray(result.coef), int(confidence), epochs,
                            random_state)
         timings["confidence"] = time.perf_counter() - t2
     if basis is not None:
@@ -289,8 +289,8 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
                            confidence=conf)
 
 
-def _confidence(problem, result, coef_active, active_set, n_redraws, epochs, random_state):
-    """{source index: selection frequency} of the active sources of ``result``."""
+def _confidence(problem, coef, n_redraws, epochs, random_state):
+    """{source index: confidence} of the active sources of ``coef``."""
     from .confidence import source_confidence
 
     n_orient = problem.n_orient
@@ -300,11 +300,8 @@ def _confidence(problem, result, coef_active, active_set, n_redraws, epochs, ran
     else:  # the gain's blocks are the kept sources
         index = np.flatnonzero(np.asarray(problem.source_mask).reshape(-1, n_orient).any(1))
     positions, _ = problem.source_positions(index)
-    coef = np.asarray(result.coef)
-    fit = problem.gain[:, active_set] @ coef_active  # the debiased estimate's
-    freq = source_confidence(problem.gain, fit, coef, result.penalty, n_orient,
-                             positions, noise=problem.noise_estimate, epochs=epochs,
-                             n_redraws=n_redraws, tol=1e-4,
-                             random_state=0 if random_state is None else random_state)
     active = np.flatnonzero(np.any(coef.reshape(n_blocks, -1) != 0, axis=1))
+    freq = source_confidence(problem.gain, problem.data, active, n_orient, positions,
+                             noise=problem.noise_estimate, epochs=epochs, n_redraws=n_redraws,
+                             random_state=0 if random_state is None else random_state)
     return {int(index[k]): float(f) for k, f in zip(active, freq)}
