@@ -451,7 +451,7 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
             "empty": bool(selection.empty), "at_search_bound": bool(selection.at_bound),
             "random_state": random_state,
             "path": {"alpha_fraction": [a / problem.alpha_max for a in selection.history["alphas"]],
-                     "criterion": list(map(float, selection.history["sure"]))},
+                     "criterion": [_json_float(v) for v in selection.history["sure"]]},
         }
     extra["warnings"] = result_warnings(
         records, field_cancellation=cancellation, residual_ratio=residual_ratio,

@@ -298,6 +298,23 @@ def select_bic(gain, data, noise, *, penalty="l21", n_orient=1, tol=1e-8, grid=N
         n_raises += 1
         ratio, _ = _residual_ratio(gain, data, np.asarray(results[i].coef), n_orient,
                                    noise.variance)
+    # Past the top of the grid (non-convex penalties admit sources above the L2,1
+    # λ_max): keep raising λ while the fit still explains noise.
+    extra = 0
+    while ratio < residual_floor and i == 0 and extra < 12:
+        extra += 1
+        frac = fracs[0] * FLOOR_STEP
+        res = solve(gain, data, pen.with_alpha(frac * a_max), n_orient=n_orient, tol=tol,
+                    coef_init=results[0].coef)
+        n_solves += 1
+        ratio, _ = _residual_ratio(gain, data, np.asarray(res.coef), n_orient,
+                                   noise.variance)
+        fracs.insert(0, float(frac))
+        results.insert(0, res)
+        values.insert(0, np.nan)
+        n_raises += 1
+        if not np.asarray(res.active_set).any():
+            break
     res = results[i]
     alphas = [f * a_max for f in fracs]
     sel = AlphaSelection(

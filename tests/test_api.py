@@ -98,7 +98,7 @@ def test_estimator_params_and_fit(evoked_window, sample_forward, sample_cov):
     assert "SparseInverse(" in repr(est)
 
 
-@pytest.mark.parametrize("alpha", [0, 100, 150, -3, "auto", None])
+@pytest.mark.parametrize("alpha", [0, 100, 150, -3, "automatic", None])
 def test_bad_alpha(evoked_window, sample_forward, sample_cov, alpha):
     with pytest.raises(InputError, match="alpha"):
         sparse_inverse(evoked_window, sample_forward, sample_cov, alpha=alpha)
