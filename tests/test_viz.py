@@ -287,3 +287,22 @@ def test_surface_choice_subject_then_source_then_template(lh_stc, src, sample_pa
                                           subjects_dir=sample_paths["subjects_dir"], trans=trans,
                                           views=("lateral",), size=(240, 180))
     assert _coloured(panels[("lh", "lateral")]) > 20 and _coloured(panels[("rh", "lateral")]) == 0
+
+
+def test_each_view_of_one_scene_is_its_own_image():
+    """One pyvista scene per hemisphere: every view must be rendered anew (a missing
+    render made the 'medial' panels copies of the 'lateral' ones)."""
+    from meeg_inverse.viz._render import get_backend, render_panels
+
+    if get_backend() != "pyvista":
+        pytest.skip("needs the off-screen pyvista backend")
+    import pyvista as pv
+
+    shape = pv.Sphere().scale([1.0, 2.0, 0.5])
+    rr = np.asarray(shape.points) * 0.05
+    tris = shape.faces.reshape(-1, 4)[:, 1:]
+    rgb = np.tile([0.6, 0.6, 0.6], (len(rr), 1))
+    rgb[rr[:, 1] > 0] = [1.0, 0.0, 0.0]
+    lateral, medial = render_panels([dict(type="mesh", rr=rr, tris=tris, rgb=rgb)],
+                                    ["lateral", "medial"], "lh", size=(200, 150))
+    assert np.abs(lateral.astype(int) - medial.astype(int)).mean() > 1.0

@@ -198,6 +198,7 @@ def _render_pyvista(layers, views, hemi, size, background):
             pl.camera_position = [tuple(position), tuple(center), tuple(u)]
             pl.camera.parallel_scale = scale
             pl.reset_camera_clipping_range()
+            pl.render()  # off-screen: without it every screenshot shows the first view
             images.append(np.asarray(pl.screenshot(return_img=True))[..., :3].copy())
     finally:
         pl.close()

@@ -59,31 +59,43 @@ def curvature_grey(rr, tris, light=0.80, dark=0.56):
     return dark + (light - dark) * t
 
 
-def _sphere_layer(pos, amp_t, vmax, cmap, rmin=0.0018, rmax=0.0055, floor=0.02):
-    """Spheres sized and coloured by amplitude; silent sources small and dark grey."""
+#: How much of its colour a faded (low-confidence) source keeps; the rest is light grey.
+FADED_KEEP = 0.35
+
+
+def _sphere_layer(pos, amp_t, vmax, cmap, rmin=0.0018, rmax=0.0055, floor=0.02, faded=None):
+    """Spheres sized and coloured by amplitude; silent sources small and dark grey;
+    ``faded`` ones (low confidence) washed out towards light grey."""
     if len(pos) == 0:
         return None
     frac = np.clip(amp_t / vmax, 0, 1) if vmax > 0 else np.zeros(len(pos))
     live = frac > floor
     radii = np.where(live, rmin + (rmax - rmin) * np.sqrt(frac), 0.0012)
     rgb = np.where(live[:, None], cmap(frac)[:, :3], 0.25)
+    if faded is not None and np.any(faded):
+        rgb = np.where(np.asarray(faded)[:, None], FADED_KEEP * rgb + (1 - FADED_KEEP) * 0.85,
+                       rgb)
     return dict(type="spheres", centers=pos, radii=radii, rgb=rgb)
 
 
-def _surface_layers(h, amp, t_idx, vmax, cmap, mode, sigma, threshold):
+def _surface_layers(h, amp, t_idx, vmax, cmap, mode, sigma, threshold, faded=None):
     grey = curvature_grey(h.rr, h.tris)
     rgb = np.repeat(grey[:, None], 3, axis=1)
     amp_rows = amp[h.rows] if len(h.rows) else np.zeros((0, amp.shape[1]))
     active = np.flatnonzero(amp_rows.max(1) > 0) if len(amp_rows) else np.zeros(0, int)
     amp_t = amp_rows[:, t_idx] if len(amp_rows) else np.zeros(0)
+    row_faded = (np.zeros(len(h.rows), bool) if faded is None
+                 else np.asarray(faded, bool)[h.rows])
     if mode in ("blobs", "both") and len(active) and vmax > 0:
         w, _ = geo.geodesic_blob_weights(h.rr, h.tris, h.mesh_idx[active], sigma=sigma)
-        val = (w * amp_t[active, None]).max(0) / vmax
+        shown = amp_t[active] * np.where(row_faded[active], FADED_KEEP, 1.0)
+        val = (w * shown[:, None]).max(0) / vmax
         alpha = np.clip((val - threshold) / max(threshold, 0.05), 0, 1)[:, None]
         rgb = (1 - alpha) * rgb + alpha * cmap(np.clip(val, 0, 1))[:, :3]
     layers = [dict(type="mesh", rr=h.rr, tris=h.tris, rgb=rgb)]
     if mode in ("spheres", "both") and len(active):
-        sp = _sphere_layer(h.pos[active], amp_t[active], vmax, cmap)
+        sp = _sphere_layer(h.pos[active], amp_t[active], vmax, cmap,
+                           faded=row_faded[active])
         if sp is not None:
             layers.append(sp)
     return layers
@@ -92,8 +104,11 @@ def _surface_layers(h, amp, t_idx, vmax, cmap, mode, sigma, threshold):
 def render_surface_panels(stc, src, subject=None, subjects_dir=None, time=None,
                           views=SURFACE_VIEWS, hemis=("lh", "rh"), trans=None, surface="auto",
                           mode="both", smoothing_mm=None, vmax=None, cmap=None,
-                          threshold=0.1, size=(560, 420), backend=None, geometry=None):
+                          threshold=0.1, size=(560, 420), backend=None, geometry=None,
+                          faded=None):
     """Render each (hemi, view) panel; returns ``(panels, info)``.
+
+    ``faded``: a boolean per row of ``stc``; those sources are washed out (low confidence).
 
     ``panels`` maps ``(hemi, view)`` to an (h, w, 3) uint8 image; ``info`` holds the time
     index, ``vmax`` (A·m) and the colour map used.
@@ -108,7 +123,7 @@ def render_surface_panels(stc, src, subject=None, subjects_dir=None, time=None,
     for h in geom.hemis:
         if h.hemi not in hemis:
             continue
-        layers = _surface_layers(h, amp, t_idx, vmax, cmap, mode, sigma, threshold)
+        layers = _surface_layers(h, amp, t_idx, vmax, cmap, mode, sigma, threshold, faded)
         # One scene per hemisphere, screenshot from each view.
         images = render_panels(layers, views, h.hemi, size=size, backend=backend)
         panels.update({(h.hemi, view): img for view, img in zip(views, images)})
@@ -151,7 +166,7 @@ def _colorbar(fig, rect, cmap, vmax, label="Source amplitude (nA·m)"):
 def plot_source_map(stc, src, fname, subject=None, subjects_dir=None, time=None,
                     views=None, hemis=("lh", "rh"), trans=None, surface="auto", mode="both",
                     smoothing_mm=None, vmax=None, cmap=None, title=None, mri=True,
-                    panel_size=(560, 420), dpi=100, backend=None):
+                    panel_size=(560, 420), dpi=100, backend=None, faded=None):
     """Draw a sparse source estimate at one time point and save it as a PNG.
 
     Surface source spaces: one panel per hemisphere (columns) and view (rows; default
@@ -165,7 +180,8 @@ def plot_source_map(stc, src, fname, subject=None, subjects_dir=None, time=None,
     ``time`` in seconds (default: time of the largest amplitude); ``vmax`` in A·m (default:
     the largest amplitude over all times, so maps at different times share a scale).
     ``surface``: ``'auto'``, ``'source'``, ``'fsaverage'`` (template via MNI) or a FreeSurfer
-    surface name. Returns the path written.
+    surface name. ``faded``: a boolean per row of ``stc``, sources drawn washed out (low
+    confidence; surface source spaces). Returns the path written.
     """
     import matplotlib.pyplot as plt
 
@@ -186,7 +202,7 @@ def plot_source_map(stc, src, fname, subject=None, subjects_dir=None, time=None,
         panels, info = render_surface_panels(stc, src, subject, subjects_dir, time, views,
                                              hemis, trans, surface, mode, smoothing_mm, vmax,
                                              cmap, size=panel_size, backend=backend,
-                                             geometry=geom)
+                                             geometry=geom, faded=faded)
         hemis = [h for h in hemis if any(k[0] == h for k in panels)]
         grid = [[(h, v) for h in hemis] for v in views]
         col_titles = [HEMI_NAMES[h] + (" (fsaverage)" if geom.frame == "mni" else "")

@@ -40,7 +40,8 @@ def render_all(stc, src, out_dir, data=None, fit=None, residual=None, times=None
     t_peak = float(stc.times[pick_time_index(stc, time)])
     paths["source_map"] = plot_source_map(stc, src, out / "source_map.png", subject=subject,
                                           subjects_dir=subjects_dir, time=t_peak, trans=trans,
-                                          surface=surface, views=views, title=title)
+                                          surface=surface, views=views, title=title,
+                                          faded=faded)
     for k, t in enumerate(source_map_times or ()):
         paths[f"source_map_{k + 1}"] = plot_source_map(
             stc, src, out / f"source_map_{1e3 * t:+.0f}ms.png", subject=subject,
