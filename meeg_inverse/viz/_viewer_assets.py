@@ -239,7 +239,10 @@ function bindAttr(name, buf) { gl.bindBuffer(gl.ARRAY_BUFFER, buf); gl.enableVer
 function sourceLook(s) {
   var a = Math.abs(s.amp[tIdx]) / vmax, live = a > 0.02;
   var r = live ? D.rmin + (D.rmax - D.rmin) * Math.sqrt(Math.min(a, 1)) : D.rmin * 0.6;
-  return { r: r, col: live ? cmap(a) : [0.25, 0.25, 0.25], live: live };
+  var col = live ? cmap(a) : [0.25, 0.25, 0.25];
+  // Low-confidence sources are washed out towards light grey, as in the static maps.
+  if (s.faded) col = col.map(function (v) { return 0.35 * v + 0.65 * 0.85; });
+  return { r: r, col: col, live: live };
 }
 var lastM = null;
 function resize() {

@@ -58,7 +58,8 @@ def render_all(stc, src, out_dir, data=None, fit=None, residual=None, times=None
     if viewer:
         paths["viewer"] = write_viewer_html(stc, src, out / "viewer.html", subject=subject,
                                             subjects_dir=subjects_dir, title=title,
-                                            trans=trans, surface=surface, labels=labels)
+                                            trans=trans, surface=surface, labels=labels,
+                                            faded=faded)
     extra = dict(info or {})
     extra.update(_flatten(summary))
     paths["index"] = _write_index(out, paths, stc, title, extra,

@@ -48,11 +48,13 @@ def _fmt(a, digits=4):
 
 
 def viewer_payload(stc, src, subject=None, subjects_dir=None, trans=None, surface="auto",
-                   title=None, max_sources=200, max_faces=60000, time=None, labels=None):
+                   title=None, max_sources=200, max_faces=60000, time=None, labels=None,
+                   faded=None):
     """The data (JSON-serialisable dict) embedded in the viewer page.
 
     ``labels``: one name per row of ``stc`` (anatomical region and confidence);
-    default the source-space vertex numbers.
+    default the source-space vertex numbers. ``faded``: a boolean per row, sources drawn
+    washed out (low confidence).
     """
     geom = geo.source_geometry(stc, src, subject, subjects_dir, trans, surface)
     amp = source_amplitudes(stc) * NAM
@@ -80,7 +82,8 @@ def viewer_payload(stc, src, subject=None, subjects_dir=None, trans=None, surfac
     sources = []
     for r in rows:
         sources.append(dict(label=labels[r], mesh=row_mesh.get(int(r), "brain"),
-                            pos=_fmt(pos_mm[r], 6), tc=_fmt(tc[r]), amp=_fmt(amp[r])))
+                            pos=_fmt(pos_mm[r], 6), tc=_fmt(tc[r]), amp=_fmt(amp[r]),
+                            faded=bool(faded is not None and faded[r])))
     strongest = sources[0]["mesh"] if sources else "lh"
     frame = {"mri": "MRI (surface RAS)", "head": "head", "mni": "fsaverage / MNI"}.get(
         geom.frame, geom.frame)
@@ -103,7 +106,8 @@ def viewer_payload(stc, src, subject=None, subjects_dir=None, trans=None, surfac
 
 
 def write_viewer_html(stc, src, fname, subject=None, subjects_dir=None, title=None, trans=None,
-                      surface="auto", max_sources=200, max_faces=60000, time=None, labels=None):
+                      surface="auto", max_sources=200, max_faces=60000, time=None, labels=None,
+                      faded=None):
     """Write a single self-contained HTML file with an interactive 3D view of the sources.
 
     Rotation (drag), pan (shift/right-drag), zoom (wheel), a time slider with play button,
@@ -114,7 +118,7 @@ def write_viewer_html(stc, src, fname, subject=None, subjects_dir=None, title=No
     Returns the path written.
     """
     payload = viewer_payload(stc, src, subject, subjects_dir, trans, surface, title,
-                             max_sources, max_faces, time, labels=labels)
+                             max_sources, max_faces, time, labels=labels, faded=faded)
     data = json.dumps(payload, separators=(",", ":"), allow_nan=False)
     data = data.replace("</", "<\\/")  # never close the <script> element early
     page = TEMPLATE.replace("__TITLE__", html.escape(payload["title"])).replace("__DATA__", data)
