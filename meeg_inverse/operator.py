@@ -300,6 +300,23 @@ def read_sparse_inverse_operator(fname):
     return op
 
 
+def _whiten_gain(sol, rows, whitener):
+    """``whitener @ sol[rows]``, Fortran-ordered, without the channel-picked copy of ``sol``.
+
+    The whitener gets zero columns for the forward's other rows, and the product
+    is computed as ``(solᵀ Wᵀ)ᵀ`` so that the result is Fortran-ordered (solvers
+    read columns) without a second copy. Rows not used that hold NaN/Inf
+    (0·NaN is NaN) are left out by picking instead. Returns the gain and the
+    array and rows the unwhitened gain is to be read from.
+    """
+    if len(rows) < sol.shape[0] and not all(np.isfinite(sol[r]).all() for r in
+                                            np.setdiff1d(np.arange(sol.shape[0]), rows)):
+        sol, rows = sol[rows], np.arange(len(rows))
+    whitener_rows = np.zeros((whitener.shape[0], sol.shape[0]))
+    whitener_rows[:, rows] = whitener
+    return (sol.T @ whitener_rows.T).T, sol, rows
+
+
 def make_sparse_inverse_operator(info, forward, noise_cov, *, loose="auto", depth=0.8,
                                  rank=None, weights=None, weights_min=0.0, verbose=False):
     """Prepare the sparse inverse of a recording setup (as MNE's ``mixed_norm`` does).
@@ -402,21 +419,11 @@ def make_sparse_inverse_operator(info, forward, noise_cov, *, loose="auto", dept
         rows = np.array([row_of[c] for c in ch_names])
         info_picked = mne.pick_info(info, [info["ch_names"].index(c) for c in ch_names])
         sol = forward["sol"]["data"]
-        # Row by row: no temporary of the gain's size.
-        finite_rows = np.array([np.isfinite(row).all() for row in sol])
-        if not finite_rows[rows].all():
-            check_finite(sol[rows], "The forward solution")
-        sol_rows = rows
-        if not finite_rows.all():  # NaN·0 is NaN: leave the unused rows out
-            sol, sol_rows = sol[rows], np.arange(len(rows))
 
         # One preparation (eigendecomposition) of the covariance, one whitener:
         # MNE's depth prior and gain use the same whitener, computed twice there.
-        from ._blas import one_blas_thread
-
-        with one_blas_thread():  # eigh of a few hundred rows: threads only cost (see _blas)
-            cov = mne.cov.prepare_noise_cov(noise_cov, info, ch_names, rank)
-            whitener, _ = mne.cov.compute_whitener(cov, pca=True, verbose=False)
+        cov = mne.cov.prepare_noise_cov(noise_cov, info, ch_names, rank)
+        whitener, _ = mne.cov.compute_whitener(cov, pca=True, verbose=False)
     rank_value = int((cov["eig"] > 0).sum())
     if rank_value == 0:
         raise InputError("The noise covariance has rank 0.", "recompute it from real noise data.")
@@ -425,17 +432,18 @@ def make_sparse_inverse_operator(info, forward, noise_cov, *, loose="auto", dept
     # the whitener gets zero columns for the forward's other rows. Computed as
     # (solᵀ Wᵀ)ᵀ so that the result is Fortran-ordered (solvers read columns)
     # without a second copy.
-    whitener_rows = np.zeros((rank_value, sol.shape[0]))
-    whitener_rows[:, sol_rows] = whitener
-    gain = (sol.T @ whitener_rows.T).T
-    del whitener_rows
+    gain, sol, sol_rows = _whiten_gain(sol, rows, whitener)
 
     n_orient = 1 if fixed else 3
     source_weighting = np.ones(gain.shape[1])
+    # Column energies (no temporary of the gain's size): the depth prior's, and
+    # the finiteness check of the forward (a NaN or Inf makes its column's one).
+    energy = np.einsum("ij,ij->j", gain, gain)
+    if not np.isfinite(energy).all():
+        check_finite(sol[sol_rows], "The forward solution")
     if depth is not None:
         # compute_depth_prior(limit=None, limit_depth_chs='whiten', combine_xyz='fro'),
-        # from the whitened gain (column energies, no temporary of the gain's size).
-        energy = np.einsum("ij,ij->j", gain, gain)
+        # from the whitened gain.
         if n_orient == 3:
             energy = energy.reshape(-1, 3).sum(axis=1)
         energy[energy == 0.0] = np.min(energy[energy != 0.0])

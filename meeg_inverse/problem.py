@@ -324,12 +324,16 @@ class InverseProblem:
 
     def fit(self, coef, active_set=None):
         """Whitened measurements predicted by a solution, ``gain @ coef``."""
-        if active_set is not None:
-            return self.gain[:, active_set] @ np.asarray(coef)
-        return self.gain @ coef
+        if active_set is None:  # only the active columns enter the product
+            active_set = np.any(np.asarray(coef) != 0, axis=1)
+            coef = np.asarray(coef)[active_set]
+        return self.gain[:, active_set] @ np.asarray(coef)
 
     def explained_variance(self, coef, active_set=None):
         """Fraction of the whitened data's energy that a solution explains."""
+        if active_set is None:  # only the active columns enter the product
+            active_set = np.any(np.asarray(coef) != 0, axis=1)
+            coef = np.asarray(coef)[active_set]
         residual = self.data - self.fit(coef, active_set)
         return 1.0 - float(np.sum(residual ** 2) / np.sum(self.data ** 2))
 
@@ -483,7 +487,8 @@ class InverseProblem:
 def group_norms(matrix, n_orient):
     """Frobenius norm of each block of ``n_orient`` consecutive rows."""
     n_rows, n_cols = matrix.shape
-    return np.sqrt((matrix.reshape(n_rows // n_orient, n_orient * n_cols) ** 2).sum(axis=1))
+    blocks = matrix.reshape(n_rows // n_orient, n_orient * n_cols)
+    return np.sqrt(np.einsum("ij,ij->i", blocks, blocks))  # no squared copy
 
 
 def _apply_prior_weights(forward, gain, source_weighting, weights, weights_min, n_orient):
