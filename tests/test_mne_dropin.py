@@ -338,7 +338,7 @@ def test_rng_and_random_state_forms(seed, evoked, sample_forward, sample_cov):
 @pytest.mark.parametrize("kwargs, match", [
     (dict(alpha=100), "alpha"),
     (dict(alpha=-1), "alpha"),
-    (dict(alpha="auto"), "alpha"),
+    (dict(alpha="best"), "alpha"),
     (dict(solver="newton"), "solver"),
     (dict(dgap_freq=0), "dgap_freq"),
     (dict(n_mxne_iter=0), "n_mxne_iter"),
