@@ -210,23 +210,32 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="auto", loose="auto", depth
         weak sources on real averages. A number is a percentage of lambda_max
         in (0, 100), as in MNE.
     loose, depth, rank, weights, weights_min, pick_ori
-        As in :func:`mne.inverse_sparse.mixed_norm`.
+        As in :func:`mne.inverse_sparse.mixed_norm`: ``loose`` 'auto', a
+        number or a dict per source-space type; ``depth`` a number, None or a
+        dict of :func:`mne.forward.compute_depth_prior` options; ``weights`` an
+        array or a source estimate on the forward's sources, ``weights_min`` in
+        the weights' units.
     maxit : int
         Maximum number of outer iterations of the solver.
     tol : float
         Relative tolerance: the duality gap (convex penalties) or the
         fixed-point criterion (non-convex ones) must fall below
         ``tol * ||M||_F^2``, as in MNE.
-    active_set_size : int
-        Initial working-set size, in sources.
+    active_set_size : int | None
+        Initial working-set size, in sources (None: all sources at once).
     debias : bool
         Rescale the active sources to undo the amplitude shrinkage.
     time_pca : bool | int
         Reduce the time dimension by SVD before solving (True: the data's rank;
         int: that many components).
-    solver, dgap_freq, sure_alpha_grid
-        Accepted for compatibility with MNE; the solver is always the
-        working-set Anderson-accelerated block coordinate descent.
+    solver, dgap_freq
+        Checked as MNE checks them ('auto' | 'cd' | 'bcd'; > 0 or np.inf); the
+        solver is always the working-set Anderson-accelerated block coordinate
+        descent, which gives the same solution.
+    sure_alpha_grid : 'auto' | array
+        With ``alpha='sure'``, an array of percentages of lambda_max makes SURE
+        choose among them, as MNE; 'auto' minimizes SURE continuously.
+        Ignored for other ``alpha``.
     n_mxne_iter : int
         > 1 runs iteratively reweighted L2,1 (irMxNE) with that many iterations,
         as MNE does.
@@ -258,8 +267,8 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="auto", loose="auto", depth
     Returns
     -------
     stc : SourceEstimate | VectorSourceEstimate | VolSourceEstimate | list
-        As :func:`mne.inverse_sparse.mixed_norm`: one per evoked (a list if a
-        list was given), or lists of :class:`mne.Dipole` with
+        As :func:`mne.inverse_sparse.mixed_norm`: one per evoked (a list for a
+        list of two or more), or lists of :class:`mne.Dipole` with
         ``return_as_dipoles``; with ``return_residual`` a tuple
         ``(stc, residual)``. With ``return_result`` a
         :class:`SparseInverseResult`.
