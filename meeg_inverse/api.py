@@ -80,6 +80,7 @@ class SparseInverseResult:
 
 
 def _as_evoked_list(evoked):
+    """The evokeds as a list, and whether to return lists (as MNE: for 2 or more)."""
     if isinstance(evoked, mne.Evoked):
         return [evoked], False
     if isinstance(evoked, (list, tuple)) and evoked and all(isinstance(e, mne.Evoked) for e in evoked):
@@ -87,9 +88,56 @@ def _as_evoked_list(evoked):
         if any(e.ch_names != names for e in evoked[1:]):
             raise InputError("All the evoked responses must have the same channels.",
                              "pick the same channels in each (evoked.pick(ch_names)).")
-        return list(evoked), True
+        # mixed_norm returns a single estimate for a list of one evoked.
+        return list(evoked), len(evoked) > 1
+    if isinstance(evoked, mne.io.BaseRaw):
+        raise InputError("sparse_inverse localizes evoked responses, and got a raw recording.",
+                         "localize a time window of it with meeg_inverse.localize_raw(raw, "
+                         "forward, noise_cov, start, stop), or cut epochs and average them.")
+    if isinstance(evoked, mne.BaseEpochs):
+        raise InputError("sparse_inverse localizes evoked responses, and got epochs.",
+                         "use meeg_inverse.localize_epochs(epochs, forward, noise_cov), or "
+                         "pass epochs.average().")
     raise InputError(f"evoked must be an mne.Evoked or a list of them, got {type(evoked).__name__}.",
                      "average epochs first (epochs.average()).")
+
+
+def _check_mne_options(solver, dgap_freq, sure_alpha_grid, alpha, active_set_size, time_pca):
+    """Validate the arguments MNE's mixed_norm validates, with the same accepted forms."""
+    if solver not in ("auto", "cd", "bcd"):
+        raise InputError(f"solver must be 'auto', 'cd' or 'bcd', got {solver!r}.",
+                         "use solver='auto' (every solver gives the same solution here).")
+    try:
+        positive = float(dgap_freq) > 0
+    except (TypeError, ValueError):
+        positive = False
+    if not positive:
+        raise InputError(f"dgap_freq must be a positive integer or np.inf, got {dgap_freq!r}.",
+                         "use the default, dgap_freq=10.")
+    if isinstance(sure_alpha_grid, str):
+        if sure_alpha_grid != "auto":
+            raise InputError(f"sure_alpha_grid must be 'auto' or an array, got "
+                             f"{sure_alpha_grid!r}.", "use 'auto' or e.g. np.geomspace(100, 10, 15).")
+        grid = None
+    else:
+        try:
+            grid = np.asarray(sure_alpha_grid, dtype=float).ravel()
+        except (TypeError, ValueError):
+            grid = np.array([np.nan])
+        if alpha != "sure":
+            grid = None  # as MNE's docstring says: ignored unless alpha is 'sure'
+        elif grid.size == 0 or not np.all((grid > 0) & (grid < 100)):
+            raise InputError(f"sure_alpha_grid must hold percentages of alpha_max in (0, 100), "
+                             f"got {sure_alpha_grid!r}.", "use e.g. np.geomspace(100, 10, 15).")
+    if active_set_size is not None and (isinstance(active_set_size, bool)
+                                        or not isinstance(active_set_size, (int, np.integer))
+                                        or active_set_size < 1):
+        raise InputError(f"active_set_size must be a positive integer or None, got "
+                         f"{active_set_size!r}.", "use the default, 10.")
+    if not isinstance(time_pca, (bool, int, np.integer)) or time_pca < 0:
+        raise InputError(f"time_pca must be True, False or a positive integer, got {time_pca!r}.",
+                         "use time_pca=True.")
+    return grid
 
 
 def _concatenate(evokeds):
@@ -119,6 +167,14 @@ def _resolve_alpha(alpha, alpha_fraction):
     except (TypeError, ValueError):
         raise InputError(f"alpha must be 'sure' or a number in (0, 100), got {alpha!r}.",
                          "use alpha='sure' or a percentage of lambda_max, e.g. 30.") from None
+    if alpha == 0.0:
+        # MNE's alpha=0 ("no regularization") has infinitely many solutions (more
+        # unknowns than sensors): what its solver returns depends on maxit.
+        raise InputError(
+            "alpha=0 means no regularization: with more source components than sensors the "
+            "fit has infinitely many exact solutions, none of them sparse.",
+            "use a small positive percentage (e.g. alpha=5), or a minimum-norm estimate "
+            "(mne.minimum_norm.apply_inverse) for an unregularized-looking fit.")
     if not 0.0 < alpha < 100.0:
         raise InputError(
             f"alpha={alpha} is outside (0, 100): it is a percentage of lambda_max, and at "
@@ -154,23 +210,32 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="auto", loose="auto", depth
         weak sources on real averages. A number is a percentage of lambda_max
         in (0, 100), as in MNE.
     loose, depth, rank, weights, weights_min, pick_ori
-        As in :func:`mne.inverse_sparse.mixed_norm`.
+        As in :func:`mne.inverse_sparse.mixed_norm`: ``loose`` 'auto', a
+        number or a dict per source-space type; ``depth`` a number, None or a
+        dict of :func:`mne.forward.compute_depth_prior` options; ``weights`` an
+        array or a source estimate on the forward's sources, ``weights_min`` in
+        the weights' units.
     maxit : int
         Maximum number of outer iterations of the solver.
     tol : float
         Relative tolerance: the duality gap (convex penalties) or the
         fixed-point criterion (non-convex ones) must fall below
         ``tol * ||M||_F^2``, as in MNE.
-    active_set_size : int
-        Initial working-set size, in sources.
+    active_set_size : int | None
+        Initial working-set size, in sources (None: all sources at once).
     debias : bool
         Rescale the active sources to undo the amplitude shrinkage.
     time_pca : bool | int
         Reduce the time dimension by SVD before solving (True: the data's rank;
         int: that many components).
-    solver, dgap_freq, sure_alpha_grid
-        Accepted for compatibility with MNE; the solver is always the
-        working-set Anderson-accelerated block coordinate descent.
+    solver, dgap_freq
+        Checked as MNE checks them ('auto' | 'cd' | 'bcd'; > 0 or np.inf); the
+        solver is always the working-set Anderson-accelerated block coordinate
+        descent, which gives the same solution.
+    sure_alpha_grid : 'auto' | array
+        With ``alpha='sure'``, an array of percentages of lambda_max makes SURE
+        choose among them, as MNE; 'auto' minimizes SURE continuously.
+        Ignored for other ``alpha``.
     n_mxne_iter : int
         > 1 runs iteratively reweighted L2,1 (irMxNE) with that many iterations,
         as MNE does.
@@ -202,15 +267,20 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="auto", loose="auto", depth
     Returns
     -------
     stc : SourceEstimate | VectorSourceEstimate | VolSourceEstimate | list
-        As :func:`mne.inverse_sparse.mixed_norm`: one per evoked (a list if a
-        list was given), or lists of :class:`mne.Dipole` with
+        As :func:`mne.inverse_sparse.mixed_norm`: one per evoked (a list for a
+        list of two or more), or lists of :class:`mne.Dipole` with
         ``return_as_dipoles``; with ``return_residual`` a tuple
         ``(stc, residual)``. With ``return_result`` a
         :class:`SparseInverseResult`.
     """
     evokeds, is_list = _as_evoked_list(evoked)
     _resolve_alpha(alpha, alpha_fraction)  # bad alpha fails before the preparation
+    _check_mne_options(solver, dgap_freq, sure_alpha_grid, alpha, active_set_size, time_pca)
+    from .io import with_average_reference
     from .operator import make_sparse_inverse_operator
+
+    # The same reference handling as every other entry point (copies, when needed).
+    evokeds = [with_average_reference(e) for e in evokeds]
 
     with mne.utils.use_log_level(verbose if verbose is not None else "WARNING"):
         joint = _concatenate(evokeds)
@@ -225,7 +295,7 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="auto", loose="auto", depth
         return_as_dipoles=return_as_dipoles, pick_ori=pick_ori, rng=rng,
         random_state=random_state, penalty=penalty, penalty_params=penalty_params,
         alpha_fraction=alpha_fraction, return_result=return_result, max_time=max_time,
-        _check_baseline=False)
+        sure_alpha_grid=sure_alpha_grid, _check_baseline=False)
 
 
 def apply_sparse_inverse(operator, evoked, alpha="auto", *, maxit=3000, tol=1e-4,
@@ -233,7 +303,8 @@ def apply_sparse_inverse(operator, evoked, alpha="auto", *, maxit=3000, tol=1e-4
                          return_residual=False, return_as_dipoles=False, pick_ori=None,
                          rng=None, random_state=None, penalty=None, penalty_params=None,
                          alpha_fraction=None, return_result=False,
-                         max_time=DEFAULT_MAX_TIME, _check_baseline=True):
+                         max_time=DEFAULT_MAX_TIME, sure_alpha_grid="auto",
+                         _check_baseline=True):
     """Apply a prepared operator to evoked data (see :func:`sparse_inverse`).
 
     Parameters
@@ -244,7 +315,7 @@ def apply_sparse_inverse(operator, evoked, alpha="auto", *, maxit=3000, tol=1e-4
         Recorded with the operator's channels; a list is fitted jointly.
     alpha, maxit, tol, active_set_size, debias, time_pca, n_mxne_iter,
     return_residual, return_as_dipoles, pick_ori, rng, random_state, penalty,
-    penalty_params, alpha_fraction, return_result, max_time
+    penalty_params, alpha_fraction, return_result, max_time, sure_alpha_grid
         As in :func:`sparse_inverse`.
 
     Returns
@@ -255,6 +326,11 @@ def apply_sparse_inverse(operator, evoked, alpha="auto", *, maxit=3000, tol=1e-4
 
     evokeds, is_list = _as_evoked_list(evoked)
     alpha_mode, fraction = _resolve_alpha(alpha, alpha_fraction)
+    sure_grid = _check_mne_options("auto", 10, sure_alpha_grid, alpha, active_set_size,
+                                   time_pca)
+    from .io import with_average_reference
+
+    evokeds = [with_average_reference(e) for e in evokeds]
     if penalty is None and n_mxne_iter != 1:
         penalty = "l21"  # irMxNE reweights L2,1
     penalty = resolve_penalty(penalty, alpha_mode)
@@ -274,30 +350,51 @@ def apply_sparse_inverse(operator, evoked, alpha="auto", *, maxit=3000, tol=1e-4
 
     joint = _concatenate(evokeds)
     problem = operator.problem(joint, check_baseline=_check_baseline)
+    select_kw = {}
+    if sure_grid is not None and alpha_mode == "sure":  # MNE's grid, in % of lambda_max
+        select_kw = {"method": "sure-grid", "grid": sure_grid / 100.0 * problem.alpha_max}
+    if time_pca is not True and time_pca:
+        # An int keeps at most that many components (MNE keeps all if it is more),
+        # and alpha is then a percentage of the reduced data's lambda_max, as MNE.
+        from .solvers import time_pca as reduce_time
+
+        time_pca = min(int(time_pca), *problem.data.shape)
+        problem.alpha_max = operator.alpha_max(reduce_time(problem.data, time_pca)[0])
     solution = solve_inverse(
         problem, alpha=fraction if alpha_mode == "fraction" else alpha_mode, penalty=penalty,
-        penalty_params=penalty_params, tol=tol, max_iter=int(maxit), p0=int(active_set_size),
+        penalty_params=penalty_params, tol=tol, max_iter=int(maxit),
+        # active_set_size=None: no working-set strategy (all sources at once), as MNE.
+        p0=problem.n_sources if active_set_size is None else int(active_set_size),
         time_pca=time_pca, debias=debias, random_state=seed, max_time=max_time,
-        confidence=DEFAULT_REDRAWS if return_result else 0)
+        confidence=DEFAULT_REDRAWS if return_result else 0, **select_kw)
     active_set = solution.active_set
-    coef = solution.full_coef()
-    explained = problem.explained_variance(coef) if active_set.any() else 0.0
-    cancellation = problem.field_cancellation(coef)
+    # Only the active rows from here on: never a source space x time array
+    # (a 230-s raw window on 5124 free sources would be 3.6 GB).
+    coef_active = solution.coef_active
+    explained = problem.explained_variance(coef_active, active_set) if active_set.any() else 0.0
+    cancellation = problem.field_cancellation(coef_active, active_set)
     problem.warn_if_cancelling(cancellation, penalty)
     if not active_set.any():
         warnings.warn("No active source: alpha is too large. Lower alpha.", RuntimeWarning,
                       stacklevel=2)
+    from .summary import many_sources_note
+
+    note = many_sources_note(int(active_set.sum()) // problem.n_orient, problem.n_orient,
+                             problem.n_channels, penalty)
+    if note:
+        warnings.warn(note, RuntimeWarning, stacklevel=2)
 
     estimates, residuals, start = [], [], 0
     for e in evokeds:
         stop = start + len(e.times)
-        part = coef[:, start:stop]
+        part = coef_active[:, start:stop]
         if return_as_dipoles:
-            estimates.append(_make_dipoles(problem, part, e.times))
+            estimates.append(_make_dipoles(problem, part, active_set, e.times,
+                                           problem.data[:, start:stop]))
         else:
-            estimates.append(problem.to_stc(part, pick_ori=pick_ori, times=e.times))
+            estimates.append(problem.to_stc(part, active_set, pick_ori=pick_ori, times=e.times))
         if return_residual:
-            residuals.append(_residual(problem, e, part))
+            residuals.append(_residual(problem, e, part, active_set))
         start = stop
 
     if return_result:
@@ -311,7 +408,8 @@ def apply_sparse_inverse(operator, evoked, alpha="auto", *, maxit=3000, tol=1e-4
             residuals=residuals if return_residual else None, problem=problem,
             timings=solution.timings, confidence=solution.confidence,
             noise=problem.noise_estimate,
-            warnings=_result_warnings(problem, coef, solution, cancellation, penalty))
+            warnings=_result_warnings(problem, solution.full_coef(), solution, cancellation,
+                                      penalty))
     out = estimates if is_list else estimates[0]
     if return_residual:
         return out, (residuals if is_list else residuals[0])
@@ -332,80 +430,139 @@ def _result_warnings(problem, coef, solution, cancellation, penalty):
                            penalty=penalty)
 
 
-def _residual(problem, evoked, coef):
-    """Sensor-space residual: data minus the forward projection of the estimate."""
+def _residual(problem, evoked, coef, active_set):
+    """Sensor-space residual: data minus the forward projection of the estimate.
+
+    As :func:`mne.inverse_sparse.mixed_norm`: the fit is projected with the
+    projectors that are active in the data (the data carry them applied), and
+    only the active sources' gain columns are used.
+    """
     residual = evoked.copy().pick(problem.ch_names)
-    physical = problem.to_physical(problem.full_coef(coef))
-    active = np.flatnonzero(np.any(physical != 0, axis=1))
+    rows, values = problem._active_rows(coef, active_set)
+    full_rows = rows if problem.source_mask is None else np.flatnonzero(problem.source_mask)[rows]
+    physical = values * problem.source_weighting[rows][:, None]
     # Only the active columns of the unwhitened gain (the operator's forward rows).
-    fit = problem.operator.sensor_gain(active) @ physical[active]
-    # The data carry their SSP projections; project the fit the same way.
-    info = residual.info.copy()
-    with info._unlock():
-        info["projs"] = [mne.Projection(**{**dict(p), "active": False}) for p in info["projs"]]
-    projected = mne.EvokedArray(fit, info, tmin=residual.times[0], verbose=False)
-    projected.apply_proj(verbose=False)
-    residual.data = residual.data - projected.data
+    fit = problem.operator.sensor_gain(full_rows) @ physical
+    active_projs = [p for p in residual.info["projs"] if p["active"]]
+    if active_projs:
+        info = residual.info.copy()
+        with info._unlock():
+            info["projs"] = [mne.Projection(**{**dict(p), "active": False})
+                             for p in active_projs]
+        projected = mne.EvokedArray(fit, info, tmin=residual.times[0], verbose=False)
+        projected.apply_proj(verbose=False)
+        fit = projected.data
+    residual.data = residual.data - fit
     return residual
 
 
-def _make_dipoles(problem, coef, times):
-    """One :class:`mne.Dipole` per active source, with its moment over time."""
-    physical = problem.to_physical(problem.full_coef(coef))
-    active = problem.active_sources(physical)
+def _make_dipoles(problem, coef, active_set, times, data):
+    """One :class:`mne.Dipole` per active source, as ``mixed_norm(return_as_dipoles=True)``.
+
+    ``coef`` holds the rows of ``active_set``. Positions and orientations in head
+    coordinates, amplitudes in A·m (signed for fixed orientation), and MNE's
+    split goodness of fit (the share of the whitened ``data`` each dipole
+    explains, %).
+    """
+    from mne.inverse_sparse.mxne_inverse import _split_gof
+
     n_orient = problem.n_orient
-    src_rr = np.concatenate([s["rr"][s["vertno"]] for s in problem.forward["src"]])
+    rows = np.flatnonzero(np.asarray(active_set, bool))
+    # Whole blocks of the active sources (MNE's active set holds whole sources).
+    blocks = np.unique(rows // n_orient)
+    block_rows = (blocks[:, None] * n_orient + np.arange(n_orient)).ravel()
+    values = np.zeros((len(block_rows), len(times)))
+    values[np.searchsorted(block_rows, rows)] = coef
+    weighting = problem.source_weighting[block_rows]
+    physical = values * weighting[:, None]
+    # MNE splits the fit on the whitened gain in physical units (its basis, and
+    # so the split, depends on the columns' scaling).
+    weighting = np.where(weighting == 0, 1.0, weighting)
+    gain = problem.gain[:, block_rows] / weighting
+    # Column by column in time (MNE's split is per sample): in chunks, so a long
+    # window never needs a (channels x rows x samples) array at once.
+    chunk = max(1, int(2e6 // max(1, gain.shape[0] * gain.shape[1])))
+    gof = np.concatenate([_split_gof(data[:, t:t + chunk], physical[:, t:t + chunk], gain)
+                          for t in range(0, len(times), chunk)], axis=1)
+    gof = gof.reshape(len(blocks), n_orient, len(times)).sum(axis=1)
+    full_blocks = blocks if problem.source_mask is None else \
+        np.flatnonzero(problem.source_mask)[block_rows][::n_orient] // n_orient
     nn = problem.forward["source_nn"]
-    total = np.sum(problem.data ** 2)
+    # Head coordinates, as the forward's source_rr that MNE uses.
+    src_rr = np.concatenate([s["rr"][s["vertno"]] for s in problem.forward["src"]])
     dipoles = []
-    for k in active:
-        rows = slice(k * n_orient, (k + 1) * n_orient)
-        moments = nn[rows].T @ physical[rows]  # (3, n_times) in head coordinates
-        amplitude = np.linalg.norm(moments, axis=0)
-        ori = np.where(amplitude > 0, moments / np.maximum(amplitude, 1e-300), 0.0).T
-        ori[amplitude == 0] = nn[rows][-1]
+    for j, k in enumerate(full_blocks):
+        block = physical[j * n_orient:(j + 1) * n_orient]
+        if n_orient == 1:
+            amplitude = block[0]
+            ori = np.tile(nn[k], (len(times), 1))
+        else:
+            moments = nn[k * 3:(k + 1) * 3].T @ block  # (3, n_times) in head coordinates
+            amplitude = np.linalg.norm(moments, axis=0)
+            ori = np.zeros((len(times), 3))
+            ori[amplitude > 0] = (moments[:, amplitude > 0] / amplitude[amplitude > 0]).T
         pos = np.tile(src_rr[k], (len(times), 1))
-        contribution = problem.gain[:, rows] @ coef[rows] if problem.source_mask is None else 0.0
-        gof = 100 * (1 - np.sum((problem.data[:, :coef.shape[1]] - contribution) ** 2) / total) \
-            if problem.source_mask is None else np.nan
-        dipoles.append(mne.Dipole(times, pos, amplitude, ori, np.full(len(times), gof),
-                                  name=f"source {k}"))
+        dipoles.append(mne.Dipole(times, pos, amplitude, ori, gof[j]))
     return dipoles
 
 
-def localize_epochs(epochs, forward, noise_cov=None, **kwargs):
+def localize_epochs(epochs, forward, noise_cov=None, *, tmin=None, tmax=None, **kwargs):
     """Sparse inverse of the average of epochs (noise from their baseline if not given).
 
-    Keyword arguments go to :func:`sparse_inverse`.
+    Parameters
+    ----------
+    epochs : mne.Epochs
+        The trials; their average is localized.
+    forward : mne.Forward
+    noise_cov : mne.Covariance | None
+        None: estimated from the epochs' pre-stimulus part.
+    tmin, tmax : float | None
+        Time window of the average to localize (s); None: from the start / to
+        the end of the epochs. The noise covariance still uses the whole baseline.
+    **kwargs
+        Keyword arguments of :func:`sparse_inverse`.
+
+    Raises
+    ------
+    InputError
+        When ``epochs`` is not an Epochs or the window is outside the epochs.
     """
+    from .io import noise_cov_from_baseline, with_average_reference
+
     if not isinstance(epochs, mne.BaseEpochs):
         raise InputError(f"epochs must be an mne.Epochs, got {type(epochs).__name__}.",
                          "cut epochs with mne.Epochs(raw, events).")
     if noise_cov is None:
-        from .io import noise_cov_from_baseline
-
-        noise_cov = noise_cov_from_baseline(epochs)
+        noise_cov = noise_cov_from_baseline(with_average_reference(epochs))
     evoked = epochs.average()
-    from .io import set_average_reference
-
-    set_average_reference(evoked)
+    if tmin is not None or tmax is not None:
+        lo = evoked.times[0] if tmin is None else float(tmin)
+        hi = evoked.times[-1] if tmax is None else float(tmax)
+        if not (evoked.times[0] <= lo < hi <= evoked.times[-1] + 0.5 / evoked.info["sfreq"]):
+            raise InputError(
+                f"The window [{lo}, {hi}] s is not inside the epochs "
+                f"[{evoked.times[0]:.3f}, {evoked.times[-1]:.3f}] s.",
+                "choose tmin < tmax inside the epochs.")
+        evoked.crop(lo, hi)
     return sparse_inverse(evoked, forward, noise_cov, **kwargs)
 
 
 def localize_raw(raw, forward, noise_cov, start, stop, **kwargs):
-    """Sparse inverse of a time window ``[start, stop]`` (s) of a raw recording."""
+    """Sparse inverse of a time window ``[start, stop]`` (s) of a raw recording.
+
+    Keyword arguments go to :func:`sparse_inverse`.
+    """
     if not isinstance(raw, mne.io.BaseRaw):
         raise InputError(f"raw must be an mne.io.Raw, got {type(raw).__name__}.",
                          "read one with mne.io.read_raw.")
     if not raw.times[0] <= start < stop <= raw.times[-1]:
         raise InputError(f"The window [{start}, {stop}] s is not inside the recording "
                          f"[{raw.times[0]:.3f}, {raw.times[-1]:.3f}] s.", "choose start < stop inside it.")
-    segment = raw.copy().crop(start, stop).load_data()
-    from .io import set_average_reference
-
-    set_average_reference(segment)
-    evoked = mne.EvokedArray(segment.get_data(), segment.info, tmin=start, nave=1,
-                             comment=f"raw {start}-{stop} s", verbose=False)
+    # Only the window's samples are read or copied, never the whole recording.
+    first, last = raw.time_as_index([start, stop], use_rounding=True)
+    evoked = mne.EvokedArray(raw.get_data(start=first, stop=last + 1), raw.info,
+                             tmin=raw.times[first], nave=1, comment=f"raw {start}-{stop} s",
+                             verbose=False)
     return sparse_inverse(evoked, forward, noise_cov, **kwargs)
 
 

@@ -125,7 +125,12 @@ def build_parser():
     g.add_argument("--spacing", help="source spacing: oct6, ico4, ... or vol5 (volume, 5 mm)")
     g.add_argument("--montage", help="EEG montage name (standard_1005, ...) or file")
     g.add_argument("--montage-match", choices=("name", "order"), default="name",
-                   help="match montage to channels by name or by order (default name)")
+                   help="match montage to channels by name (ignoring prefixes/suffixes such "
+                        "as 'EEG ' and '-Ref') or by order (default name)")
+    g.add_argument("--bads", help="channels to leave out, e.g. T7,T8")
+    g.add_argument("--eog", help="channels that are EOG leads (typed EEG in some files), "
+                                 "e.g. HEOG,VEOG")
+    g.add_argument("--ch-types", help="channel types, e.g. HEOG=eog,ECG=ecg")
     g = loc.add_argument_group("inverse")
     g.add_argument("--penalty", default=None,
                    help="l21 (MxNE), weighted_l21, l1, mcp, scad, l05, l23, log, irmxne "
@@ -298,6 +303,21 @@ def _version():
     return f"meeg-inverse {__version__}"
 
 
+def _channel_types(args):
+    """--eog and --ch-types as one name → type mapping."""
+    from .channels import _split_list
+
+    types = {name: "eog" for name in _split_list(args.eog)}
+    if args.ch_types:
+        for item in _split_list(args.ch_types):
+            name, sep, kind = item.partition("=")
+            if not sep or not name.strip() or not kind.strip():
+                raise InputError(f"Cannot read --ch-types {args.ch_types!r}.",
+                                 "write NAME=TYPE pairs, e.g. --ch-types HEOG=eog,ECG=ecg.")
+            types[name.strip()] = kind.strip().lower()
+    return types or None
+
+
 def _run_localize(args, progress):
     from .pipeline import ForwardSpec, localize_file
 
@@ -319,7 +339,7 @@ def _run_localize(args, progress):
         tmin=args.tmin, tmax=args.tmax, alpha=args.alpha, penalty=args.penalty,
         penalty_params=penalty_params, loose=args.loose, depth=args.depth,
         pick_ori=args.pick_ori, rank=args.rank, tol=args.tol, debias=not args.no_debias,
-        random_state=args.seed,
+        random_state=args.seed, bads=args.bads, ch_types=_channel_types(args),
         sure_curve=args.sure_curve, figures=not args.no_figures,
         progress=progress, verbose=args.verbose)
     return result, paths

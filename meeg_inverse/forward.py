@@ -150,7 +150,7 @@ def template_subjects_dir(cache_dir=None):
     return root
 
 
-def ensure_sensor_positions(info, montage=None, match_by="name"):
+def ensure_sensor_positions(info, montage=None, match_by="name", notes=None):
     """Make sure every EEG channel has a position, setting a montage if needed.
 
     Parameters
@@ -163,8 +163,34 @@ def ensure_sensor_positions(info, montage=None, match_by="name"):
         ``'standard_1005'`` when EEG channels have none.
     match_by : 'name' | 'order'
         Match montage channels to data channels by name, or by order when the
-        recording names its channels generically (``'EEG 000'``...).
+        recording names its channels generically (``'EEG 000'``...). By name,
+        amplifier prefixes and reference suffixes are ignored (``'EEG Fz-Ref'``
+        is ``Fz``; see :func:`meeg_inverse.channels.match_names`); the
+        recording keeps its names.
+    notes : list | None
+        What was matched, and which channels were left out for lack of a
+        position, is appended here (or warned, when None).
+
+    Raises
+    ------
+    InputError
+        When no EEG channel can be matched, or the montage can't be read.
+
+    Notes
+    -----
+    EEG channels that have no position in the montage (e.g. EOG leads typed
+    as EEG) are marked bad, with a note, instead of stopping.
     """
+    import warnings
+
+    from .channels import match_names
+
+    def note(text):
+        if notes is None:
+            warnings.warn(text, stacklevel=3)
+        else:
+            notes.append(text)
+
     eeg = mne.pick_types(info, meg=False, eeg=True, exclude=[])
     if len(eeg) == 0 and montage is None:
         return info
@@ -189,23 +215,35 @@ def ensure_sensor_positions(info, montage=None, match_by="name"):
             raise InputError(
                 f"The montage has {len(montage.ch_names)} channels, the recording "
                 f"{len(eeg_names)} EEG channels; they cannot be matched by order.",
-                "give a montage with one position per EEG channel, in recording order.")
+                "give a montage with one position per EEG channel, in recording order, or "
+                "match by name (--montage-match name), which ignores prefixes and "
+                "suffixes such as 'EEG ' and '-Ref'.")
         mne.rename_channels(info, dict(zip(eeg_names, montage.ch_names)))
         eeg_names = list(montage.ch_names)
-    lower = {name.lower() for name in montage.ch_names}
-    unmatched = [name for name in eeg_names if name.lower() not in lower]
+    matched, renamed = match_names(eeg_names, montage.ch_names)
+    unmatched = [name for name in eeg_names if name not in matched]
     if len(unmatched) == len(eeg_names):
         raise InputError(
             f"No EEG channel of the recording ({', '.join(eeg_names[:4])}, ...) is named in "
             "the montage, so the electrodes have no positions.",
             "give the montage file of this recording (--montage), and if its names differ "
             "from the recording's, match them by order (--montage-match order).")
+    if renamed:
+        pairs = ", ".join(f"{a!r} → {b!r}" for a, b in list(renamed.items())[:6])
+        note(f"matched {len(renamed)} EEG channel name(s) to the montage after removing "
+             f"prefixes/suffixes: {pairs}" + (", ..." if len(renamed) > 6 else ""))
     if unmatched:
-        raise InputError(
-            f"{len(unmatched)} EEG channel(s) have no position in the montage: "
-            f"{', '.join(unmatched[:8])}.",
-            "mark them as bad (info['bads']), or give a montage that covers them.")
-    info.set_montage(montage, match_case=False, on_missing="raise")
+        info["bads"] = list(dict.fromkeys(list(info["bads"]) + unmatched))
+        note(f"{len(unmatched)} EEG channel(s) have no position in the montage and are left "
+             f"out (marked bad): {', '.join(unmatched[:8])}"
+             + (", ..." if len(unmatched) > 8 else "")
+             + "; if they are not EEG (e.g. EOG leads), say so with --eog or --ch-types.")
+    # The montage takes the recording's names, so the recording keeps them.
+    montage = montage.copy()
+    inverse = {b: a for a, b in matched.items()}
+    montage.rename_channels({m: inverse.get(m, m) for m in montage.ch_names
+                             if m in inverse and inverse[m] != m})
+    info.set_montage(montage, match_case=False, on_missing="ignore")
     return info
 
 

@@ -193,6 +193,19 @@ def make_epochs(raw, events, event_id, *, tmin=-0.2, tmax=0.5, baseline=(None, 0
             f"The baseline starts at {baseline[0]} s, before the epoch start {tmin} s.",
             "make the baseline fit in the epoch window.",
         )
+    if baseline is not None:
+        start = tmin if baseline[0] is None else baseline[0]
+        stop = tmax if baseline[1] is None else baseline[1]
+        n_samples = int(np.floor((min(stop, tmax) - start) * raw.info["sfreq"] + 1e-9)) + 1
+        if n_samples < 2:
+            raise InputError(
+                f"The epochs start at {tmin:g} s, so the baseline before the stimulus "
+                f"({start:g} to {stop:g} s) holds {max(n_samples, 0)} sample(s): there is "
+                "nothing to baseline-correct with.",
+                "start the epochs before the stimulus (--epoch-tmin -0.2; tmin=-0.2 in "
+                "Python), or switch the baseline correction off (--no-baseline; "
+                "baseline=None) and give a noise covariance (--noise-cov or --empty-room).",
+            )
     present = set(np.unique(events[:, 2]))
     event_id = {name: code for name, code in event_id.items() if code in present}
     if not event_id:
@@ -269,19 +282,43 @@ def baseline_evoked(evoked, baseline=(None, 0), *, verbose=False):
     return True
 
 
-def set_average_reference(inst):
-    """Add an average-reference projector for EEG when none is there.
+def needs_average_reference(info):
+    """Whether the good EEG channels of ``info`` lack an average-reference projector.
 
-    Sparse inverse solvers need the EEG average reference as a projector (as
-    :func:`mne.inverse_sparse.mixed_norm` does).
+    A sparse inverse models the EEG against the average reference (MNE's
+    forward solutions are referenced that way once the projector is applied to
+    the data and the gain alike); data recorded or re-referenced to another
+    reference (a vertex electrode, linked mastoids: ``info['custom_ref_applied']``)
+    must be given the projector, or the fit is made against the wrong model.
     """
-    if len(mne.pick_types(inst.info, eeg=True, exclude=[])) == 0:
-        return inst
-    has_avg = any("average" in p["desc"].lower() and "eeg" in p["desc"].lower()
-                  for p in inst.info["projs"])
-    if not has_avg:
-        inst.set_eeg_reference("average", projection=True, verbose=False)
+    from mne._fiff.proj import _has_eeg_average_ref_proj
+
+    if len(mne.pick_types(info, meg=False, eeg=True, exclude="bads")) == 0:
+        return False
+    return not _has_eeg_average_ref_proj(info)
+
+
+def set_average_reference(inst):
+    """Add an average-reference projector on the good EEG channels when none is there.
+
+    The one place where every entry point (``sparse_inverse``,
+    ``SparseInverse``, ``localize_epochs``, ``localize_raw`` and the command
+    line) makes the EEG reference consistent with the forward model, as
+    :func:`mne.inverse_sparse.mixed_norm` requires. A custom reference (e.g.
+    linked mastoids) is overridden by the projector, which removes whatever
+    common signal the reference added: the result does not depend on the
+    recording reference. Modifies ``inst`` in place and returns it.
+    """
+    if needs_average_reference(inst.info):
+        mne.set_eeg_reference(inst, "average", projection=True, copy=False, verbose=False)
     return inst
+
+
+def with_average_reference(inst):
+    """``inst`` itself when its EEG is average-referenced, else a copy with the projector."""
+    if not hasattr(inst, "info") or not needs_average_reference(inst.info):
+        return inst  # (a wrong type is reported by the caller's own check)
+    return set_average_reference(inst.copy())
 
 
 def read_checked(reader, fname, what, hint, **kwargs):
@@ -317,8 +354,8 @@ def noise_cov_from_baseline(epochs, *, tmax=0.0, method="ledoit_wolf", verbose=F
         raise InputError(
             f"The epochs start at {epochs.tmin} s, so there is no baseline before {tmax} s "
             "to estimate the noise covariance from.",
-            "use epochs that start before the stimulus (e.g. --tmin -0.2) or give a "
-            "covariance file (--noise-cov).",
+            "start the epochs before the stimulus (--epoch-tmin -0.2; tmin=-0.2 in "
+            "mne.Epochs), or give a noise covariance (--noise-cov FILE or --empty-room FILE).",
         )
     n_samples = int((min(tmax, epochs.tmax) - epochs.tmin) * epochs.info["sfreq"]) * len(epochs)
     n_channels = len(mne.pick_types(epochs.info, meg=True, eeg=True, exclude="bads"))
@@ -330,7 +367,9 @@ def noise_cov_from_baseline(epochs, *, tmax=0.0, method="ledoit_wolf", verbose=F
     # MNE's cross-validated 'shrunk' (~40 s per estimate on 366 channels).
     if method == "ledoit_wolf" and n_samples > 20 * n_channels:
         method = "empirical"
-    return mne.compute_covariance(epochs, tmax=tmax, method=method, rank=None, verbose=verbose)
+    # rank='info': Maxwell-filtered data keep their reduced rank in the estimate
+    # (the shrinkage would otherwise fill the removed dimensions).
+    return mne.compute_covariance(epochs, tmax=tmax, method=method, rank="info", verbose=verbose)
 
 
 def noise_cov_from_empty_room(fname, *, method="ledoit_wolf", verbose=False):
@@ -338,4 +377,4 @@ def noise_cov_from_empty_room(fname, *, method="ledoit_wolf", verbose=False):
     raw = read_recording(fname, verbose=verbose)
     if not isinstance(raw, mne.io.BaseRaw):
         raise InputError(f"{fname!r} is not a raw recording.", "give the empty-room raw file.")
-    return mne.compute_raw_covariance(raw, method=method, rank=None, verbose=verbose)
+    return mne.compute_raw_covariance(raw, method=method, rank="info", verbose=verbose)

@@ -70,11 +70,12 @@ class LoadedData:
     epochs: mne.Epochs | None = None
     raw: mne.io.BaseRaw | None = None
     baseline_applied: bool = False
+    notes: list = field(default_factory=list)
 
 
 def load_data(recording, *, condition=None, events=None, stim_channel=None,
               epoch_tmin=-0.2, epoch_tmax=0.5, baseline=(None, 0), reject=None,
-              montage=None, montage_match="name", verbose=False):
+              montage=None, montage_match="name", bads=None, ch_types=None, verbose=False):
     """Load a recording and reduce it to the evoked response to localize.
 
     Raw recordings are cut into epochs around their events (stim channel,
@@ -84,19 +85,28 @@ def load_data(recording, *, condition=None, events=None, stim_channel=None,
     uncorrected averages are many times the noise level and would be
     localized as sources).
 
+    ``bads`` (channels to leave out) and ``ch_types`` (name → type, e.g. EOG
+    leads typed as EEG) are applied first (:func:`meeg_inverse.channels.apply_channel_options`).
+
     Returns
     -------
     loaded : LoadedData
     """
+    from .channels import apply_channel_options
+
     inst = recording if not isinstance(recording, (str, os.PathLike)) else mio.read_recording(
         recording, verbose=verbose)
+    notes = []
+    for one in (inst if isinstance(inst, (list, tuple)) else [inst]):
+        if hasattr(one, "info"):
+            apply_channel_options(one, bads=bads, ch_types=ch_types)
     raw = epochs = None
     if isinstance(inst, mne.io.BaseRaw):
         raw = inst
         if montage is not None or _eeg_without_positions(raw.info):
             from .forward import ensure_sensor_positions
 
-            ensure_sensor_positions(raw.info, montage, match_by=montage_match)
+            ensure_sensor_positions(raw.info, montage, match_by=montage_match, notes=notes)
         if events is not None:
             ev, event_id = (mio.read_events_file(events, verbose=verbose)
                             if isinstance(events, (str, os.PathLike)) else (events, None))
@@ -117,7 +127,7 @@ def load_data(recording, *, condition=None, events=None, stim_channel=None,
         if montage is not None:
             from .forward import ensure_sensor_positions
 
-            ensure_sensor_positions(epochs.info, montage, match_by=montage_match)
+            ensure_sensor_positions(epochs.info, montage, match_by=montage_match, notes=notes)
         evokeds = mio.average_conditions(epochs)
     elif isinstance(inst, mne.Evoked):
         evokeds = {inst.comment or "evoked": inst}
@@ -133,12 +143,12 @@ def load_data(recording, *, condition=None, events=None, stim_channel=None,
     if montage is not None and epochs is None:
         from .forward import ensure_sensor_positions
 
-        ensure_sensor_positions(evoked.info, montage, match_by=montage_match)
+        ensure_sensor_positions(evoked.info, montage, match_by=montage_match, notes=notes)
     mio.set_average_reference(evoked)
     if epochs is not None:
         mio.set_average_reference(epochs)
     return LoadedData(evoked=evoked, conditions=list(evokeds), epochs=epochs, raw=raw,
-                      baseline_applied=baseline_applied)
+                      baseline_applied=baseline_applied, notes=list(dict.fromkeys(notes)))
 
 
 def _eeg_without_positions(info):
@@ -391,6 +401,7 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
 
     progress = progress or Progress(enabled=False)
     progress.step("whitening and weighting the forward model")
+    evoked = mio.with_average_reference(evoked)
     problem = InverseProblem.from_evoked(evoked, forward, noise_cov, loose=loose, depth=depth,
                                          rank=rank, tmin=tmin, tmax=tmax, verbose=verbose)
     automatic = isinstance(alpha, str)
@@ -559,7 +570,7 @@ def localize_file(recording, out_dir, *, forward_spec=None, noise_cov=None, empt
                   baseline=(None, 0), reject=None, tmin=None, tmax=None, alpha="auto",
                   penalty=None, penalty_params=None, loose="auto", depth=0.8, pick_ori=None,
                   rank=None, tol=1e-6, random_state=0, sure_curve=False, debias=True,
-                  figures=True, progress=None, verbose=False):
+                  bads=None, ch_types=None, figures=True, progress=None, verbose=False):
     """Run the whole pipeline on a file and write its outputs (what the CLI runs).
 
     Returns
@@ -579,7 +590,9 @@ def localize_file(recording, out_dir, *, forward_spec=None, noise_cov=None, empt
     loaded = load_data(recording, condition=condition, events=events, epoch_tmin=epoch_tmin,
                        epoch_tmax=epoch_tmax, baseline=baseline, reject=reject,
                        montage=forward_spec.montage, montage_match=forward_spec.montage_match,
-                       verbose=verbose)
+                       bads=bads, ch_types=ch_types, verbose=verbose)
+    for note in loaded.notes:
+        progress.info(f"note: {note}")
     if loaded.baseline_applied:
         progress.info(f"the evoked response was saved without baseline correction: "
                       f"applied baseline {baseline}")
@@ -602,6 +615,8 @@ def localize_file(recording, out_dir, *, forward_spec=None, noise_cov=None, empt
                       sure_curve=sure_curve, debias=debias, subject=subject,
                       subjects_dir=subjects_dir, progress=progress, verbose=verbose,
                       epochs=trials)
+    if loaded.notes:  # what the channel matching did
+        result.extra["notes"] = loaded.notes
     result.extra["recording"] = str(recording)
     result.extra["conditions_available"] = loaded.conditions
     result.extra["baseline_applied"] = list(baseline) if loaded.baseline_applied else None

@@ -35,8 +35,28 @@ FIELD_CANCELLATION_WARNING = 10.0
 
 
 def _triage_loose(src, loose):
-    """Resolve ``loose`` to one number, as MNE does ('auto': 0.2 surface, else 1)."""
+    """Resolve ``loose`` as MNE does: 'auto' (0.2 on surfaces, else 1), a number, or a dict.
+
+    A dict maps each source-space type of the forward ('surface', 'volume',
+    'discrete') to its value, as in :func:`mne.inverse_sparse.mixed_norm`.
+    Returns one number when every type has the same value, else the dict.
+    """
     kinds = {s["type"] for s in src}
+    if isinstance(loose, dict):
+        from mne.forward.forward import _triage_loose as mne_triage_loose
+
+        try:
+            values = mne_triage_loose(src, loose)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"Bad loose {loose!r}: {exc}",
+                             "give one value in [0, 1] per source-space type, e.g. "
+                             "{'surface': 0.2, 'volume': 1.0}.") from None
+        if len(set(values.values())) == 1:
+            return float(next(iter(values.values())))
+        if 0.0 in values.values():
+            raise InputError(f"loose={loose!r} mixes fixed (0) and free orientations.",
+                             "use one orientation model (loose=0 everywhere, or > 0 everywhere).")
+        return {key: float(value) for key, value in values.items()}
     if isinstance(loose, str):
         if loose != "auto":
             raise InputError(f"loose must be 'auto' or a number in [0, 1], got {loose!r}.",
@@ -55,6 +75,39 @@ def _triage_loose(src, loose):
             f"loose={loose} needs cortical surface orientations, but the source space is "
             f"{src.kind}.", "use loose=1 (free orientation) with volume source spaces.")
     return loose
+
+
+def _depth_options(depth):
+    """MNE's depth argument (None, a number or a dict of compute_depth_prior options).
+
+    Returns the keyword arguments of :func:`mne.forward.compute_depth_prior`
+    (``exp`` None: no depth weighting), with mixed_norm's defaults.
+    """
+    from mne.utils import _check_depth
+
+    if isinstance(depth, dict):
+        unknown = set(depth) - {"exp", "limit", "limit_depth_chs", "combine_xyz",
+                                "allow_fixed_depth"}
+        if unknown:
+            raise InputError(f"Unknown depth option(s) {sorted(unknown)}.",
+                             "use keys of mne.forward.compute_depth_prior: exp, limit, "
+                             "limit_depth_chs, combine_xyz.")
+    elif depth is not None:
+        try:
+            depth = float(depth)
+        except (TypeError, ValueError):
+            raise InputError(f"depth must be None, a number or a dict, got {depth!r}.",
+                             "use 0.8 (MNE's default) or None.") from None
+    options = _check_depth(depth, "depth_sparse")
+    options.pop("allow_fixed_depth")  # sparse solvers allow it (MNE's depth_sparse)
+    if options["exp"] is not None:
+        options["exp"] = float(options["exp"])
+        if options["exp"] < 0:
+            raise InputError(f"depth must be ≥ 0, got {options['exp']}.",
+                             "use 0.8 (MNE's default) or None.")
+        if options["exp"] == 0:
+            options["exp"] = None
+    return options
 
 
 def select_channels(info, forward, noise_cov):
@@ -359,23 +412,35 @@ class InverseProblem:
         ratio : float
             nan when the solution is empty or its fit is zero.
         """
-        coef = np.asarray(coef)
-        if active_set is not None:
-            full = np.zeros((self.gain.shape[1], coef.shape[1]))
-            full[np.asarray(active_set, bool)] = coef
-            coef = full
+        rows, coef = self._active_rows(coef, active_set)
         o = self.n_orient
-        blocks = np.flatnonzero(np.abs(coef).reshape(-1, o * coef.shape[1]).max(axis=1) > 0)
-        if blocks.size == 0:
+        if rows.size == 0:
             return float("nan")
+        # Only the active sources' rows: never a source space x time array.
         total = np.zeros((self.gain.shape[0], coef.shape[1]))
         energy = 0.0
-        for k in blocks:
-            field = self.gain[:, k * o:(k + 1) * o] @ coef[k * o:(k + 1) * o]
+        for k in np.unique(rows // o):
+            here = np.flatnonzero(rows // o == k)
+            field = self.gain[:, rows[here]] @ coef[here]
             total += field
             energy += float(np.sum(field ** 2))
         fit_energy = float(np.sum(total ** 2))
         return energy / fit_energy if fit_energy > 0 else float("nan")
+
+    def _active_rows(self, coef, active_set=None):
+        """Indices (in :attr:`gain` columns) and values of the non-zero rows of a solution.
+
+        ``coef`` is either a full solution (``active_set`` None) or only the
+        rows of ``active_set``; the result never holds the zero rows.
+        """
+        coef = np.asarray(coef)
+        if active_set is None:
+            rows = np.flatnonzero(np.any(coef != 0, axis=1))
+            return rows, coef[rows]
+        active_set = np.asarray(active_set)
+        rows = np.flatnonzero(active_set) if active_set.dtype == bool else active_set
+        keep = np.any(coef != 0, axis=1)
+        return rows[keep], coef[keep]
 
     def warn_if_cancelling(self, ratio, penalty, stacklevel=3):
         """Warn (RuntimeWarning) when ``ratio`` exceeds :data:`FIELD_CANCELLATION_WARNING`."""
@@ -432,11 +497,16 @@ class InverseProblem:
         if pick_ori == "vector" and self.n_orient == 1:
             raise InputError("pick_ori='vector' needs loose or free orientation.",
                              "use loose > 0, or pick_ori=None.")
-        coef = self.to_physical(self.full_coef(coef, active_set))
+        rows, values = self._active_rows(coef, active_set)
         times = self.times if times is None else times
-        active = self.active_sources(coef)
-        n_times = coef.shape[1]
-        blocks = coef.reshape(-1, self.n_orient, n_times)[active]
+        n_times = values.shape[1] if values.ndim == 2 else len(times)
+        # Rows of the unmasked source space, in A·m; only the active ones.
+        full_rows = rows if self.source_mask is None else np.flatnonzero(self.source_mask)[rows]
+        physical = values * self.source_weighting[rows][:, None]
+        o = self.n_orient
+        active = np.unique(full_rows // o)
+        blocks = np.zeros((len(active), o, n_times))
+        blocks[np.searchsorted(active, full_rows // o), full_rows % o] = physical
         src = self.forward["src"]
         vertices, offset = [], 0
         for s in src:
@@ -491,25 +561,58 @@ def group_norms(matrix, n_orient):
     return np.sqrt(np.einsum("ij,ij->i", blocks, blocks))  # no squared copy
 
 
+def _source_weights(forward, weights):
+    """One prior weight per source of ``forward`` from an array or a source estimate."""
+    if hasattr(weights, "vertices") and hasattr(weights, "data"):
+        src_vertices = [s["vertno"] for s in forward["src"]]
+        if len(weights.vertices) != len(src_vertices) or any(
+                len(a) != len(b) or not np.array_equal(a, b)
+                for a, b in zip(weights.vertices, src_vertices)):
+            raise InputError(
+                "The source estimate given as weights does not cover the forward solution's "
+                f"sources ({sum(map(len, weights.vertices))} vertices given, "
+                f"{sum(map(len, src_vertices))} in the forward).",
+                "compute it with an inverse operator made from the same forward solution "
+                "(e.g. dSPM with mne.minimum_norm.make_inverse_operator).")
+        data = np.abs(np.asarray(weights.data))
+        if data.ndim == 3:  # vector estimate: the amplitude of each source
+            data = np.linalg.norm(data, axis=1)
+        return np.max(data, axis=1)
+    try:
+        return np.asarray(weights, dtype=float)
+    except (TypeError, ValueError):
+        raise InputError(f"weights must be an array or a source estimate, got "
+                         f"{type(weights).__name__}.", "give one weight per source.") from None
+
+
 def _apply_prior_weights(forward, gain, source_weighting, weights, weights_min, n_orient):
-    """Apply MNE-style per-source prior weights; drop sources below ``weights_min``."""
-    if isinstance(weights, mne.SourceEstimate) or hasattr(weights, "vertices"):
-        weights = np.max(np.abs(weights.data), axis=1)
-    weights = np.asarray(weights, dtype=float)
+    """Apply MNE-style per-source prior weights; drop sources with weight ≤ ``weights_min``.
+
+    As in :func:`mne.inverse_sparse.mixed_norm`: the gain columns are scaled by
+    the weights divided by their maximum, and ``weights_min`` is in the units
+    of ``weights`` (a dSPM value when the weights are a dSPM estimate).
+    """
+    weights = _source_weights(forward, weights)
     n_sources = gain.shape[1] // n_orient
     if weights.ndim != 1 or len(weights) != n_sources:
         raise InputError(f"weights must have one value per source ({n_sources}), got shape "
                          f"{weights.shape}.", "give one weight per source position.")
     check_finite(weights, "The source weights")
-    if weights.max() <= 0:
+    weights_max = float(weights.max())
+    if weights_max <= 0:
         raise InputError("All source weights are zero or negative.", "give positive weights.")
-    weights = weights / weights.max()
-    row_weights = np.repeat(weights, n_orient)
+    weights_min = 0.0 if weights_min is None else float(weights_min)
+    if weights_min > weights_max:
+        raise InputError(
+            f"weights_min={weights_min:g} is above the largest weight ({weights_max:g}): no "
+            "source would be left.",
+            f"give weights_min in the units of the weights, below {weights_max:g}.")
+    row_weights = np.repeat(weights / weights_max, n_orient)
     gain = gain * row_weights[None, :]
     source_weighting = source_weighting * row_weights
-    mask = row_weights > weights_min
+    mask = np.repeat(weights > weights_min, n_orient)
     if not mask.any():
-        raise InputError(f"No source has a weight above weights_min={weights_min}.",
+        raise InputError(f"No source has a weight above weights_min={weights_min:g}.",
                          "lower weights_min.")
     return gain[:, mask], source_weighting[mask], mask
 

@@ -108,3 +108,40 @@ def _json_default(value):
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def many_sources_note(n_active, n_orient, n_channels, penalty, *, cli=False):
+    """A note for estimates with many active sources, or None.
+
+    The threshold is that of the assessment's ``many_sources`` warning
+    (:data:`meeg_inverse.assessment.MANY_SOURCES`); the note names the options
+    that give a sparser answer, as Python arguments (or CLI options).
+
+    Parameters
+    ----------
+    n_active : int
+        Active source positions.
+    n_orient : int
+        Rows (orientations) per source.
+    n_channels : int
+        Whitened channels (the rank of the noise covariance).
+    penalty : str
+    cli : bool
+        Name the command-line options instead of the Python arguments.
+
+    Returns
+    -------
+    note : str | None
+    """
+    from .assessment import MANY_SOURCES
+
+    if n_active <= MANY_SOURCES:
+        return None
+    alpha = "a larger --alpha (e.g. 0.5)" if cli else "a larger alpha (e.g. alpha=50)"
+    other = ("--penalty l05" if cli else "penalty='l05'") if penalty in ("l21", "l1",
+                                                                       "weighted_l21") else None
+    fix = alpha + (f", or the non-convex {other}, which keeps fewer, stronger sources"
+                   if other else "")
+    return (f"{n_active} sources are active ({n_active * n_orient} source components for "
+            f"{n_channels} independent measurements): more than the few a focal response "
+            f"has, and the weak ones are not to be trusted. For a sparser answer use {fix}.")

@@ -139,6 +139,8 @@ def test_epochs_and_raw_entry_points(sample_paths, sample_forward, sample_cov):
 
     raw = mne.io.read_raw_fif(sample_paths["raw"], verbose=False).load_data()
     raw.pick(["meg", "eeg", "stim"]).filter(1.0, 40.0, verbose=False)
+    # The raw file is Maxwell-filtered: its noise covariance must be too (issue 18).
+    sample_cov = mne.compute_raw_covariance(raw, rank="info", verbose=False)
     stc = localize_raw(raw, sample_forward, sample_cov, raw.times[0] + 0.2,
                        raw.times[0] + 0.4, alpha=50, loose=1.0)
     assert isinstance(stc, mne.SourceEstimate) and stc.data.shape[0] >= 1
