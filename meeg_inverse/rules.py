@@ -85,21 +85,28 @@ def quantile_universal_threshold(gain, n_times, noise, n_orient, *, level=QUT_LE
     return float(np.quantile(lmax, level))
 
 
-def _residual_ratio(gain, data, coef, n_orient, noise_variance):
-    """Whitened residual variance of the debiased fit over the noise variance."""
+def _residual_ratio(gain, data, coef, n_orient, noise_variance, n_times=None):
+    """Whitened residual variance of the debiased fit over the noise variance.
+
+    ``n_times``: the number of time samples the data stand for (more than
+    ``data.shape[1]`` when the data are the time-SVD components of a longer
+    recording; the residual energy is the same).
+    """
+    n_times = data.shape[1] if n_times is None else n_times
+    scale = data.size / (data.shape[0] * n_times)
     from .problem import debias_amplitudes
 
     active = np.any(coef != 0, axis=1)
     if not active.any():
-        return float(np.mean(data ** 2) / noise_variance), coef
+        return float(scale * np.mean(data ** 2) / noise_variance), coef
     debiased = debias_amplitudes(gain[:, active], data, coef[active], n_orient)
     resid = data - gain[:, active] @ debiased
-    return float(np.mean(resid ** 2) / noise_variance), debiased
+    return float(scale * np.mean(resid ** 2) / noise_variance), debiased
 
 
 def select_qut(gain, data, noise, *, penalty="mcp", n_orient=1, tol=1e-8, random_state=0,
                level=QUT_LEVEL, residual_floor=RESIDUAL_FLOOR, max_raises=20, callback=None,
-               **penalty_params):
+               n_times=None, solver_kw=None, **penalty_params):
     """λ by the quantile universal threshold, with a discrepancy floor.
 
     Parameters
@@ -127,6 +134,10 @@ def select_qut(gain, data, noise, *, penalty="mcp", n_orient=1, tol=1e-8, random
         At most that many raises of λ by the floor.
     callback : callable | None
         Called as ``callback(n_solves, alpha_fraction, residual_ratio)``.
+    n_times : int | None
+        Time samples the data stand for (when ``data`` are time-SVD components).
+    solver_kw : dict | None
+        Extra arguments of the solver (e.g. ``max_time``).
     **penalty_params
         ``gamma`` of MCP/SCAD, ``eps`` of log-sum.
 
@@ -145,7 +156,9 @@ def select_qut(gain, data, noise, *, penalty="mcp", n_orient=1, tol=1e-8, random
     t0 = time.perf_counter()
     data = np.asarray(data, float)
     a_max = _alpha_max(gain, data, n_orient)
-    lam = quantile_universal_threshold(gain, data.shape[1], noise, n_orient, level=level,
+    n_times = data.shape[1] if n_times is None else int(n_times)
+    kw = dict(solver_kw or {})
+    lam = quantile_universal_threshold(gain, n_times, noise, n_orient, level=level,
                                        random_state=random_state)
     pen = make_penalty(penalty, 1.0, **penalty_params)
     start = convex_start(pen)
@@ -156,14 +169,14 @@ def select_qut(gain, data, noise, *, penalty="mcp", n_orient=1, tol=1e-8, random
         alpha = min(lam, a_max)
         if start is not None:
             init = solve(gain, data, start.with_alpha(alpha), n_orient=n_orient, tol=tol,
-                         coef_init=init).coef
+                         coef_init=init, **kw).coef
             n_solves += 1
         res = solve(gain, data, pen.with_alpha(alpha), n_orient=n_orient, tol=tol,
                     coef_init=init if start is not None else (None if res is None
-                                                               else res.coef))
+                                                               else res.coef), **kw)
         n_solves += 1
         coef = np.asarray(res.coef)
-        ratio, _ = _residual_ratio(gain, data, coef, n_orient, noise.variance)
+        ratio, _ = _residual_ratio(gain, data, coef, n_orient, noise.variance, n_times)
         history["alphas"].append(float(alpha))
         history["sure"].append(ratio)
         history["grads"].append(np.nan)
@@ -202,7 +215,8 @@ def _refit_rss(gain, data, rows):
 
 
 def select_bic(gain, data, noise, *, penalty="l21", n_orient=1, tol=1e-8, grid=None,
-               residual_floor=RESIDUAL_FLOOR, callback=None, **penalty_params):
+               residual_floor=RESIDUAL_FLOOR, callback=None, n_times=None, solver_kw=None,
+               **penalty_params):
     """λ minimizing the BIC of the least-squares refit along the regularization path.
 
     Parameters
@@ -226,6 +240,12 @@ def select_bic(gain, data, noise, *, penalty="l21", n_orient=1, tol=1e-8, grid=N
         variance (the discrepancy floor).
     callback : callable | None
         Called as ``callback(n_solves, alpha_fraction, bic)``.
+    n_times : int | None
+        Time samples the data stand for (when ``data`` are the time-SVD
+        components of a longer recording: the refit's residual energy is the
+        same, and the criterion counts the original samples).
+    solver_kw : dict | None
+        Extra arguments of the solver (e.g. ``max_time``).
     **penalty_params
         ``gamma`` of MCP/SCAD, ``eps`` of log-sum.
 
@@ -249,7 +269,9 @@ def select_bic(gain, data, noise, *, penalty="l21", n_orient=1, tol=1e-8, grid=N
 
     t0 = time.perf_counter()
     data = np.asarray(data, float)
-    n_channels, n_times = data.shape
+    n_channels = data.shape[0]
+    n_times = data.shape[1] if n_times is None else int(n_times)
+    kw = dict(solver_kw or {})
     a_max = _alpha_max(gain, data, n_orient)
     fractions = BIC_GRID if grid is None else np.sort(np.asarray(grid, float))[::-1]
     pen = make_penalty(penalty, 1.0, **penalty_params)
@@ -267,11 +289,11 @@ def select_bic(gain, data, noise, *, penalty="l21", n_orient=1, tol=1e-8, grid=N
         alpha = frac * a_max
         if start is not None:
             init_convex = solve(gain, data, start.with_alpha(alpha), n_orient=n_orient, tol=tol,
-                                coef_init=init_convex).coef
+                                coef_init=init_convex, **kw).coef
             n_solves += 1
             init = init_convex
         res = solve(gain, data, pen.with_alpha(alpha), n_orient=n_orient, tol=tol,
-                    coef_init=init)
+                    coef_init=init, **kw)
         n_solves += 1
         init = res.coef if start is None else init
         rows = np.flatnonzero(res.active_set)
@@ -291,13 +313,13 @@ def select_bic(gain, data, noise, *, penalty="l21", n_orient=1, tol=1e-8, grid=N
     i = int(np.argmin(values))
     # Discrepancy floor: towards larger λ while the debiased fit explains noise.
     ratio, _ = _residual_ratio(gain, data, np.asarray(results[i].coef), n_orient,
-                               noise.variance)
+                               noise.variance, n_times)
     n_raises = 0
     while ratio < residual_floor and i > 0:
         i -= 1
         n_raises += 1
         ratio, _ = _residual_ratio(gain, data, np.asarray(results[i].coef), n_orient,
-                                   noise.variance)
+                                   noise.variance, n_times)
     # Past the top of the grid (non-convex penalties admit sources above the L2,1
     # λ_max): keep raising λ while the fit still explains noise.
     extra = 0
@@ -305,10 +327,10 @@ def select_bic(gain, data, noise, *, penalty="l21", n_orient=1, tol=1e-8, grid=N
         extra += 1
         frac = fracs[0] * FLOOR_STEP
         res = solve(gain, data, pen.with_alpha(frac * a_max), n_orient=n_orient, tol=tol,
-                    coef_init=results[0].coef)
+                    coef_init=results[0].coef, **kw)
         n_solves += 1
         ratio, _ = _residual_ratio(gain, data, np.asarray(res.coef), n_orient,
-                                   noise.variance)
+                                   noise.variance, n_times)
         fracs.insert(0, float(frac))
         results.insert(0, res)
         values.insert(0, np.nan)

@@ -40,6 +40,10 @@ ALPHA_FRACTION_FLOOR = 1e-4
 #: Below this fraction of λ_max a warning tells the cost (supports of
 #: hundreds of sources; minutes instead of seconds, bounded by ``max_time``).
 ALPHA_FRACTION_WARN = 1e-2
+#: Longest data (time samples) for which the per-source confidence is computed:
+#: its noise draws and resamples cost O(samples) each (windows of continuous
+#: recordings are shorter).
+MAX_CONFIDENCE_SAMPLES = 2000
 #: Default time budget (s) of one solve, or of the whole λ search.
 DEFAULT_MAX_TIME = 300.0
 
@@ -194,14 +198,22 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
     if rule in ("bic", "qut"):
         from . import rules
 
-        # The support rules measure residuals against the noise level of the
-        # samples themselves: they work on the full time series (no time PCA).
+        # The support rules compare residuals with the noise level of the samples.
+        # Recordings longer than their number of channels are solved on their
+        # whole-rank time SVD (no component dropped: the same solutions and refit
+        # residuals, without sources × time arrays of the full length); the
+        # criteria still count the original samples.
+        n_times = problem.data.shape[1]
         data, basis = problem.data, None
+        if n_times > problem.n_channels:
+            data, basis = reduce_time(problem.data, None)
         select = rules.select_bic if rule == "bic" else rules.select_qut
+        budget = {} if max_time is None else {"max_time": float(max_time)}
         try:
             selection = select(problem.gain, data, problem.noise_estimate, penalty=penalty,
                                n_orient=problem.n_orient, tol=min(tol, 1e-8),
-                               callback=callback, **params)
+                               callback=callback, n_times=n_times, solver_kw=budget,
+                               **params)
         except ValueError as exc:
             raise InputError(f"Bad penalty: {exc}", "see the documentation of `penalty`.") from None
         result = selection.solver_result
@@ -256,7 +268,7 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
                                         problem.n_orient)
         timings["debias"] = time.perf_counter() - t1
     conf = None
-    if confidence and active_set.any() and basis is None:
+    if confidence and active_set.any() and problem.data.shape[1] <= MAX_CONFIDENCE_SAMPLES:
         t2 = time.perf_counter()
         conf = _confidence(problem, np.asarray(result.coef), int(confidence), epochs,
                            random_state)

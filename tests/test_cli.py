@@ -209,16 +209,36 @@ def test_localize_picks_alpha_by_sure_and_draws_everything(sample_paths, sample_
     out = tmp_path / "sure"
     args = _localize_args(sample_paths, sample_fwd_file, out)
     args[args.index("--tmin") + 1], args[args.index("--tmax") + 1] = "0.08", "0.12"
-    assert main(args) == 0  # default --alpha sure, figures on
+    assert main(args + ["--alpha", "sure"]) == 0  # figures on
     summary = json.loads((out / "summary.json").read_text())
     selection = summary["alpha_selection"]
     assert selection["method"] == "sure-hypergradient" and not selection["empty"]
     assert selection["n_outer_iter"] >= 1
     assert 0 < summary["alpha_fraction_of_max"] < 1
-    assert selection["sure"] == pytest.approx(min(selection["path"]["sure"]))
+    assert selection["criterion"] == pytest.approx(min(selection["path"]["criterion"]))
     for name in ("source_map.png", "time_courses.png", "fit_residual.png", "viewer.html",
                  "index.html", "sure_curve.png"):
         assert (out / name).stat().st_size > 1000, name
+
+
+def test_default_localize_names_sources_with_a_confidence(sample_paths, sample_fwd_file,
+                                                          tmp_path):
+    """Issue 14: the default rule, each source named and with a confidence, where users look."""
+    out = tmp_path / "default"
+    args = _localize_args(sample_paths, sample_fwd_file, out)
+    args += ["--subject", "sample", "--subjects-dir", str(sample_paths["subjects_dir"])]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["alpha_selection"]["method"] == "bic" and summary["penalty"] == "l05"
+    assert 1 <= summary["n_active_sources"] <= 10
+    assert summary["noise"]["source"] == "baseline"
+    assert isinstance(summary["warnings"], list)
+    for rec in summary["sources"]:
+        assert rec["label"] and rec["label"].endswith(("-lh", "-rh"))
+        assert 0.0 <= rec["confidence"] <= 1.0
+    page = (out / "index.html").read_text()
+    assert "<h2>Sources</h2>" in page and summary["sources"][0]["label"] in page
+    assert summary["sources"][0]["label"] in (out / "viewer.html").read_text()
 
 
 def test_unwritable_output_folder_is_refused_before_any_work(sample_paths, sample_fwd_file,
