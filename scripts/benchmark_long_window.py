@@ -36,8 +36,9 @@ import json, sys, time, tracemalloc, warnings
 warnings.simplefilter("ignore")
 import mne, numpy as np
 mne.set_log_level("ERROR")
-which, start, stop, raw_f, fwd_f, cov_f = sys.argv[1:7]
+which, start, stop, raw_f, fwd_f, cov_f, alpha = sys.argv[1:8]
 start, stop = float(start), float(stop)
+alpha = alpha if alpha in ("auto", "bic", "qut", "sure") else float(alpha)
 raw = mne.io.read_raw_fif(raw_f, preload=True)
 fwd = mne.read_forward_solution(fwd_f)
 cov = mne.read_cov(cov_f)
@@ -55,7 +56,7 @@ def status(key):
 
 def run():
     if which == "ours":
-        return localize_raw(raw, fwd, cov, start, stop, alpha=20)
+        return localize_raw(raw, fwd, cov, start, stop, alpha=alpha)
     first, last = raw.time_as_index([start, stop], use_rounding=True)
     evoked = mne.EvokedArray(raw.get_data(start=first, stop=last + 1), raw.info,
                              tmin=raw.times[first], nave=1)
@@ -101,9 +102,9 @@ def prepare(start, stop):
     return raw_f, fwd_f, cov_f
 
 
-def measure(which, files, start, stop):
+def measure(which, files, start, stop, alpha="20"):
     out = subprocess.run([sys.executable, "-c", CHILD, which, str(start), str(stop),
-                          *map(str, files)], capture_output=True, text=True,
+                          *map(str, files), str(alpha)], capture_output=True, text=True,
                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
                               "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
     if out.returncode != 0:
@@ -116,12 +117,14 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--start", type=float, default=5.0)
     parser.add_argument("--stop", type=float, default=235.0)
+    parser.add_argument("--alpha", default="20",
+                        help="ours: a percentage of lambda_max or a rule ('auto'); MNE: 20")
     args = parser.parse_args()
     files = prepare(args.start, args.stop)
     runs = {"ours": [], "mne": []}
     for _ in range(args.repeat):  # alternate, so both see the same machine load
         for which in runs:
-            runs[which].append(measure(which, files, args.start, args.stop))
+            runs[which].append(measure(which, files, args.start, args.stop, args.alpha))
     gb = 1024 ** 3
     summary = {}
     for which, rs in runs.items():
