@@ -169,3 +169,77 @@ def test_pooled_auditory_average(vs, sample_dir):
     assert np.all(offset < 1e-6 * np.abs(data).max(axis=1))
     assert len(vs.real_evokeds(pool_auditory=False)) == 4
     assert vs.expected_sources(vs.POOLED_AUDITORY, [None, None]) is False
+
+
+# ----------------------------------------------------------------------------
+# scripts/validate_default.py: the main study's scores and its quick mode
+# ----------------------------------------------------------------------------
+DEFAULT_SCRIPT = SCRIPT.with_name("validate_default.py")
+
+
+@pytest.fixture(scope="module")
+def vd():
+    pytest.importorskip("ot")
+    spec = importlib.util.spec_from_file_location("validate_default", DEFAULT_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_emd_and_calibration_counts(vd):
+    pos, amp, _ = _truth()
+    assert vd.emd_mm(pos, amp, pos, amp) == pytest.approx(0.0, abs=1e-9)
+    # all the estimated mass 5 mm off each true source: EMD 5 mm
+    assert vd.emd_mm(pos, amp, pos + [0.005, 0, 0], amp) == pytest.approx(5.0)
+    # one estimate at the first source: the second's mass travels to it
+    d = np.linalg.norm(pos[0] - pos[1]) * 1e3
+    w = amp[1] / amp.sum()
+    assert vd.emd_mm(pos, amp, pos[:1], amp[:1]) == pytest.approx(w * d)
+    assert np.isnan(vd.emd_mm(pos, amp, np.empty((0, 3)), np.empty(0)))
+    est = np.array([pos[0] + [0.003, 0, 0], pos[0] + [0, 0.05, 0], pos[1]])
+    assert vd.calibration_counts(pos, est, [0.95, 0.92, 0.5]) == (2, 1)
+    assert vd.calibration_counts(pos, est, None) == (0, 0)
+
+
+def test_confidence_formats_and_verdicts(vd):
+    class Result:
+        confidence = {3: 1.0, 7: 0.4}
+
+    assert list(vd.confidence_of(Result(), np.array([3, 7]))) == [1.0, 0.4]
+    Result.confidence = [dict(source_index=7, confidence=0.4), dict(source_index=3, confidence=1)]
+    assert list(vd.confidence_of(Result(), np.array([3, 7]))) == [1.0, 0.4]
+    Result.confidence = None
+    assert vd.confidence_of(Result(), np.array([3])) is None
+
+    pos, amp, tc = _truth()
+    rows = []
+    for method, est, conf in (("ours-default", pos, [1.0, 0.95]),
+                              ("mne-sure", np.r_[pos, pos + 0.05], None),
+                              ("gamma-map", pos[:1], None), ("champagne", pos + 0.03, None)):
+        s = vd.score(dict(pos=pos, amp=amp, tc=tc), est, np.ones(len(est)), None, conf)
+        s.update(method=method, snr=3, n_sources=2, trial=0, time_s=1.0)
+        rows.append(s)
+    prim, checks = vd.verdicts(rows)
+    assert prim["mne-sure"]["precision"] == 0.5 and prim["champagne"]["f1"] == 0.0
+    assert all(ok for _, ok, _ in checks)  # perfect default beats every imperfect anchor
+    assert prim["ours-default"]["calibration"] == 1.0
+
+
+@pytest.mark.slow
+def test_quick_mode_writes_a_finite_table(vd, sample_forward, tmp_path, monkeypatch):
+    """The --quick study (one trial, cheap methods) runs end to end and writes the
+    table with finite values in every column of the methods that ran."""
+    monkeypatch.setattr(vd, "CACHE", tmp_path / "cache")
+    assert vd.main(["--quick", "--out", str(tmp_path), "--jobs", "1",
+                    "--methods", "ours-default", "mne-sure"]) == 0
+    text = (tmp_path / "validation.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ours-default |")]
+    assert rows, text
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert len(cells) == len(vd.HEADER[0].strip("|").split("|"))
+    assert int(cells[1]) == 1  # one trial
+    for c in cells[2:7]:  # recall, precision, F1, loc. error, EMD
+        assert np.isfinite(float(c.split()[0])), cells
+    assert (tmp_path / "figures" / "validation_default.png").exists()
+    data = list(vd.read_rows(tmp_path / "cache" / "trials-quick.csv"))
+    assert {r["method"] for r in data} == {"oracle-nearest", "ours-default", "mne-sure"}
