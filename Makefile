@@ -23,7 +23,7 @@ system-deps:
 	@if [ -f scripts/install_system_deps.sh ]; then bash scripts/install_system_deps.sh; fi
 
 demo: install
-	$(BIN)/meeg-inverse demo --out $(OUT)
+	$(BIN)/meeg-inverse demo --out $(OUT) --overwrite
 
 test: install-test
 	$(BIN)/python -m pytest

@@ -17,7 +17,10 @@ and argument errors answer without importing MNE.
 
 __version__ = "0.1.0"
 
+from ._cache_env import ensure_numba_cache
 from .errors import InputError
+
+ensure_numba_cache()  # before any @njit(cache=True) kernel is defined (read-only installs)
 
 _LAZY = {
     "SparseInverse": "api", "SparseInverseResult": "api", "localize_epochs": "api",

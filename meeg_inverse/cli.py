@@ -2,6 +2,9 @@
 
 import argparse
 import json
+import math
+import os
+import signal
 import sys
 import textwrap
 import traceback
@@ -11,6 +14,27 @@ from pathlib import Path
 from .errors import InputError
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+# Penalties with a shape parameter, and the name each gives it (--gamma sets it).
+SHAPE_PARAMETER = {"mcp": "gamma", "scad": "gamma", "log": "eps"}
+# weighted_l21 needs per-source weights, which a command line cannot pass.
+API_ONLY_PENALTIES = {"weighted_l21"}
+
+
+class _UsageError(Exception):
+    """argparse's complaint about the command line (exit 2, as argparse)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise _UsageError(f"{self.prog}: error: {message}", self.format_usage())
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: unwinds like Ctrl-C, so staging folders are removed."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
 
 LOCALIZE_EXAMPLES = textwrap.dedent("""\
     examples:
@@ -86,7 +110,7 @@ def _penalty_choices():
 
 def build_parser():
     """The argument parser of ``meeg-inverse``."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="meeg-inverse",
         description="Sparse M/EEG source localization: which parts of the brain produced "
                     "the signals in a recording.")
@@ -101,7 +125,10 @@ def build_parser():
     loc.add_argument("recording", help="raw file (FIF, EDF, BDF, BrainVision, EEGLAB, CTF, ...), "
                                        "epochs (-epo.fif) or evoked (-ave.fif)")
     loc.add_argument("--out", "-o", default="meeg_inverse_output",
-                     help="output folder (default: %(default)s)")
+                     help="output folder (default: %(default)s); a previous result there "
+                          "is only replaced with --overwrite")
+    loc.add_argument("--overwrite", action="store_true",
+                     help="replace a previous result in --out as a whole")
     g = loc.add_argument_group("data")
     g.add_argument("--condition", help="condition (event name/code, or evoked comment) to localize")
     g.add_argument("--events", help="events file (-eve.fif) for a raw recording")
@@ -110,7 +137,13 @@ def build_parser():
     g.add_argument("--no-baseline", action="store_true", help="no baseline correction of the epochs (nor of an evoked file saved without one)")
     g.add_argument("--reject", help="peak-to-peak rejection, e.g. eeg=150e-6,grad=4000e-13")
     g.add_argument("--tmin", type=float, help="start of the time window to localize, s")
-    g.add_argument("--tmax", type=float, help="end of the time window to localize, s")
+    g.add_argument("--tmax", type=float, help="end of the time window to localize, s "
+                   "(default window: from the stimulus, 0 s, to the end)")
+    g.add_argument("--exclude", help="channels to leave out, comma-separated "
+                   "(e.g. EOG1,EOG2 for eye electrodes stored as EEG)")
+    g.add_argument("--allow-missing-types", action="store_true",
+                   help="localize even when the forward solution or noise covariance lacks a "
+                        "whole channel type of the recording (default: refuse)")
     g = loc.add_argument_group("noise covariance (default: the epochs' pre-stimulus baseline)")
     g.add_argument("--noise-cov", help="noise covariance file (-cov.fif)")
     g.add_argument("--empty-room", help="empty-room raw recording to estimate it from")
@@ -133,9 +166,9 @@ def build_parser():
     g.add_argument("--ch-types", help="channel types, e.g. HEOG=eog,ECG=ecg")
     g = loc.add_argument_group("inverse")
     g.add_argument("--penalty", default=None,
-                   help="l21 (MxNE), weighted_l21, l1, mcp, scad, l05, l23, log, irmxne "
+                   help="l21 (MxNE), l1, mcp, scad, l05, l23, log, irmxne "
                         "(reweighted L2,1 as MNE's irMxNE); default l05 with --alpha auto, "
-                        "l21 otherwise")
+                        "l21 otherwise; weighted_l21 needs per-source weights: Python API only")
     g.add_argument("--alpha", type=_parse_alpha, default="auto",
                    help="regularization: 'auto' (default) picks it for a few reliable sources "
                         "(BIC of the refit along the L2,1 path, never fitting below the noise "
@@ -147,7 +180,8 @@ def build_parser():
     g.add_argument("--sure-curve", action="store_true",
                    help="also evaluate SURE on a 30-point grid for the curve figure")
     g.add_argument("--gamma", type=float,
-                   help="penalty parameter: MCP/SCAD concavity, log-sum epsilon")
+                   help="shape parameter of mcp (> 0, default 3), scad (> 2, default 3.7) "
+                        "and log (epsilon > 0, default 1)")
     g.add_argument("--loose", type=_parse_loose, default="auto",
                    help="orientation: 0 fixed, 1 free, between: loose (default auto = 0.2 on "
                         "surfaces, 1 in volumes)")
@@ -173,6 +207,8 @@ def build_parser():
         epilog="example:\n  meeg-inverse demo --out demo_output/",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--out", "-o", default="meeg_inverse_demo", help="output folder")
+    demo.add_argument("--overwrite", action="store_true",
+                      help="replace a previous result in --out as a whole")
     demo.add_argument("--penalty", default=None,
                       help="penalty (default l05 with --alpha auto, l21 otherwise)")
     demo.add_argument("--alpha", type=_parse_alpha, default="auto",
@@ -253,19 +289,25 @@ class _DatasetFailure(RuntimeError):
 
 def _run_benchmark(args):
     import runpy
-    from pathlib import Path
 
     script = Path(__file__).resolve().parents[1] / "scripts" / "benchmark_solvers.py"
     if not script.exists():
         raise InputError("The benchmark script is not installed with the package.",
                          "run it from a source checkout: python scripts/benchmark_solvers.py.")
+    argv = sys.argv
     sys.argv = [str(script), *args.options]
-    runpy.run_path(str(script), run_name="__main__")
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exc:  # the script's own usage errors and missing-data message
+        if exc.code not in (None, 0):
+            return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
+    finally:
+        sys.argv = argv
+    return EXIT_OK
 
 
 def _run_view(args):
-    from pathlib import Path
-
+    from .io import read_checked
     from .viz import open_viewer, show_live
 
     result = Path(args.result)
@@ -278,9 +320,13 @@ def _run_view(args):
         except FileNotFoundError:
             raise InputError(f"No viewer.html in {str(result)!r}.",
                              "run `meeg-inverse localize` without --no-figures.") from None
+        if uri is None:
+            raise _EnvironmentFailure(
+                "no web browser could be opened (no display, or none installed).\n"
+                f"  Open this file in a browser yourself: {_viewer_file(result)}")
         if not args.quiet:
             print(f"opened {uri}")
-        return
+        return EXIT_OK
     import mne
 
     folder = result if result.is_dir() else result.parent
@@ -289,12 +335,27 @@ def _run_view(args):
         raise InputError(f"No sources-stc.h5 in {str(folder)!r}.", "give a result folder.")
     if args.src is None:
         raise InputError("--show needs the source space of the result.", "add --src FILE.")
-    stc = mne.read_source_estimate(h5)
-    src = mne.read_source_spaces(args.src, verbose=False)
+    stc = read_checked(mne.read_source_estimate, h5, "source estimate",
+                       "give the folder of a complete result.")
+    src = read_checked(mne.read_source_spaces, args.src, "source space",
+                       "give the -src.fif file the forward solution was computed with.",
+                       verbose=False)
     try:
         show_live(stc, src, subject=stc.subject, subjects_dir=args.subjects_dir)
     except RuntimeError as exc:
         raise InputError(str(exc), "use `meeg-inverse view RESULT` (browser) instead.") from None
+    return EXIT_OK
+
+
+def _viewer_file(result):
+    for name in ("viewer.html", "index.html"):
+        if (result / name).exists():
+            return (result / name).resolve()
+    return result.resolve()
+
+
+class _EnvironmentFailure(RuntimeError):
+    """Not a bug and not bad input (no browser, ...): exit status 1, message as is."""
 
 
 def _version():
@@ -318,16 +379,82 @@ def _channel_types(args):
     return types or None
 
 
+def _finite(value, option):
+    if value is not None and not math.isfinite(value):
+        raise InputError(f"{option} must be a finite number, got {value}.",
+                         f"give a number, e.g. {option} 0.1.")
+
+
+def _check_penalty(args):
+    """The penalty, its shape parameter and alpha, checked before any file is read."""
+    penalty = args.penalty
+    if penalty is None:  # the λ rule's default penalty
+        from .solve import resolve_penalty
+
+        penalty = resolve_penalty(None, args.alpha)
+    if args.penalty in API_ONLY_PENALTIES:
+        raise InputError(f"--penalty {args.penalty} needs per-source weights, which the "
+                         "command line cannot pass.",
+                         "use --penalty l21 here, or the Python API: sparse_inverse(..., "
+                         "penalty='weighted_l21', weights=...).")
+    if penalty not in _penalty_choices():
+        raise InputError(f"Unknown penalty {args.penalty!r}.", "choose one of: " + ", ".join(
+            p for p in _penalty_choices() if p not in API_ONLY_PENALTIES) + ".")
+    if isinstance(args.alpha, float) and not 0 < args.alpha < 1:
+        raise InputError(f"--alpha {args.alpha} is outside (0, 1): alpha is a fraction of "
+                         "lambda_max (at 1 or more no source is active).",
+                         "use e.g. --alpha 0.3, or --alpha auto to choose it automatically.")
+    params = {}
+    gamma = getattr(args, "gamma", None)
+    if gamma is not None:
+        if penalty not in SHAPE_PARAMETER:
+            raise InputError(f"--gamma does not apply to --penalty {penalty}: it sets the "
+                             f"shape of {', '.join(SHAPE_PARAMETER)} only.",
+                             f"drop --gamma, or choose one of {', '.join(SHAPE_PARAMETER)}.")
+        params[SHAPE_PARAMETER[penalty]] = gamma
+        from .penalties import make_penalty
+
+        try:
+            make_penalty(penalty, 1.0, **params)
+        except ValueError as exc:
+            raise InputError(f"Bad --gamma for --penalty {penalty}: {exc}.",
+                             "see `meeg-inverse localize --help` for the allowed range.") from None
+    return params
+
+
+def _check_localize_args(args):
+    """Refuse bad option values at once, before any file is read."""
+    from ._output_dir import resolve_output_dir
+
+    resolve_output_dir(args.out)
+    for option in ("tol", "depth", "tmin", "tmax", "epoch_tmin", "epoch_tmax"):
+        _finite(getattr(args, option), "--" + option.replace("_", "-"))
+    if not 0 < args.tol < 1:
+        raise InputError(f"--tol must be in (0, 1), got {args.tol}.",
+                         "use the default 1e-6, or e.g. 1e-8 for a tighter solution.")
+    if args.depth < 0:
+        raise InputError(f"--depth must be >= 0, got {args.depth}.",
+                         "use 0.8 (MNE's default), or 0 for no depth weighting.")
+    if not isinstance(args.loose, str) and not 0 <= args.loose <= 1:
+        raise InputError(f"--loose must be in [0, 1] or 'auto', got {args.loose}.",
+                         "use 0 (fixed), 0.2 (loose), 1 (free) or auto.")
+    if args.tmin is not None and args.tmax is not None and args.tmin > args.tmax:
+        raise InputError(f"The time window is empty: --tmin {args.tmin} is after "
+                         f"--tmax {args.tmax}.",
+                         f"swap them: --tmin {args.tmax} --tmax {args.tmin}.")
+    if args.epoch_tmin >= args.epoch_tmax:
+        raise InputError(f"The epoch window is empty: --epoch-tmin {args.epoch_tmin} is not "
+                         f"before --epoch-tmax {args.epoch_tmax}.", "use tmin < tmax.")
+    if args.seed < 0:
+        raise InputError(f"--seed must be >= 0, got {args.seed}.", "use e.g. --seed 0.")
+    _parse_reject(args.reject)
+    return _check_penalty(args)
+
+
 def _run_localize(args, progress):
     from .pipeline import ForwardSpec, localize_file
 
-    if args.penalty is not None and args.penalty not in _penalty_choices():
-        raise InputError(f"Unknown penalty {args.penalty!r}.",
-                         f"choose one of: {', '.join(_penalty_choices())}.")
-    penalty_params = {}
-    if args.gamma is not None:
-        # One option for the penalty's shape parameter, named as each penalty names it.
-        penalty_params["eps" if args.penalty == "log" else "gamma"] = args.gamma
+    penalty_params = _check_localize_args(args)
     spec = ForwardSpec(forward=args.forward, subject=args.subject, subjects_dir=args.subjects_dir,
                        trans=args.trans, bem=args.bem, src=args.src, spacing=args.spacing,
                        montage=args.montage, montage_match=args.montage_match)
@@ -341,8 +468,25 @@ def _run_localize(args, progress):
         pick_ori=args.pick_ori, rank=args.rank, tol=args.tol, debias=not args.no_debias,
         random_state=args.seed, bads=args.bads, ch_types=_channel_types(args),
         sure_curve=args.sure_curve, figures=not args.no_figures,
-        progress=progress, verbose=args.verbose)
+        progress=progress, verbose=args.verbose, overwrite=args.overwrite,
+        exclude=args.exclude, allow_missing_types=args.allow_missing_types)
     return result, paths
+
+
+def _run_demo(args, progress):
+    from ._output_dir import resolve_output_dir
+    from .demo import run_demo
+
+    resolve_output_dir(args.out)
+    _check_penalty(args)
+    if not (math.isfinite(args.snr) and args.snr > 0):
+        raise InputError(f"--snr must be a positive number, got {args.snr}.",
+                         "use e.g. --snr 10.")
+    if args.seed < 0:
+        raise InputError(f"--seed must be >= 0, got {args.seed}.", "use e.g. --seed 0.")
+    return run_demo(args.out, penalty=args.penalty, alpha=args.alpha, snr=args.snr,
+                    seed=args.seed, figures=not args.no_figures, progress=progress,
+                    overwrite=args.overwrite)
 
 
 def _print_result(result, paths, args):
@@ -374,60 +518,169 @@ def _print_result(result, paths, args):
     for warning in summary.get("warnings") or []:
         if warning["code"] != "field_cancellation":  # printed above
             print(f"warning: {warning['message']} Fix: {warning['fix']}", file=sys.stderr)
+    if result.records and not result.records[0]["position_mni_mm"]:
+        print("  (head coordinates: MNI needs the subject's MRI, --subjects-dir)")
     print(f"outputs in {paths['summary'].parent}")
+
+
+# Characters of our messages, spelt out for a terminal that can't show them.
+_ASCII = str.maketrans({"·": ".", "≈": "~", "≥": ">=", "≤": "<=", "↔": "<->", "λ": "lambda",
+                        "×": "x", "–": "-", "—": "-", "±": "+/-", "µ": "u", "→": "->",
+                        "√": "sqrt", "…": "..."})
+
+
+class _AsciiFallback:
+    """A text stream that spells out characters its encoding can't show (never fails)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except UnicodeEncodeError:
+            encoding = self._stream.encoding or "ascii"
+            text = text.translate(_ASCII).encode(encoding, "replace").decode(encoding)
+            return self._stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _safe_streams():
+    """Wrap stdout/stderr when they can't encode our messages; returns the originals."""
+    originals = sys.stdout, sys.stderr
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        encoding = getattr(stream, "encoding", None) or "utf-8"
+        try:
+            "·≈λ↔×–".encode(encoding)
+        except (UnicodeEncodeError, LookupError):
+            setattr(sys, name, _AsciiFallback(stream))
+    return originals
+
+
+def _install_signal_handlers():
+    """SIGTERM and SIGHUP unwind like Ctrl-C (staging folders removed); returns the old ones."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum, frame):
+        raise _Terminated(signum)
+
+    old = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            sig = getattr(signal, name)
+            old[sig] = signal.signal(sig, handler)
+    return old
+
+
+def _error(args_json, problem, fix=None, *, prefix="meeg-inverse: error: "):
+    """One message on stderr; with --json also an {"error", "fix"} object on stdout."""
+    print(f"{prefix}{problem}" + (f"\n  Fix: {fix}" if fix else ""), file=sys.stderr)
+    if args_json:
+        print(json.dumps({"error": problem, "fix": fix}))
+
+
+def _quiet_broken_pipe():
+    """The reader of stdout went away (`| head`): stop writing there, quietly."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def main(argv=None):
     """Entry point of ``meeg-inverse``; returns the exit status."""
+    streams = _safe_streams()
+    old_handlers = _install_signal_handlers()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    wants_json = "--json" in argv
+    try:
+        return _main(argv, wants_json)
+    except KeyboardInterrupt as exc:  # also while importing MNE in the first second
+        signum = getattr(exc, "signum", signal.SIGINT)
+        name = signal.Signals(signum).name
+        print(f"meeg-inverse: interrupted ({name}); no output was written.", file=sys.stderr)
+        return 128 + int(signum)
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        return EXIT_OK
+    finally:
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
+        try:
+            sys.stdout.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            _quiet_broken_pipe()
+        sys.stdout, sys.stderr = streams
+
+
+def _main(argv, wants_json):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    if argv[:1] == ["benchmark"] and not {"-h", "--help"} & set(argv[1:2]):
+        # argparse's REMAINDER drops options placed first (`benchmark --quick`).
+        args = argparse.Namespace(command="benchmark", options=argv[1:], json=False,
+                                  quiet=False, verbose=False)
+    else:
+        try:
+            args = parser.parse_args(argv)
+        except _UsageError as exc:
+            message, usage = exc.args
+            print(usage, end="", file=sys.stderr)
+            _error(wants_json, message.split(": error: ", 1)[-1], "see `meeg-inverse --help`.",
+                   prefix=message.split("error: ", 1)[0] + "error: ")
+            return EXIT_BAD_INPUT
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
+    json_out = getattr(args, "json", False)
     from .pipeline import Progress
 
-    progress = Progress(enabled=not args.quiet)
-    import mne
-
-    mne.set_log_level("INFO" if args.verbose else "ERROR")
+    progress = Progress(enabled=not args.quiet, warnings=True)
     try:
+        import mne
+
+        mne.set_log_level("INFO" if args.verbose else "ERROR")
         with warnings.catch_warnings():
             if not args.verbose:
                 warnings.simplefilter("ignore")
             if args.command == "localize":
                 result, paths = _run_localize(args, progress)
-            elif args.command in ("view", "fetch", "benchmark"):
-                {"view": _run_view, "fetch": _run_fetch, "benchmark": _run_benchmark}[
-                    args.command](args)
-                return EXIT_OK
             elif args.command == "demo":
-                from .demo import run_demo
+                result, paths = _run_demo(args, progress)
+            else:
+                return {"view": _run_view, "fetch": _run_fetch, "benchmark": _run_benchmark}[
+                    args.command](args) or EXIT_OK
+        from ._cache_env import NOTES
 
-                result, paths = run_demo(args.out, penalty=args.penalty, alpha=args.alpha,
-                                         snr=args.snr, seed=args.seed,
-                                         figures=not args.no_figures, progress=progress)
+        for note in dict.fromkeys(NOTES):  # where caches went in a read-only install
+            progress.info(f"note: {note}")
         progress.done()
         _print_result(result, paths, args)
         return EXIT_OK
     except InputError as exc:
         progress.done()
-        print(f"meeg-inverse: error: {exc}", file=sys.stderr)
+        _error(json_out, exc.problem, exc.fix)
         return EXIT_BAD_INPUT
-    except _DatasetFailure as exc:
+    except (_DatasetFailure, _EnvironmentFailure) as exc:
         progress.done()
-        print(f"meeg-inverse: {exc}", file=sys.stderr)
+        _error(json_out, str(exc), prefix="meeg-inverse: ")
         return EXIT_FAILURE
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BrokenPipeError):
         progress.done()
-        print("meeg-inverse: interrupted; no output was written.", file=sys.stderr)
-        return EXIT_FAILURE
+        raise
     except Exception as exc:  # a bug or an environment problem: say so plainly
         progress.done()
         if args.verbose:
             traceback.print_exc()
-        print(f"meeg-inverse: failed: {type(exc).__name__}: {exc}\n"
-              "  (run again with --verbose for details; please report it if it persists)",
-              file=sys.stderr)
+        _error(json_out, f"failed: {type(exc).__name__}: {exc}",
+               "run again with --verbose for details; please report it if it persists.",
+               prefix="meeg-inverse: ")
         return EXIT_FAILURE
 
 

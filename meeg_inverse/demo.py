@@ -80,28 +80,37 @@ def simulate_evoked(*, snr=10.0, seed=0, sfreq=250.0, progress=None):
     return evoked, noise_cov, fwd, true_mni
 
 
-def run_demo(out_dir, *, penalty=None, alpha="auto", snr=10.0, seed=0, figures=True, progress=None):
+def run_demo(out_dir, *, penalty=None, alpha="auto", snr=10.0, seed=0, figures=True, progress=None,
+             overwrite=False):
     """Simulate, localize through the file pipeline, and report the error.
+
+    The simulated inputs are written to a temporary folder and copied into the
+    result (``demo_inputs/``), so the result folder is written as a whole.
 
     Returns
     -------
     result : meeg_inverse.pipeline.Localization
     paths : dict
     """
+    import tempfile
+
     progress = progress or Progress()
-    out_dir = check_output_dir(out_dir)
+    out_dir = check_output_dir(out_dir, overwrite=overwrite)
     progress.step("simulating two cortical sources on the fsaverage template (EEG, 64 channels)")
     evoked, noise_cov, _, true_mni = simulate_evoked(snr=snr, seed=seed)
-    inputs = out_dir / "demo_inputs"
-    inputs.mkdir(parents=True, exist_ok=True)
-    evoked_file = inputs / "simulated-ave.fif"
-    cov_file = inputs / "simulated-cov.fif"
-    evoked.save(evoked_file, overwrite=True, verbose=False)
-    noise_cov.save(cov_file, overwrite=True, verbose=False)
-    progress.done()
-    result, paths = localize_file(
-        evoked_file, out_dir, forward_spec=ForwardSpec(), noise_cov=cov_file, tmin=0.0, tmax=0.3,
-        alpha=alpha, penalty=penalty, figures=figures, progress=progress)
+    with tempfile.TemporaryDirectory(prefix="meeg-inverse-demo-") as tmp:
+        inputs = Path(tmp) / "demo_inputs"
+        inputs.mkdir()
+        evoked_file = inputs / "simulated-ave.fif"
+        cov_file = inputs / "simulated-cov.fif"
+        evoked.save(evoked_file, overwrite=True, verbose=False)
+        noise_cov.save(cov_file, overwrite=True, verbose=False)
+        progress.done()
+        result, paths = localize_file(
+            evoked_file, out_dir, forward_spec=ForwardSpec(), noise_cov=cov_file, tmin=0.0,
+            tmax=0.3, alpha=alpha, penalty=penalty, figures=figures, progress=progress,
+            overwrite=overwrite, extra_files={"demo_inputs": inputs})
+    result.extra["recording"] = str(out_dir / "demo_inputs" / "simulated-ave.fif")
     errors = {}
     estimated = np.array([r["position_mni_mm"] for r in result.records]) if result.records else None
     for hemi, pos in true_mni.items():
@@ -112,6 +121,7 @@ def run_demo(out_dir, *, penalty=None, alpha="auto", snr=10.0, seed=0, figures=T
     # The summary was written before the errors were known: add them.
     summary = json.loads(paths["summary"].read_text())
     summary["demo"] = result.extra["demo"]
+    summary["recording"] = result.extra["recording"]
     write_json(summary, paths["summary"])
     progress.info("localization error: " + ", ".join(
         f"{hemi} {err:.1f} mm" if err is not None else f"{hemi} not found"

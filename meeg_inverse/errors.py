@@ -23,8 +23,12 @@ class InputError(ValueError):
         super().__init__(message)
 
 
-def check_finite(array, what):
-    """Raise :class:`InputError` when ``array`` holds NaN or Inf values."""
+_DATA_FIX = ("interpolate or mark the affected channels as bad (info['bads']) and "
+             "drop or repair the affected samples before localizing.")
+
+
+def check_finite(array, what, fix=_DATA_FIX):
+    """Raise :class:`InputError` when ``array`` holds NaN or Inf values (``fix`` says what to do)."""
     import numpy as np
 
     array = np.asarray(array)
@@ -34,7 +38,4 @@ def check_finite(array, what):
     if not finite.all():
         n_bad = int(array.size - finite.sum())
         raise InputError(
-            f"{what} contains {n_bad} NaN or Inf value(s).",
-            "interpolate or mark the affected channels as bad (info['bads']) and "
-            "drop or repair the affected samples before localizing.",
-        )
+            f"{what} contains {n_bad} NaN or Inf value(s).", fix)

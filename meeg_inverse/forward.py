@@ -27,7 +27,10 @@ def default_cache_dir():
     base = os.environ.get("MEEG_INVERSE_CACHE") or os.environ.get("XDG_CACHE_HOME")
     base = Path(base) if base else Path.home() / ".cache"
     if not os.environ.get("MEEG_INVERSE_CACHE"):
-        base = base / "meeg-inverse"
+        from ._cache_env import writable_cache_dir
+
+        # A read-only home (containers, HPC): a temporary folder instead.
+        base = writable_cache_dir(base / "meeg-inverse", "meeg-inverse-cache")
     return base
 
 

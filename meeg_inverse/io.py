@@ -4,6 +4,7 @@ Everything here returns plain MNE objects; the rest of the pipeline never reads
 files itself.
 """
 
+import re
 from pathlib import Path
 
 import mne
@@ -22,11 +23,34 @@ def _existing_file(fname, what):
     path = Path(fname).expanduser()
     if not path.exists():
         raise InputError(f"The {what} {str(path)!r} does not exist.", "check the path.")
-    if path.is_dir() and path.suffix.lower() not in (".ds", ".mff"):
+    if path.is_dir():
+        if path.suffix.lower() in (".ds", ".mff"):  # formats stored as folders
+            return path
         raise InputError(
             f"The {what} {str(path)!r} is a folder, not a file.",
             "give the path of the recording file inside it.",
         )
+    if not path.is_file():
+        import stat
+
+        mode = path.stat().st_mode
+        kind = ("a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device")
+        raise InputError(f"The {what} {str(path)!r} is {kind}, not a file.",
+                         f"give the path of the {what} file itself.")
+    try:
+        with open(path, "rb") as fid:
+            first = fid.read(1)
+    except PermissionError:
+        raise InputError(f"The {what} {str(path)!r} cannot be read: permission denied.",
+                         "check the file's permissions (ls -l), or copy it somewhere you "
+                         "can read it.") from None
+    except OSError as exc:
+        raise InputError(f"The {what} {str(path)!r} cannot be read: {exc.strerror}.",
+                         "check the file and the disk it is on.") from None
+    if not first:
+        raise InputError(f"The {what} {str(path)!r} is empty (0 bytes).",
+                         "the file was not fully written or copied: write or copy it again.")
     return path
 
 
@@ -258,6 +282,40 @@ def pick_condition(evokeds, condition=None):
     )
 
 
+def time_window(times, tmin=None, tmax=None):
+    """Check a time window against the sample times; returns the bounds to crop to.
+
+    Cropping follows MNE (:meth:`mne.Evoked.crop`: bounds rounded to the nearest
+    sample), so a window that holds samples keeps MNE's samples.
+
+    Raises
+    ------
+    InputError
+        The window is empty (``tmin > tmax``), outside the data, or holds no
+        sample (it falls between two samples: cropping would silently take
+        one outside it).
+    """
+    lo = times[0] if tmin is None else tmin
+    hi = times[-1] if tmax is None else tmax
+    if lo > hi:
+        raise InputError(f"The time window is empty: tmin {lo} s is after tmax {hi} s.",
+                         f"swap them: --tmin {hi} --tmax {lo}.")
+    if hi < times[0] or lo > times[-1]:
+        raise InputError(
+            f"The time window [{lo}, {hi}] s does not overlap the data "
+            f"[{times[0]:.3f}, {times[-1]:.3f}] s.", "choose --tmin/--tmax inside the data.")
+    # Half a microsecond of slack: times written as decimals are rounded.
+    if not np.any((times >= lo - 5e-7) & (times <= hi + 5e-7)):
+        before = times[times < lo][-1]
+        after = times[times > hi][0]
+        raise InputError(
+            f"The time window [{lo}, {hi}] s holds no sample: it falls between the samples "
+            f"at {before:.4f} s and {after:.4f} s.",
+            f"widen it to hold at least one sample, e.g. --tmin {before:.4f} --tmax "
+            f"{after:.4f}.")
+    return lo, hi
+
+
 def baseline_evoked(evoked, baseline=(None, 0), *, verbose=False):
     """Baseline-correct an evoked response that was saved without it (in place).
 
@@ -280,6 +338,56 @@ def baseline_evoked(evoked, baseline=(None, 0), *, verbose=False):
         return False
     evoked.apply_baseline(baseline, verbose=verbose)
     return True
+
+
+_NON_EEG_NAMES = {"eog": re.compile(r"EOG", re.I), "ecg": re.compile(r"ECG|EKG", re.I),
+                  "emg": re.compile(r"EMG", re.I)}
+
+
+def type_channels_by_name(inst):
+    """Retype EEG channels whose names say they are EOG, ECG or EMG (in place).
+
+    Formats without channel types (EEGLAB, EDF, BrainVision) type every
+    channel EEG; an eye electrode used as a scalp electrode distorts the
+    average reference and the fit.
+
+    Returns
+    -------
+    notes : list of str
+        What was retyped, for the user.
+    """
+    mapping = {}
+    for name, kind in zip(inst.ch_names, inst.get_channel_types()):
+        if kind != "eeg":
+            continue
+        for new, pattern in _NON_EEG_NAMES.items():
+            if pattern.search(name):
+                mapping[name] = new
+                break
+    if not mapping:
+        return []
+    inst.set_channel_types(mapping, on_unit_change="ignore", verbose=False)
+    described = ", ".join(f"{n} -> {k.upper()}" for n, k in mapping.items())
+    return [f"channel(s) typed EEG but named as non-scalp electrodes are not used as EEG: "
+            f"{described} (leave channels out with --exclude)"]
+
+
+def exclude_channels(inst, exclude):
+    """Drop the channels named in ``exclude`` from a recording (list of evokeds too)."""
+    if not exclude:
+        return inst
+    exclude = [c.strip() for c in (exclude.split(",") if isinstance(exclude, str) else exclude)
+               if c.strip()]
+    insts = inst if isinstance(inst, (list, tuple)) else [inst]
+    names = insts[0].ch_names
+    missing = [c for c in exclude if c not in names]
+    if missing:
+        raise InputError(f"--exclude names channel(s) the recording does not have: "
+                         f"{', '.join(missing)}.",
+                         f"use names of the recording, e.g. {', '.join(names[:4])}.")
+    for one in insts:
+        one.drop_channels(exclude)
+    return inst
 
 
 def needs_average_reference(info):

@@ -182,7 +182,9 @@ class SparseInverseOperator:
         if isinstance(evoked, mne.Evoked):
             noise = baseline_noise(evoked, self.whitener, self.ch_names)
             if tmin is not None or tmax is not None:
-                evoked = evoked.copy().crop(tmin, tmax)
+                from .io import time_window
+
+                evoked = evoked.copy().crop(*time_window(evoked.times, tmin, tmax))
         data = self.whiten(evoked)
         alpha_max = self.alpha_max(data)
         if not alpha_max > 0:
@@ -453,7 +455,9 @@ def make_sparse_inverse_operator(info, forward, noise_cov, *, loose="auto", dept
     # the finiteness check of the forward (a NaN or Inf makes its column's one).
     energy = np.einsum("ij,ij->j", gain, gain)
     if not np.isfinite(energy).all():
-        check_finite(sol[sol_rows], "The forward solution")
+        check_finite(sol[sol_rows], "The forward solution",
+                     "recompute the forward solution (NaN gains come from sensors or sources "
+                     "outside the BEM surfaces, or a wrong head<->MRI transform).")
     if mne_depth:
         # Other depth options than mixed_norm's defaults: MNE's own depth prior.
         with mne.utils.use_log_level("ERROR"):

@@ -16,6 +16,7 @@ import mne
 import numpy as np
 
 from . import io as mio
+from ._output_dir import OutputFolder
 from .errors import InputError
 from .forward import (TEMPLATE_SUBJECT, check_forward_matches, make_subject_forward,
                       make_template_forward, read_forward)
@@ -34,12 +35,15 @@ class Progress:
         False makes it silent.
     stream : file-like | None
         Where to print (default: standard error).
+    warnings : bool
+        Print :meth:`warn` messages even when not ``enabled``.
     """
 
-    def __init__(self, enabled=True, stream=None):
+    def __init__(self, enabled=True, stream=None, warnings=False):
         import sys
 
         self.enabled = enabled
+        self.warnings = warnings
         self.stream = stream if stream is not None else sys.stderr
         self._t0 = None
 
@@ -60,6 +64,12 @@ class Progress:
         if self.enabled:
             print(f"[meeg-inverse] {message}", file=self.stream, flush=True)
 
+    def warn(self, message):
+        """A change of what was asked (channels left out, ...): shown even when quiet."""
+        self.done()
+        if self.enabled or self.warnings:
+            print(f"meeg-inverse: warning: {message}", file=self.stream, flush=True)
+
 
 @dataclass
 class LoadedData:
@@ -75,7 +85,8 @@ class LoadedData:
 
 def load_data(recording, *, condition=None, events=None, stim_channel=None,
               epoch_tmin=-0.2, epoch_tmax=0.5, baseline=(None, 0), reject=None,
-              montage=None, montage_match="name", bads=None, ch_types=None, verbose=False):
+              montage=None, montage_match="name", bads=None, ch_types=None, exclude=None,
+              verbose=False):
     """Load a recording and reduce it to the evoked response to localize.
 
     Raw recordings are cut into epochs around their events (stim channel,
@@ -87,6 +98,9 @@ def load_data(recording, *, condition=None, events=None, stim_channel=None,
 
     ``bads`` (channels to leave out) and ``ch_types`` (name → type, e.g. EOG
     leads typed as EEG) are applied first (:func:`meeg_inverse.channels.apply_channel_options`).
+    Channels named ``exclude`` are dropped; EEG-typed channels whose names say
+    they are EOG, ECG or EMG electrodes are retyped (a note in ``loaded.notes``
+    says which).
 
     Returns
     -------
@@ -100,6 +114,7 @@ def load_data(recording, *, condition=None, events=None, stim_channel=None,
     for one in (inst if isinstance(inst, (list, tuple)) else [inst]):
         if hasattr(one, "info"):
             apply_channel_options(one, bads=bads, ch_types=ch_types)
+    inst = mio.exclude_channels(inst, exclude)
     raw = epochs = None
     if isinstance(inst, mne.io.BaseRaw):
         raw = inst
@@ -107,6 +122,7 @@ def load_data(recording, *, condition=None, events=None, stim_channel=None,
             from .forward import ensure_sensor_positions
 
             ensure_sensor_positions(raw.info, montage, match_by=montage_match, notes=notes)
+        notes += mio.type_channels_by_name(raw)
         if events is not None:
             ev, event_id = (mio.read_events_file(events, verbose=verbose)
                             if isinstance(events, (str, os.PathLike)) else (events, None))
@@ -124,10 +140,13 @@ def load_data(recording, *, condition=None, events=None, stim_channel=None,
         inst = epochs
     if isinstance(inst, mne.BaseEpochs):
         epochs = inst
-        if montage is not None:
-            from .forward import ensure_sensor_positions
+        if raw is None:  # epochs cut from ``raw`` have its positions and types already
+            if montage is not None:
+                from .forward import ensure_sensor_positions
 
-            ensure_sensor_positions(epochs.info, montage, match_by=montage_match, notes=notes)
+                ensure_sensor_positions(epochs.info, montage, match_by=montage_match,
+                                        notes=notes)
+            notes += mio.type_channels_by_name(epochs)
         evokeds = mio.average_conditions(epochs)
     elif isinstance(inst, mne.Evoked):
         evokeds = {inst.comment or "evoked": inst}
@@ -144,6 +163,8 @@ def load_data(recording, *, condition=None, events=None, stim_channel=None,
         from .forward import ensure_sensor_positions
 
         ensure_sensor_positions(evoked.info, montage, match_by=montage_match, notes=notes)
+    if epochs is None:
+        notes += mio.type_channels_by_name(evoked)
     mio.set_average_reference(evoked)
     if epochs is not None:
         mio.set_average_reference(epochs)
@@ -475,30 +496,37 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
                         field_cancellation=cancellation)
 
 
-def check_output_dir(out_dir):
-    """Fail early, before any computation, when the output folder can't be written."""
-    out_dir = Path(out_dir).expanduser().resolve()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"The output path {str(out_dir)!r} is a file, not a folder.",
-                         "give a folder name with --out.")
-    parent = out_dir
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise InputError(f"The output folder {str(out_dir)!r} cannot be made: "
-                         f"{str(parent)!r} is a file.", "choose another folder with --out.")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"The output folder {str(out_dir)!r} cannot be written "
-                         f"({str(parent)!r} is not writable).",
-                         "choose a writable folder with --out.")
-    return out_dir
+def check_output_dir(out_dir, *, overwrite=False):
+    """Fail early, before any computation, when the output folder can't be written.
+
+    See :class:`meeg_inverse._output_dir.OutputFolder` for what is checked.
+
+    Returns
+    -------
+    out_dir : Path
+        The resolved folder.
+    """
+    return OutputFolder(out_dir, overwrite=overwrite).path
 
 
-def write_outputs(result, out_dir, *, basename="sources", figures=True, progress=None):
+def write_outputs(result, out_dir, *, basename="sources", figures=True, progress=None,
+                  overwrite=False, folder=None, extra_files=None):
     """Write the source estimate, the JSON summary and figures into ``out_dir``.
 
-    Everything is written into a temporary folder first and moved into place at
-    the end, so a failure leaves no half-written output.
+    Everything is written into a staging folder first and put in place at the
+    end, as a whole: a failure leaves no half-written output, and a previous
+    result is replaced entirely (with ``overwrite=True``), never mixed.
+
+    Parameters
+    ----------
+    overwrite : bool
+        Replace a previous result in ``out_dir``; without it such a folder is
+        refused (:class:`InputError`).
+    folder : OutputFolder | None
+        A folder already reserved by the caller (checked and locked before
+        computing); ``out_dir`` and ``overwrite`` are then ignored.
+    extra_files : dict | None
+        Name → file or folder to copy into the result as well.
 
     Returns
     -------
@@ -506,16 +534,15 @@ def write_outputs(result, out_dir, *, basename="sources", figures=True, progress
         Name → path of each file written.
     """
     progress = progress or Progress(enabled=False)
-    out_dir = check_output_dir(out_dir)
     if not result.records:
         raise InputError(
             f"The estimate is empty: no source is active at alpha = {result.alpha_fraction:.3g} "
             "x lambda_max, so there is nothing to write.",
             "give a smaller --alpha explicitly (e.g. 0.2).")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    own = folder is None
+    if own:
+        folder = OutputFolder(out_dir, overwrite=overwrite).acquire()
+    staging = folder.staging
     try:
         progress.step("writing the source estimate and summary")
         written = {}
@@ -526,33 +553,35 @@ def write_outputs(result, out_dir, *, basename="sources", figures=True, progress
             written["stc"] = [f"{basename}-lh.stc", f"{basename}-rh.stc"]
         stc.save(str(stc_base) + "-stc.h5", ftype="h5", overwrite=True, verbose=False)
         written["stc_h5"] = f"{basename}-stc.h5"
+        for name, source in (extra_files or {}).items():
+            source = Path(source)
+            (shutil.copytree if source.is_dir() else shutil.copy2)(source, staging / name)
+            written[name] = name
         summary = result.summary()
         if figures:
             progress.step("drawing figures")
-            written.update(_draw_figures(result, staging))
+            extra = {}
             if result.selection is not None:
                 from .sure import plot_sure_curve
 
                 plot_sure_curve(result.selection, staging / "sure_curve.png")
-                written["sure_curve"] = "sure_curve.png"
+                extra["sure_curve"] = staging / "sure_curve.png"
+            written.update(_draw_figures(result, staging, extra))
         summary["files"] = written
         write_json(summary, staging / "summary.json")
         written["summary"] = "summary.json"
         progress.step("moving the outputs into place")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for item in staging.iterdir():
-            target = out_dir / item.name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            os.replace(item, target)
+        folder.commit()
         progress.done()
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if own:
+            folder.release()
+    out_dir = folder.path
     return {name: ([out_dir / f for f in files] if isinstance(files, list) else out_dir / files)
             for name, files in written.items()}
 
 
-def _draw_figures(result, folder):
+def _draw_figures(result, folder, extra_figures=None):
     """Draw the figures of a result into ``folder``; returns name → relative path."""
     from .viz import render_all
 
@@ -561,7 +590,8 @@ def _draw_figures(result, folder):
         result.stc, problem.forward["src"], folder,
         data=problem.data, fit=problem.fit(result.coef), times=problem.times,
         subject=result.subject, subjects_dir=result.subjects_dir,
-        trans=problem.forward["mri_head_t"], summary=result.summary())
+        trans=problem.forward["mri_head_t"], summary=result.summary(),
+        nave=problem.nave, extra_figures=extra_figures)
     return {name: str(Path(p).relative_to(folder)) for name, p in paths.items()}
 
 
@@ -570,8 +600,26 @@ def localize_file(recording, out_dir, *, forward_spec=None, noise_cov=None, empt
                   baseline=(None, 0), reject=None, tmin=None, tmax=None, alpha="auto",
                   penalty=None, penalty_params=None, loose="auto", depth=0.8, pick_ori=None,
                   rank=None, tol=1e-6, random_state=0, sure_curve=False, debias=True,
-                  bads=None, ch_types=None, figures=True, progress=None, verbose=False):
+                  bads=None, ch_types=None, figures=True, progress=None, verbose=False,
+                  overwrite=False, exclude=None, allow_missing_types=False, extra_files=None):
     """Run the whole pipeline on a file and write its outputs (what the CLI runs).
+
+    The output folder is checked and locked before anything is read (see
+    :class:`meeg_inverse._output_dir.OutputFolder`). Channels left out (bad,
+    or missing from the forward solution or the noise covariance) are reported
+    and recorded in the summary; losing a whole channel type of the recording
+    raises :class:`InputError` unless ``allow_missing_types``.
+
+    Parameters
+    ----------
+    overwrite : bool
+        Replace a previous result in ``out_dir`` as a whole.
+    exclude : list of str | None
+        Channels to leave out (e.g. EOG electrodes typed as EEG).
+    allow_missing_types : bool
+        Localize even when a channel type of the recording is lost.
+    extra_files : dict | None
+        Name → file or folder copied into the result (see :func:`write_outputs`).
 
     Returns
     -------
@@ -579,7 +627,28 @@ def localize_file(recording, out_dir, *, forward_spec=None, noise_cov=None, empt
     paths : dict
     """
     progress = progress or Progress()
-    out_dir = check_output_dir(out_dir)
+    folder = OutputFolder(out_dir, overwrite=overwrite).acquire()
+    try:
+        return _localize_file(
+            recording, folder, forward_spec=forward_spec, noise_cov=noise_cov,
+            empty_room=empty_room, condition=condition, events=events,
+            epoch_tmin=epoch_tmin, epoch_tmax=epoch_tmax, baseline=baseline, reject=reject,
+            tmin=tmin, tmax=tmax, alpha=alpha, penalty=penalty, penalty_params=penalty_params,
+            loose=loose, depth=depth, pick_ori=pick_ori, rank=rank, tol=tol,
+            random_state=random_state, sure_curve=sure_curve, debias=debias, figures=figures,
+            progress=progress, verbose=verbose, exclude=exclude, bads=bads, ch_types=ch_types,
+            allow_missing_types=allow_missing_types, extra_files=extra_files)
+    finally:
+        folder.release()
+
+
+def _localize_file(recording, folder, *, forward_spec, noise_cov, empty_room, condition, events,
+                   epoch_tmin, epoch_tmax, baseline, reject, tmin, tmax, alpha, penalty,
+                   penalty_params, loose, depth, pick_ori, rank, tol, random_state, sure_curve,
+                   debias, figures, progress, verbose, exclude, allow_missing_types,
+                   extra_files, bads=None, ch_types=None):
+    from .channel_report import channel_report, check_channel_types
+
     if figures:
         # The off-screen rendering check (a VTK subprocess, 1-2 s) runs meanwhile.
         from .viz._render import start_backend_probe
@@ -590,19 +659,46 @@ def localize_file(recording, out_dir, *, forward_spec=None, noise_cov=None, empt
     loaded = load_data(recording, condition=condition, events=events, epoch_tmin=epoch_tmin,
                        epoch_tmax=epoch_tmax, baseline=baseline, reject=reject,
                        montage=forward_spec.montage, montage_match=forward_spec.montage_match,
-                       bads=bads, ch_types=ch_types, verbose=verbose)
+                       bads=bads, ch_types=ch_types, exclude=exclude, verbose=verbose)
     for note in loaded.notes:
         progress.info(f"note: {note}")
+    if condition is None:
+        others = [c for c in loaded.conditions if c != loaded.evoked.comment]
+        progress.info(f"condition {loaded.evoked.comment!r}"
+                      + (f" (the first of {len(loaded.conditions)}; the others: "
+                         f"{', '.join(map(repr, others[:6]))}; choose with --condition)"
+                         if others else ""))
     if loaded.baseline_applied:
         progress.info(f"the evoked response was saved without baseline correction: "
                       f"applied baseline {baseline}")
+    times = loaded.evoked.times
+    if tmin is None and times[0] < 0 <= times[-1]:
+        # The pre-stimulus part is the noise reference, not a response to localize.
+        tmin = 0.0
+        progress.info(f"time window {tmin:.3f} to "
+                      f"{times[-1] if tmax is None else tmax:.3f} s: after the stimulus "
+                      "(choose with --tmin/--tmax)")
     progress.step("getting the noise covariance")
     cov = load_noise_cov(noise_cov, loaded, empty_room=empty_room, verbose=verbose)
     what = ("reading the forward solution" if forward_spec.forward is not None else
             "building the forward model (a few minutes the first time)")
     progress.step(what)
-    fwd, subject, subjects_dir = load_forward(forward_spec, loaded.evoked.info, verbose=verbose)
+    # load_data has put the montage's positions on the channels already (and retyped
+    # EOG electrodes): matching it again by order would count the retyped ones.
+    from dataclasses import replace
+
+    fwd, subject, subjects_dir = load_forward(replace(forward_spec, montage=None),
+                                              loaded.evoked.info, verbose=verbose)
     progress.done()
+    report = channel_report(loaded.evoked.info, fwd, cov)
+    for line in report.lines():
+        progress.warn(line)
+    check_channel_types(report, allow=allow_missing_types)
+    coordinates = "MNI"
+    if subject != TEMPLATE_SUBJECT and subjects_dir is None:
+        coordinates = "head"
+        progress.info("source positions are in head coordinates: MNI coordinates need the "
+                      "subject's MRI (add --subjects-dir)")
     trials = None
     if loaded.epochs is not None:  # the trials of the localized condition, for the confidence
         try:
@@ -620,7 +716,13 @@ def localize_file(recording, out_dir, *, forward_spec=None, noise_cov=None, empt
     result.extra["recording"] = str(recording)
     result.extra["conditions_available"] = loaded.conditions
     result.extra["baseline_applied"] = list(baseline) if loaded.baseline_applied else None
+    result.extra["channels"] = report.as_dict()
+    result.extra["notes"] = list(loaded.notes) + report.lines()
+    result.extra["coordinates"] = (
+        "MNI (position_mni_mm)" if coordinates == "MNI" else
+        "head only (position_head_mm): no subjects folder, so MNI is unknown")
     progress.info(f"{len(result.records)} active source(s), explained variance "
                   f"{100 * result.explained_variance:.1f} %")
-    paths = write_outputs(result, out_dir, figures=figures, progress=progress)
+    paths = write_outputs(result, folder.path, figures=figures, progress=progress, folder=folder,
+                          extra_files=extra_files)
     return result, paths

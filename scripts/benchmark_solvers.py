@@ -101,6 +101,24 @@ def cached_forward(path, info, make_src):
     return fwd
 
 
+def required_files():
+    """The shared data files the benchmark reads (see CONTRIBUTING.md to get them)."""
+    meg, bem = SAMPLE / "MEG", SAMPLE / "subjects" / "sample" / "bem"
+    return [meg / "test-ave.fif.gz", meg / "test-cov.fif", meg / "sample-small-src.fif.gz",
+            meg / "sample_audvis_trunc-trans.fif", bem / "sample-320-320-320-bem-sol.fif"]
+
+
+def check_data():
+    """Stop at once, with the fix, when the data are missing (not after compiling)."""
+    missing = [p for p in required_files() if not p.exists()]
+    if missing:
+        print(f"benchmark: error: the benchmark data are missing: {missing[0]}"
+              f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}.\n"
+              f"  Fix: set MEEG_INVERSE_SHARED_DATA to the folder holding sample/MEG/... "
+              f"(now {SHARED}); CONTRIBUTING.md says how to get the files.", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_problem(kind):
     from meeg_inverse.solvers.mne_compat import mne_mixed_norm_problem
 
@@ -295,6 +313,7 @@ def main():
     parser.add_argument("--skip", nargs="*", default=[], help="solvers to skip")
     parser.add_argument("--blas-threads", type=int, default=1)
     args = parser.parse_args()
+    check_data()
 
     import mne
     from threadpoolctl import threadpool_limits

@@ -1,7 +1,15 @@
-"""Shared fixtures: the real MNE 'sample' data from ``../shared/data``.
+"""Shared fixtures: the real MNE 'sample' data and EEGLAB's sample EEG.
 
-Tests that need the shared data are skipped, with the reason, when it is absent.
-Set ``MEEG_INVERSE_SHARED_DATA`` to point elsewhere.
+Where the data come from, in this order (CONTRIBUTING.md says how to get them):
+
+1. ``MEEG_INVERSE_SHARED_DATA`` (default ``../shared/data``): the project's
+   shared folder (``sample/MEG/test-ave.fif.gz``, ... ; its README lists them);
+2. what ``meeg-inverse fetch sample`` and ``meeg-inverse fetch eeglab`` wrote
+   (under ``MEEG_INVERSE_DATA``, MNE's ``MNE_DATA`` or ``~/mne_data``): the
+   same subject, other file names (:data:`FETCHED_SAMPLE`), and a small
+   source space derived once from the subject's surfaces.
+
+Tests that need data absent from both are skipped, with the reason.
 """
 
 import os
@@ -17,42 +25,106 @@ SAMPLE = SHARED_DATA / "sample"
 EEGLAB = SHARED_DATA / "eeglab"
 CACHE = ROOT / ".cache" / "tests"
 
+# Role -> file, relative to the shared sample/ folder.
+SHARED_SAMPLE = dict(
+    evoked="MEG/test-ave.fif.gz", cov="MEG/test-cov.fif", erm_cov="MEG/test_erm-cov.fif",
+    src="MEG/sample-small-src.fif.gz", trans="MEG/sample_audvis_trunc-trans.fif",
+    raw="MEG/sample_audvis_trunc_raw_sss.fif", events="MEG/sample_audvis_trunc_raw-eve.fif",
+    subjects_dir="subjects", bem="subjects/sample/bem/sample-320-320-320-bem-sol.fif",
+    bem_meg="subjects/sample/bem/sample-1280-bem-sol.fif",
+)
+# Role -> file, relative to MNE-sample-data/ as `meeg-inverse fetch sample` writes it
+# (src: derived into the test cache, see _fetched_src).
+FETCHED_SAMPLE = dict(
+    evoked="MEG/sample/sample_audvis-ave.fif", cov="MEG/sample/sample_audvis-cov.fif",
+    erm_cov="MEG/sample/ernoise-cov.fif", src=None,
+    trans="MEG/sample/sample_audvis_raw-trans.fif",
+    raw="MEG/sample/sample_audvis_filt-0-40_raw.fif",
+    events="MEG/sample/sample_audvis_filt-0-40_raw-eve.fif", subjects_dir="subjects",
+    bem="subjects/sample/bem/sample-5120-5120-5120-bem-sol.fif",
+    bem_meg="subjects/sample/bem/sample-5120-bem-sol.fif",
+)
 
-def _require(path):
-    if not path.exists():
-        pytest.skip(f"shared real data not found at {path} (set MEEG_INVERSE_SHARED_DATA)")
+
+def _fetched_folder(name):
+    """Folder of a data set `meeg-inverse fetch` wrote, or None (no download here)."""
+    try:
+        from data_fetchers import dataset_path
+    except ImportError:
+        return None
+    folder = dataset_path(name)
+    return folder if folder.is_dir() else None
+
+
+def sample_source():
+    """('shared' | 'fetched', folder) of the sample data, or (None, the places tried)."""
+    if SAMPLE.is_dir():
+        return "shared", SAMPLE
+    fetched = _fetched_folder("sample")
+    if fetched is not None and (fetched / FETCHED_SAMPLE["evoked"]).exists():
+        return "fetched", fetched
+    return None, f"{SAMPLE} or the folder of `meeg-inverse fetch sample`"
+
+
+def eeglab_source():
+    if EEGLAB.is_dir():
+        return EEGLAB
+    return _fetched_folder("eeglab")
+
+
+def sample_layout(kind, folder):
+    """Role -> path of the sample files in a 'shared' or 'fetched' folder."""
+    table = SHARED_SAMPLE if kind == "shared" else FETCHED_SAMPLE
+    return {role: (folder / rel if rel is not None else None) for role, rel in table.items()}
+
+
+def _require(path, what="shared real data"):
+    if path is None or not Path(path).exists():
+        pytest.skip(f"{what} not found at {path} (set MEEG_INVERSE_SHARED_DATA, or run "
+                    "`meeg-inverse fetch sample` / `meeg-inverse fetch eeglab`; see "
+                    "CONTRIBUTING.md)")
     return path
 
 
 @pytest.fixture(scope="session")
 def sample_dir():
     """Folder of the MNE 'sample' subject files."""
-    return _require(SAMPLE)
+    kind, folder = sample_source()
+    if kind is None:
+        _require(None, f"the MNE sample data ({folder})")
+    return folder
 
 
 @pytest.fixture(scope="session")
 def eeglab_dir():
     """Folder of EEGLAB's sample EEG recording."""
-    return _require(EEGLAB)
+    return _require(eeglab_source(), "EEGLAB's sample EEG")
+
+
+def _fetched_src(subjects_dir):
+    """A ~500-source surface source space of 'sample' (oct-4), built once and cached."""
+    import mne
+
+    cached = CACHE / "fetched-sample-oct4-src.fif"
+    if not cached.exists():
+        src = mne.setup_source_space("sample", spacing="oct4", subjects_dir=subjects_dir,
+                                     add_dist=False, verbose=False)
+        CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name("tmp-" + cached.name)
+        mne.write_source_spaces(tmp, src, overwrite=True, verbose=False)
+        tmp.replace(cached)
+    return cached
 
 
 @pytest.fixture(scope="session")
 def sample_paths(sample_dir):
     """Paths of the sample subject's files, by role."""
-    meg = sample_dir / "MEG"
-    subjects_dir = sample_dir / "subjects"
-    return dict(
-        evoked=meg / "test-ave.fif.gz",
-        cov=meg / "test-cov.fif",
-        erm_cov=meg / "test_erm-cov.fif",
-        src=meg / "sample-small-src.fif.gz",
-        trans=meg / "sample_audvis_trunc-trans.fif",
-        raw=meg / "sample_audvis_trunc_raw_sss.fif",
-        events=meg / "sample_audvis_trunc_raw-eve.fif",
-        subjects_dir=subjects_dir,
-        bem=subjects_dir / "sample" / "bem" / "sample-320-320-320-bem-sol.fif",
-        bem_meg=subjects_dir / "sample" / "bem" / "sample-1280-bem-sol.fif",
-    )
+    kind, _ = sample_source()
+    paths = sample_layout(kind, sample_dir)
+    if paths["src"] is None:
+        paths["src"] = _fetched_src(paths["subjects_dir"])
+    paths["kind"] = kind
+    return paths
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +154,8 @@ def sample_forward(sample_paths, sample_evoked):
     import mne
 
     # Building it takes ~50 s on 2 cores, so it is cached between runs.
-    cached = CACHE / "sample-small-meeg-fwd.fif"
+    cached = CACHE / ("sample-small-meeg-fwd.fif" if sample_paths["kind"] == "shared"
+                      else "fetched-sample-oct4-meeg-fwd.fif")
     if cached.exists():
         return mne.read_forward_solution(cached, verbose=False)
     src = mne.read_source_spaces(sample_paths["src"], verbose=False)

@@ -102,6 +102,7 @@ def test_viewer_in_headless_chromium(viewer_file, stc_src, tmp_path):
     assert out["webgl"], "WebGL unavailable in headless chromium"
     assert out["nonblank"] > 0.02, out  # the brain covers part of the canvas
     assert out["n_sources"] == 3
+    assert out["start_view"] == "view: Left", out  # the start view is named on the page
     stc = stc_src[0]
     strongest = "lh %d" % stc.vertices[0][int(np.argmax(np.abs(stc.data[:2]).max(1)))]
     assert out["expected"] == strongest

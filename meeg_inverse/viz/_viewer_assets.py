@@ -363,6 +363,7 @@ canvas.addEventListener('pointermove', function (e) {
   } else {
     cam.yaw = down.yaw - dx * 0.008;
     cam.pitch = Math.max(-1.55, Math.min(1.55, down.pitch + dy * 0.008));
+    showView('rotated');
   }
   requestDraw();
 });
@@ -433,11 +434,29 @@ document.getElementById('play').addEventListener('click', function () {
   if (playing) requestAnimationFrame(step);
 });
 var vb = document.getElementById('viewbtns');
+// The name of the view shown, so a start view chosen automatically (e.g. Front) is labelled.
+var viewName = document.createElement('span'); viewName.id = 'viewname'; viewName.style.color = 'var(--muted)';
+function showView(name) {
+  viewName.textContent = 'view: ' + name;
+  var bs = vb.querySelectorAll('button');
+  for (var k = 0; k < bs.length; k++) bs[k].style.borderColor = bs[k].textContent === name ? 'var(--accent)' : '';
+}
+function viewOf(yaw, pitch) {
+  var names = Object.keys(VIEWS);
+  for (var k = 0; k < names.length; k++) {
+    var v = VIEWS[names[k]];
+    // the data's default views look from 10 degrees above: still that named view
+    if (Math.abs(v[0] * Math.PI / 180 - yaw) < 1e-6 && Math.abs(v[1] * Math.PI / 180 - pitch) < 0.2) return names[k];
+  }
+  return 'rotated';
+}
 Object.keys(VIEWS).forEach(function (k) {
   var b = document.createElement('button'); b.textContent = k;
-  b.addEventListener('click', function () { cam.yaw = VIEWS[k][0] * Math.PI / 180; cam.pitch = VIEWS[k][1] * Math.PI / 180; cam.target = center.slice(); cam.dist = 1; requestDraw(); });
+  b.addEventListener('click', function () { cam.yaw = VIEWS[k][0] * Math.PI / 180; cam.pitch = VIEWS[k][1] * Math.PI / 180; cam.target = center.slice(); cam.dist = 1; showView(k); requestDraw(); });
   vb.appendChild(b);
 });
+vb.appendChild(viewName);
+showView(viewOf(cam.yaw, cam.pitch));
 var mt = document.getElementById('meshtoggles');
 meshes.forEach(function (m) {
   var l = document.createElement('label'), cb = document.createElement('input'); cb.type = 'checkbox'; cb.checked = true;
@@ -490,6 +509,7 @@ function chooseView() {
     if (score > bestScore * 1.05) { bestScore = score; best = v; }
   });
   cam.yaw = best[0]; cam.pitch = best[1]; lastM = null;
+  showView(viewOf(cam.yaw, cam.pitch));
 }
 setTime(tIdx);
 draw();
@@ -500,7 +520,8 @@ window.meegViewer = { pick: pick, select: select, setTime: setTime, screenOf: sc
 
 // ------------------------------------------------------------------ self-test hook (?autotest=1)
 if (/[?&]autotest=1/.test(location.search)) {
-  var res = { webgl: !!gl, nonblank: 0, n_sources: sources.length, expected: null, picked: null, drawn: null };
+  var res = { webgl: !!gl, nonblank: 0, n_sources: sources.length, expected: null, picked: null, drawn: null,
+              start_view: viewName.textContent };
   try {
     draw();
     if (gl) {

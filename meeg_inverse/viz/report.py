@@ -16,7 +16,7 @@ from .viewer import write_viewer_html
 def render_all(stc, src, out_dir, data=None, fit=None, residual=None, times=None,
                subject=None, subjects_dir=None, trans=None, surface="auto", time=None,
                title=None, views=None, info=None, viewer=True, source_map_times=None,
-               summary=None):
+               summary=None, nave=1, extra_figures=None):
     """Write the source map(s), time courses, data/fit/residual panel, the HTML viewer and an
     ``index.html`` linking them into ``out_dir``.
 
@@ -25,7 +25,10 @@ def render_all(stc, src, out_dir, data=None, fit=None, residual=None, times=None
     ``source_map_times``: extra time points (s) for additional source maps (the peak time
     is always drawn). ``info`` (dict of text, e.g. solver settings) and ``summary`` (a
     result summary dict; its scalar entries, nested ones as ``a.b``) are listed on the
-    index page. Returns ``{name: path}`` (``'index'`` included). Every file is written
+    index page. ``nave``: trials averaged in ``data`` (the noise band of the fit panel is
+    ``±1/sqrt(nave)``). ``extra_figures``: ``{name: path}`` of figures already drawn in
+    ``out_dir`` (e.g. the SURE curve) to link from the index.
+    Returns ``{name: path}`` (``'index'`` included). Every file is written
     atomically, so an interrupted run leaves no half-written file.
     """
     out = Path(out_dir)
@@ -54,12 +57,13 @@ def render_all(stc, src, out_dir, data=None, fit=None, residual=None, times=None
     if data is not None and fit is not None:
         tt = stc.times if times is None else times
         paths["fit_residual"] = plot_fit_residual(tt, data, fit, out / "fit_residual.png",
-                                                  residual=residual)
+                                                  residual=residual, nave=nave)
     if viewer:
         paths["viewer"] = write_viewer_html(stc, src, out / "viewer.html", subject=subject,
                                             subjects_dir=subjects_dir, title=title,
                                             trans=trans, surface=surface, labels=labels,
                                             faded=faded)
+    paths.update(extra_figures or {})
     extra = dict(info or {})
     extra.update(_flatten(summary))
     paths["index"] = _write_index(out, paths, stc, title, extra,
@@ -162,7 +166,8 @@ def _write_index(out, paths, stc, title, info, sources=(), warnings=()):
                       for k, v in rows)
     captions = {"source_map": "Source map at the peak time",
                 "time_courses": "Time courses of the active sources",
-                "fit_residual": "Whitened data, fit and residual"}
+                "fit_residual": "Whitened data, fit and residual",
+                "sure_curve": "The selection criterion along lambda (the chosen lambda marked)"}
     figs = []
     for key, p in paths.items():
         if Path(p).suffix != ".png":

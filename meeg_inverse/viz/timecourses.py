@@ -78,13 +78,15 @@ def plot_time_courses(stc, fname, max_sources=10, title=None, time=None, src=Non
 
 
 def plot_fit_residual(times, data, fit, fname, residual=None, title=None, ch_types=None,
-                      dpi=100, whitened=True):
+                      dpi=100, whitened=True, nave=1):
     """Three stacked butterfly plots: (whitened) data, model fit and residual.
 
     ``data``, ``fit`` (and optional ``residual``, default ``data - fit``) are
     (n_channels, n_times); ``times`` in seconds. The panels share the y scale; the global
     field power (RMS over channels) of each is drawn in black and the explained variance
-    ``1 - ||R||² / ||M||²`` is printed in the title. Returns the path written.
+    ``1 - ||R||² / ||M||²`` is printed in the title. Whitened by the covariance of
+    single trials, an average of ``nave`` trials has noise of standard deviation
+    ``1 / sqrt(nave)``: that is the grey band. Returns the path written.
     """
     import matplotlib.pyplot as plt
     from matplotlib.collections import LineCollection
@@ -121,9 +123,12 @@ def plot_fit_residual(times, data, fit, fname, residual=None, title=None, ch_typ
         ax.text(0.99, 0.94, f"RMS {rms:.3g}", transform=ax.transAxes, ha="right", va="top",
                 fontsize=10, color="0.25")
     if whitened:
+        level = 1.0 / np.sqrt(max(int(nave), 1))
         for ax in axes:
-            ax.axhspan(-1, 1, color="0.85", alpha=0.5, zorder=0, lw=0)
-        axes[2].text(0.01, 0.06, "grey band: ±1 (noise level)", transform=axes[2].transAxes,
+            ax.axhspan(-level, level, color="0.85", alpha=0.5, zorder=0, lw=0)
+        what = (f"±1/√N = ±{level:.2g} (noise level of an average of N = {int(nave)} trials)"
+                if nave > 1 else "±1 (noise level)")
+        axes[2].text(0.01, 0.06, f"grey band: {what}", transform=axes[2].transAxes,
                      fontsize=9, color="0.35")
     axes[0].legend(loc="upper left", fontsize=9, frameon=False)
     axes[-1].set_xlabel("Time (ms)", fontsize=12)

@@ -127,7 +127,13 @@ def write_viewer_html(stc, src, fname, subject=None, subjects_dir=None, title=No
 
 def open_viewer(path):
     """Open a viewer HTML file (or the ``viewer.html`` / ``index.html`` inside a result
-    folder) in the default web browser. Returns the file URI opened."""
+    folder) in the default web browser.
+
+    Returns
+    -------
+    uri : str | None
+        The file URI opened, or None when no browser could be opened (headless).
+    """
     path = Path(path)
     if path.is_dir():
         for name in ("viewer.html", "index.html"):
@@ -139,5 +145,4 @@ def open_viewer(path):
     if not path.exists():
         raise FileNotFoundError(path)
     uri = path.resolve().as_uri()
-    webbrowser.open(uri)
-    return uri
+    return uri if webbrowser.open(uri) else None
