@@ -80,7 +80,8 @@ def sample_layout(kind, folder):
 
 def _require(path, what="shared real data"):
     if path is None or not Path(path).exists():
-        pytest.skip(f"{what} not found at {path} (set MEEG_INVERSE_SHARED_DATA, or run "
+        pytest.skip(f"{what} not found{f' at {path}' if path else ''} (set "
+                    "MEEG_INVERSE_SHARED_DATA, or run "
                     "`meeg-inverse fetch sample` / `meeg-inverse fetch eeglab`; see "
                     "CONTRIBUTING.md)")
     return path
