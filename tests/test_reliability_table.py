@@ -673,7 +673,7 @@ def r_index_links_sure_curve(ctx):
     (ctx.tmp / "sure_curve.png").write_bytes(b"png")
     _write_index(ctx.tmp, {"sure_curve": ctx.tmp / "sure_curve.png"}, stc, "t", {})
     page = (ctx.tmp / "index.html").read_text()
-    assert 'href="sure_curve.png"' in page and "SURE along lambda" in page
+    assert 'href="sure_curve.png"' in page and "selection criterion along lambda" in page
     return Outcome(0, "", "", None)
 
 
