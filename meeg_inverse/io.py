@@ -357,8 +357,9 @@ def type_channels_by_name(inst):
         What was retyped, for the user.
     """
     mapping = {}
+    bads = set(inst.info["bads"])
     for name, kind in zip(inst.ch_names, inst.get_channel_types()):
-        if kind != "eeg":
+        if kind != "eeg" or name in bads:  # already left out (e.g. no position, see --eog)
             continue
         for new, pattern in _NON_EEG_NAMES.items():
             if pattern.search(name):
