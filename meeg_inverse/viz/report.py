@@ -148,7 +148,7 @@ def _sources_table(sources):
 def _warnings_box(warnings):
     if not warnings:
         return ""
-    items = "".join(f"<li><b>{html.escape(w['message'])}</b> {html.escape(w['fix'])}</li>"
+    items = "".join(f"<li><b>{html.escape(w['message'])}</b> Fix: {html.escape(w['fix'])}</li>"
                     for w in warnings)
     return f'<div class="warnings"><h2>Warnings</h2><ul>{items}</ul></div>'
 
