@@ -11,7 +11,7 @@ meeg-inverse localize "$S/MEG/test-ave.fif.gz" --condition "Right Auditory" \
     --noise-cov "$S/MEG/test-cov.fif" --subject sample --subjects-dir "$S/subjects" \
     --trans "$S/MEG/sample_audvis_trunc-trans.fif" --src "$S/MEG/sample-small-src.fif.gz" \
     --bem "$S/subjects/sample/bem/sample-320-320-320-bem-sol.fif" \
-    --tmin 0.05 --tmax 0.15 --penalty mcp --out "$OUT/sample" --quiet
+    --tmin 0.05 --tmax 0.15 --out "$OUT/sample" --quiet
 meeg-inverse demo --out "$OUT/demo" --quiet
 for name in source_map time_courses fit_residual; do
     cp "$OUT/sample/$name.png" "docs/figures/sample_right_auditory_$name.png"
