@@ -426,9 +426,8 @@ def _result_warnings(problem, coef, solution, cancellation, penalty):
 
     records = annotate_records(source_records(problem, coef), confidence=solution.confidence)
     selection = solution.selection
-    resid = problem.data - problem.gain @ coef if coef.any() else problem.data
-    ratio = float(np.mean(resid ** 2) / problem.noise_estimate.variance)
-    return result_warnings(records, field_cancellation=cancellation, residual_ratio=ratio,
+    return result_warnings(records, field_cancellation=cancellation,
+                           residual_ratio=problem.residual_ratio(coef),
                            at_bound=bool(getattr(selection, "at_bound", False)),
                            penalty=penalty)
 

@@ -465,8 +465,7 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
         warnings.warn(f"No active source at alpha = {alpha_abs / problem.alpha_max:.3g} x "
                       "lambda_max.", stacklevel=2)
     noise = problem.noise_estimate
-    resid = problem.data - problem.gain @ coef
-    residual_ratio = float(np.mean(resid ** 2) / noise.variance)
+    residual_ratio = problem.residual_ratio(coef)
     extra = {
         "noise": {**noise.as_dict(), "residual_ratio": residual_ratio},
         "confidence": {"method": ("bootstrap over trials" if trials is not None else

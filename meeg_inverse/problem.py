@@ -414,6 +414,16 @@ class InverseProblem:
         residual = self.data - self.fit(coef, active_set)
         return 1.0 - float(np.sum(residual ** 2) / np.sum(self.data ** 2))
 
+    def residual_ratio(self, coef, active_set=None):
+        """Whitened residual variance over the noise variance of the data.
+
+        Below ~0.8 the sources explain noise (see
+        :data:`meeg_inverse.assessment.RESIDUAL_FLOOR`); the noise level is
+        :attr:`noise_estimate`.
+        """
+        residual = self.data - self.fit(coef, active_set)
+        return float(np.mean(residual ** 2) / self.noise_estimate.variance)
+
     def field_cancellation(self, coef, active_set=None):
         """How much the active sources' fields cancel on the sensors.
 
