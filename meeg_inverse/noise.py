@@ -106,7 +106,10 @@ def draw_noise(rng, shape, noise):
     e = rng.standard_normal(shape)
     rho = noise.autocorrelation
     if rho > 0:
+        from scipy.signal import lfilter
+
+        # x_t = ρ x_{t-1} + √(1-ρ²) e_t with x_0 = e_0 (stationary, unit variance):
+        # the recursion in C, its initial state chosen so that x_0 = e_0.
         scale = np.sqrt(1.0 - rho ** 2)
-        for t in range(1, shape[1]):
-            e[:, t] = rho * e[:, t - 1] + scale * e[:, t]
+        e, _ = lfilter([scale], [1.0, -rho], e, axis=1, zi=(1.0 - scale) * e[:, :1])
     return e * noise.std

@@ -92,6 +92,27 @@ def quantile_universal_threshold(gain, n_times, noise, n_orient, *, level=QUT_LE
     return float(lmax.mean() + norm.ppf(level) * lmax.std(ddof=1))
 
 
+def _solve_at(gain, data, pen, start, alpha, warm, n_orient, tol, solver_kw):
+    """The penalty's solution at ``alpha`` on a path of decreasing λ.
+
+    Non-convex penalties start from the L2,1 solution at the same λ (``start``,
+    itself warm-started from ``warm``, the previous L2,1 solution); convex ones
+    from ``warm``, their previous solution. Returns ``(result, next warm start,
+    number of solves)``.
+    """
+    from .solvers import solve
+
+    if start is None:
+        res = solve(gain, data, pen.with_alpha(alpha), n_orient=n_orient, tol=tol,
+                    coef_init=warm, **solver_kw)
+        return res, res.coef, 1
+    convex = solve(gain, data, start.with_alpha(alpha), n_orient=n_orient, tol=tol,
+                   coef_init=warm, **solver_kw).coef
+    res = solve(gain, data, pen.with_alpha(alpha), n_orient=n_orient, tol=tol,
+                coef_init=convex, **solver_kw)
+    return res, convex, 2
+
+
 def _residual_ratio(gain, data, coef, n_orient, noise_variance, n_times=None):
     """Whitened residual variance of the debiased fit over the noise variance.
 
@@ -105,10 +126,10 @@ def _residual_ratio(gain, data, coef, n_orient, noise_variance, n_times=None):
 
     active = np.any(coef != 0, axis=1)
     if not active.any():
-        return float(scale * np.mean(data ** 2) / noise_variance), coef
+        return float(scale * np.mean(data ** 2) / noise_variance)
     debiased = debias_amplitudes(gain[:, active], data, coef[active], n_orient)
     resid = data - gain[:, active] @ debiased
-    return float(scale * np.mean(resid ** 2) / noise_variance), debiased
+    return float(scale * np.mean(resid ** 2) / noise_variance)
 
 
 def select_qut(gain, data, noise, *, penalty="mcp", n_orient=1, tol=1e-8, random_state=0,
@@ -156,7 +177,6 @@ def select_qut(gain, data, noise, *, penalty="mcp", n_orient=1, tol=1e-8, random
     """
     from .penalties import make_penalty
     from .solvers import alpha_max as _alpha_max
-    from .solvers import solve
     from .solvers.convex_start import convex_start
     from .sure import AlphaSelection, _flag_empty
 
@@ -170,20 +190,13 @@ def select_qut(gain, data, noise, *, penalty="mcp", n_orient=1, tol=1e-8, random
     pen = make_penalty(penalty, 1.0, **penalty_params)
     start = convex_start(pen)
     history = dict(alphas=[], sure=[], grads=[])
-    n_solves, coef, res = 0, None, None
-    init = None
+    n_solves, warm = 0, None
     for _ in range(max_raises + 1):
         alpha = min(lam, a_max)
-        if start is not None:
-            init = solve(gain, data, start.with_alpha(alpha), n_orient=n_orient, tol=tol,
-                         coef_init=init, **kw).coef
-            n_solves += 1
-        res = solve(gain, data, pen.with_alpha(alpha), n_orient=n_orient, tol=tol,
-                    coef_init=init if start is not None else (None if res is None
-                                                               else res.coef), **kw)
-        n_solves += 1
+        res, warm, n = _solve_at(gain, data, pen, start, alpha, warm, n_orient, tol, kw)
+        n_solves += n
         coef = np.asarray(res.coef)
-        ratio, _ = _residual_ratio(gain, data, coef, n_orient, noise.variance, n_times)
+        ratio = _residual_ratio(gain, data, coef, n_orient, noise.variance, n_times)
         history["alphas"].append(float(alpha))
         history["sure"].append(ratio)
         history["grads"].append(np.nan)
@@ -197,10 +210,8 @@ def select_qut(gain, data, noise, *, penalty="mcp", n_orient=1, tol=1e-8, random
         alpha=float(alpha), alpha_fraction=float(alpha / a_max), sure=float(ratio),
         n_outer_iter=len(history["alphas"]), history=history, coef=coef, active_set=active,
         solver_result=res, method="qut", alpha_max=a_max, sigma=noise.std,
-        time=time.perf_counter() - t0, n_solves=n_solves, converged=bool(res.converged))
-    sel.threshold = float(min(history["alphas"][0], a_max))
-    sel.residual_ratio = float(ratio)
-    sel.n_raises = len(history["alphas"]) - 1
+        time=time.perf_counter() - t0, n_solves=n_solves, converged=bool(res.converged),
+        residual_ratio=float(ratio), n_raises=len(history["alphas"]) - 1)
     sel.at_bound = bool(alpha >= a_max)
     return _flag_empty(sel)
 
@@ -290,19 +301,11 @@ def select_bic(gain, data, noise, *, penalty="l21", n_orient=1, tol=1e-8, grid=N
     # docs/sure.md). A noise-only recording thus gets its strongest source,
     # with a low confidence.
     fracs, results, values = [], [], []
-    n_solves, init, init_convex = 0, None, None
+    n_solves, warm = 0, None
     stopped_by_interpolation = False
     for frac in fractions:
-        alpha = frac * a_max
-        if start is not None:
-            init_convex = solve(gain, data, start.with_alpha(alpha), n_orient=n_orient, tol=tol,
-                                coef_init=init_convex, **kw).coef
-            n_solves += 1
-            init = init_convex
-        res = solve(gain, data, pen.with_alpha(alpha), n_orient=n_orient, tol=tol,
-                    coef_init=init, **kw)
-        n_solves += 1
-        init = res.coef if start is None else init
+        res, warm, n = _solve_at(gain, data, pen, start, frac * a_max, warm, n_orient, tol, kw)
+        n_solves += n
         rows = np.flatnonzero(res.active_set)
         if rows.size >= n_channels:
             stopped_by_interpolation = True
@@ -319,13 +322,13 @@ def select_bic(gain, data, noise, *, penalty="l21", n_orient=1, tol=1e-8, grid=N
         fracs, results, values = [float(fractions[0])], [res], [np.inf]
     i = int(np.argmin(values))
     # Discrepancy floor: towards larger λ while the debiased fit explains noise.
-    ratio, _ = _residual_ratio(gain, data, np.asarray(results[i].coef), n_orient,
+    ratio = _residual_ratio(gain, data, np.asarray(results[i].coef), n_orient,
                                noise.variance, n_times)
     n_raises = 0
     while ratio < residual_floor and i > 0:
         i -= 1
         n_raises += 1
-        ratio, _ = _residual_ratio(gain, data, np.asarray(results[i].coef), n_orient,
+        ratio = _residual_ratio(gain, data, np.asarray(results[i].coef), n_orient,
                                    noise.variance, n_times)
     # Past the top of the grid (non-convex penalties admit sources above the L2,1
     # λ_max): keep raising λ while the fit still explains noise.
@@ -336,7 +339,7 @@ def select_bic(gain, data, noise, *, penalty="l21", n_orient=1, tol=1e-8, grid=N
         res = solve(gain, data, pen.with_alpha(frac * a_max), n_orient=n_orient, tol=tol,
                     coef_init=results[0].coef, **kw)
         n_solves += 1
-        ratio, _ = _residual_ratio(gain, data, np.asarray(res.coef), n_orient,
+        ratio = _residual_ratio(gain, data, np.asarray(res.coef), n_orient,
                                    noise.variance, n_times)
         fracs.insert(0, float(frac))
         results.insert(0, res)
@@ -353,9 +356,8 @@ def select_bic(gain, data, noise, *, penalty="l21", n_orient=1, tol=1e-8, grid=N
         coef=np.asarray(res.coef), active_set=np.asarray(res.active_set, bool),
         solver_result=res, curve=(np.array(alphas[::-1]), np.array(values[::-1])),
         method="bic", alpha_max=a_max, sigma=noise.std, time=time.perf_counter() - t0,
-        n_solves=n_solves, converged=bool(res.converged))
-    sel.residual_ratio = float(ratio)
-    sel.n_raises = n_raises
+        n_solves=n_solves, converged=bool(res.converged), residual_ratio=float(ratio),
+        n_raises=n_raises)
     # At the bound only when the criterion was still falling where the path had to stop.
     sel.at_bound = bool(i == len(values) - 1 and (stopped_by_interpolation or
                                                   fracs[i] == fractions.min()))

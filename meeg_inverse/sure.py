@@ -105,6 +105,11 @@ class AlphaSelection:
         Wall time in seconds.
     n_solves : int
         Number of calls to the solver.
+    residual_ratio : float
+        The support rules of :mod:`meeg_inverse.rules`: whitened residual
+        variance of the debiased fit over the noise variance (nan otherwise).
+    n_raises : int
+        How many times their discrepancy floor raised λ.
     """
 
     alpha: float
@@ -125,6 +130,8 @@ class AlphaSelection:
     n_solves: int = 0
     converged: bool = True
     at_bound: bool = False
+    residual_ratio: float = np.nan
+    n_raises: int = 0
 
 
 class _SupportSystem(SupportSystem):
