@@ -54,6 +54,18 @@ class SparseInverseResult:
     problem : InverseProblem
     timings : dict
         Seconds spent selecting λ, solving and debiasing.
+    confidence : dict | None
+        ``{source_index: confidence}`` of every active source (that of its
+        cluster), with the support rules.
+    sources : list of meeg_inverse.clusters.SourceCluster
+        The reported sources: clusters of neighbouring active grid sources,
+        strongest first, with their energy-weighted centroid (MRI coordinates,
+        m), amplitude (A·m) and confidence (:mod:`meeg_inverse.clusters`).
+    minor_sources : list of meeg_inverse.clusters.SourceCluster
+        Clusters the support rules dropped (weaker than
+        :data:`~meeg_inverse.clusters.MINOR_FRACTION` × the strongest).
+    noise : NoiseEstimate
+    warnings : list of dict
     """
 
     estimates: list
@@ -73,6 +85,8 @@ class SparseInverseResult:
     confidence: dict | None = None
     noise: object = None
     warnings: list = field(default_factory=list)
+    sources: list = field(default_factory=list)
+    minor_sources: list = field(default_factory=list)
 
     @property
     def n_active_sources(self):
@@ -410,7 +424,8 @@ def apply_sparse_inverse(operator, evoked, alpha="auto", *, maxit=3000, tol=1e-4
             explained_variance=explained, field_cancellation=cancellation,
             residuals=residuals if return_residual else None, problem=problem,
             timings=solution.timings, confidence=solution.confidence,
-            noise=problem.noise_estimate,
+            noise=problem.noise_estimate, sources=solution.clusters,
+            minor_sources=solution.minor_clusters,
             warnings=_result_warnings(problem, solution.full_coef(), solution, cancellation,
                                       penalty))
     out = estimates if is_list else estimates[0]

@@ -70,8 +70,14 @@ class InverseSolution:
     timings : dict
         Seconds spent in each step ('select', 'solve', 'debias', 'confidence').
     confidence : dict | None
-        ``{source_index: selection frequency}`` of every active source
-        (:func:`meeg_inverse.confidence.source_confidence`), when asked.
+        ``{source_index: selection frequency}`` of every active source: that of
+        its cluster (:func:`meeg_inverse.clusters.cluster_confidence`), when asked.
+    clusters : list of SourceCluster
+        The reported sources (:func:`meeg_inverse.clusters.cluster_sources`),
+        strongest first, with their confidence when asked.
+    minor_clusters : list of SourceCluster
+        Clusters dropped from the estimate by the support rules (weaker than
+        :data:`meeg_inverse.clusters.MINOR_FRACTION` × the strongest).
     """
 
     coef_active: np.ndarray
@@ -82,6 +88,8 @@ class InverseSolution:
     selection: object = None
     timings: dict = field(default_factory=dict)
     confidence: dict | None = None
+    clusters: list = field(default_factory=list)
+    minor_clusters: list = field(default_factory=list)
 
     def full_coef(self):
         """The solution with all rows, shape (n_rows, n_times)."""
@@ -267,11 +275,33 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
         coef_active = debias_amplitudes(problem.gain[:, active_set], data, coef_active,
                                         problem.n_orient)
         timings["debias"] = time.perf_counter() - t1
+    # Reported sources: clusters of grid sources (meeg_inverse.clusters). The
+    # support rules answer "which few sources", so their minor clusters (within
+    # the forward-model error of the strongest) leave the estimate.
+    from .clusters import minor_clusters
+
+    clusters = _clusters(problem, active_set, coef_active)
+    kept, minor = minor_clusters(clusters)
+    if minor and rule in ("bic", "qut"):
+        drop = np.zeros(active_set.size, bool)
+        for c in minor:
+            drop[_rows_of_sources(problem, c.members)] = True
+        active_set = active_set & ~drop
+        coef_active = np.asarray(result.coef)[active_set]
+        if debias:
+            from .problem import debias_amplitudes
+
+            coef_active = debias_amplitudes(problem.gain[:, active_set], data, coef_active,
+                                            problem.n_orient)
+        clusters = _clusters(problem, active_set, coef_active)  # refitted amplitudes
+    else:
+        minor = []
     conf = None
-    if confidence and active_set.any() and problem.data.shape[1] <= MAX_CONFIDENCE_SAMPLES:
+    if confidence and clusters and problem.data.shape[1] <= MAX_CONFIDENCE_SAMPLES:
         t2 = time.perf_counter()
-        conf = _confidence(problem, np.asarray(result.coef), int(confidence), epochs,
-                           random_state)
+        conf = _cluster_confidence(problem, data, clusters, penalty,
+                                   alpha_abs / problem.alpha_max, int(confidence), epochs,
+                                   random_state, params)
         timings["confidence"] = time.perf_counter() - t2
     if basis is not None:
         coef_active = coef_active @ basis
@@ -298,22 +328,57 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
     return InverseSolution(coef_active=coef_active, active_set=active_set, alpha=alpha_abs,
                            alpha_fraction=alpha_abs / problem.alpha_max,
                            solver_info=solver_info, selection=selection, timings=timings,
-                           confidence=conf)
+                           confidence=conf, clusters=clusters, minor_clusters=minor)
 
 
-def _confidence(problem, coef, n_redraws, epochs, random_state):
-    """{source index: confidence} of the active sources of ``coef``."""
-    from .confidence import source_confidence
-
-    n_orient = problem.n_orient
-    n_blocks = problem.gain.shape[1] // n_orient
+def _block_index(problem):
+    """Forward source index of each gain block (the kept sources when masked)."""
+    n_blocks = problem.gain.shape[1] // problem.n_orient
     if problem.source_mask is None:
-        index = np.arange(n_blocks)
-    else:  # the gain's blocks are the kept sources
-        index = np.flatnonzero(np.asarray(problem.source_mask).reshape(-1, n_orient).any(1))
-    positions, _ = problem.source_positions(index)
-    active = np.flatnonzero(np.any(coef.reshape(n_blocks, -1) != 0, axis=1))
-    freq = source_confidence(problem.gain, problem.data, active, n_orient, positions,
-                             noise=problem.noise_estimate, epochs=epochs, n_redraws=n_redraws,
-                             random_state=0 if random_state is None else random_state)
-    return {int(index[k]): float(f) for k, f in zip(active, freq)}
+        return np.arange(n_blocks)
+    return np.flatnonzero(np.asarray(problem.source_mask).reshape(-1, problem.n_orient).any(1))
+
+
+def _rows_of_sources(problem, sources):
+    """Gain columns (rows of the solution) of forward source indices."""
+    index = _block_index(problem)
+    blocks = np.searchsorted(index, np.asarray(sources, int))
+    n_orient = problem.n_orient
+    return (blocks[:, None] * n_orient + np.arange(n_orient)[None]).ravel()
+
+
+def _clusters(problem, active_set, coef_active):
+    """Clusters of the active sources, strongest first (:mod:`meeg_inverse.clusters`)."""
+    from .clusters import cluster_sources
+
+    if not active_set.any():
+        return []
+    n_orient = problem.n_orient
+    index = _block_index(problem)
+    blocks = np.flatnonzero(active_set.reshape(-1, n_orient).any(axis=1))
+    weights = np.asarray(problem.source_weighting).reshape(-1, n_orient)[:, 0]
+    norms = np.linalg.norm(coef_active.reshape(blocks.size, -1), axis=1)
+    positions, hemis = problem.source_positions(index[blocks])
+    return cluster_sources(index[blocks], positions, norms * weights[blocks], hemis)
+
+
+def _cluster_confidence(problem, data, clusters, penalty, alpha_fraction, n_resamples, epochs,
+                        random_state, params):
+    """Each cluster's stability-selection frequency, and {source index: it} of its members."""
+    from .clusters import cluster_confidence
+
+    index = _block_index(problem)
+    positions, hemis = problem.source_positions(index)
+    weights = np.asarray(problem.source_weighting).reshape(-1, problem.n_orient)[:, 0]
+    penalty_params = {k: v for k, v in params.items() if k in ("gamma", "eps")}
+    freq = cluster_confidence(
+        problem.gain, data, clusters, penalty=penalty if penalty != "irmxne" else "l21",
+        alpha_fraction=alpha_fraction, n_orient=problem.n_orient, positions=positions,
+        hemis=hemis, amplitude_scale=weights, noise=problem.noise_estimate, epochs=epochs,
+        n_resamples=n_resamples,
+        random_state=0 if random_state is None else random_state, **penalty_params)
+    conf = {}
+    for c, f in zip(clusters, freq):
+        c.confidence = float(f)
+        conf.update({int(m): float(f) for m in c.members})
+    return conf
