@@ -125,3 +125,50 @@ def result_warnings(records, *, field_cancellation=float("nan"), residual_ratio=
         add("selection_at_bound", "The automatic λ is an end of its search interval.",
             "check the λ curve (selection.png) and set --alpha if needed.")
     return out
+
+
+def reported_sources(records, clusters):
+    """One entry per reported source (a cluster of grid sources), strongest first.
+
+    Each record gets ``source``: the 1-based number of its reported source.
+
+    Parameters
+    ----------
+    records : list of dict
+        Annotated source records (:func:`annotate_records`).
+    clusters : list of meeg_inverse.clusters.SourceCluster
+
+    Returns
+    -------
+    sources : list of dict
+        ``source``, ``hemisphere``, ``label`` (the strongest member's),
+        ``centroid_{head,mri,mni}_mm`` (energy-weighted centroid of the members),
+        ``peak_amplitude_nAm`` (root-sum-square of the members' peaks),
+        ``peak_time_s`` (the strongest member's), ``confidence``, ``members``
+        (source indices) and ``weights``.
+    """
+    by_index = {r["source_index"]: r for r in records}
+    out = []
+    for number, cluster in enumerate(clusters, 1):
+        members = [by_index[int(m)] for m in cluster.members if int(m) in by_index]
+        if not members:
+            continue
+        weights = np.asarray(cluster.weights, float)[:len(members)]
+        weights = weights / weights.sum()
+        entry = {"source": number, "hemisphere": members[0]["hemisphere"],
+                 "label": members[0].get("label"), "label_atlas": members[0].get("label_atlas")}
+        for frame in ("head", "mri", "mni"):
+            pos = [m.get(f"position_{frame}_mm") for m in members]
+            entry[f"centroid_{frame}_mm"] = (None if any(p is None for p in pos) else
+                                             np.round(weights @ np.array(pos), 2).tolist())
+        entry["peak_amplitude_nAm"] = float(np.sqrt(sum(m["peak_amplitude_nAm"] ** 2
+                                                        for m in members)))
+        entry["peak_time_s"] = members[0]["peak_time_s"]
+        entry["confidence"] = (None if cluster.confidence is None
+                               else round(float(cluster.confidence), 3))
+        entry["members"] = [m["source_index"] for m in members]
+        entry["weights"] = np.round(weights, 4).tolist()
+        for m in members:
+            m["source"] = number
+        out.append(entry)
+    return out

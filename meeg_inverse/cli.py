@@ -506,10 +506,14 @@ def _print_result(result, paths, args):
               f"{cancellation:.0f}, ≈ 1 when they add up): opposing neighbouring sources with "
               f"implausible amplitudes; try --penalty l05 or l21, or a larger --alpha",
               file=sys.stderr)
-    for rec in result.records[:10]:
-        mni = rec["position_mni_mm"]
+    reported = summary.get("reported_sources") or []
+    if reported:
+        print(f"{len(reported)} reported source(s) (neighbouring grid sources within "
+              f"{summary.get('cluster_radius_mm', 25):.0f} mm merged):")
+    for rec in reported[:10]:
+        mni = rec["centroid_mni_mm"]
         where = f"MNI ({mni[0]:.0f}, {mni[1]:.0f}, {mni[2]:.0f}) mm" if mni else \
-            "head ({:.0f}, {:.0f}, {:.0f}) mm".format(*rec["position_head_mm"])
+            "head ({:.0f}, {:.0f}, {:.0f}) mm".format(*rec["centroid_head_mm"])
         label = rec.get("label") or rec["hemisphere"]
         conf = rec.get("confidence")
         conf = "" if conf is None else f"  confidence {conf:.2f}"

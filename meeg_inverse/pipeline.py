@@ -21,7 +21,8 @@ from .errors import InputError
 from .forward import (TEMPLATE_SUBJECT, check_forward_matches, make_subject_forward,
                       make_template_forward, read_forward)
 from .problem import InverseProblem
-from .confidence import CONFIDENT, DEFAULT_REDRAWS, TOLERANCE_MM
+from .clusters import CLUSTER_RADIUS_MM, MATCH_MM
+from .confidence import CONFIDENT, DEFAULT_REDRAWS
 from .solve import DEFAULT_MAX_TIME, DEFAULT_RULE
 from .summary import source_records, write_json
 
@@ -415,7 +416,7 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
     -------
     result : Localization
     """
-    from .assessment import annotate_records, result_warnings
+    from .assessment import annotate_records, reported_sources, result_warnings
     from .solve import resolve_penalty, solve_inverse
 
     penalty = resolve_penalty(penalty, alpha)
@@ -461,6 +462,7 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
     records = source_records(problem, coef, subject=subject, subjects_dir=subjects_dir)
     annotate_records(records, confidence=solution.confidence, subject=subject,
                      subjects_dir=subjects_dir)
+    reported = reported_sources(records, solution.clusters)
     if not records:
         warnings.warn(f"No active source at alpha = {alpha_abs / problem.alpha_max:.3g} x "
                       "lambda_max.", stacklevel=2)
@@ -468,10 +470,15 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
     residual_ratio = problem.residual_ratio(coef)
     extra = {
         "noise": {**noise.as_dict(), "residual_ratio": residual_ratio},
-        "confidence": {"method": ("bootstrap over trials" if trials is not None else
-                                  "parametric noise redraws at the baseline level"),
-                       "n_resamples": int(confidence), "tolerance_mm": TOLERANCE_MM,
+        "confidence": {"method": ("stability selection over half-channel subsamples"
+                                  + (" and trial bootstrap" if trials is not None else "")
+                                  + ", above the noise-only threshold"),
+                       "n_resamples": int(confidence), "match_mm": MATCH_MM,
                        "faded_below": CONFIDENT} if confidence else None,
+        # The few parts of the brain: clusters of neighbouring grid sources.
+        "reported_sources": reported,
+        "cluster_radius_mm": CLUSTER_RADIUS_MM,
+        "minor_sources_dropped": len(solution.minor_clusters),
     }
     if selection is not None:
         extra["alpha_selection"] = {

@@ -4,7 +4,7 @@ import mne
 import numpy as np
 import pytest
 
-from meeg_inverse.confidence import source_confidence
+from meeg_inverse.clusters import cluster_confidence, cluster_sources, minor_clusters
 from meeg_inverse.noise import NoiseEstimate, baseline_noise, draw_noise
 from meeg_inverse.penalties import make_penalty
 
@@ -39,6 +39,35 @@ def _toy(rng, n_ch=60, n_src=80, n_times=20):
     return gain, positions, n_times
 
 
+def _confidence(gain, data, reported, positions, noise, epochs=None, fraction=None):
+    """Confidence of single-source clusters at ``reported`` (L2,1 at ``fraction`` of λ_max)."""
+    from meeg_inverse.clusters import cluster_sources
+
+    clusters = cluster_sources(reported, positions[reported], np.ones(len(reported)))
+    if fraction is None:  # the fraction at which the reported sources were solved
+        fraction = 0.5
+    return cluster_confidence(gain, data, clusters, penalty="l21", alpha_fraction=fraction,
+                              n_orient=1, positions=positions, hemis=None,
+                              amplitude_scale=np.ones(gain.shape[1]), noise=noise,
+                              epochs=epochs, n_resamples=20), clusters
+
+
+def test_clusters_group_neighbours_strongest_first_per_hemisphere():
+    positions = np.array([[0, 0, 0], [0.010, 0, 0], [0.030, 0, 0], [0.005, 0, 0], [0.1, 0, 0]])
+    amps = np.array([1.0, 3.0, 2.0, 0.5, 0.1])
+    hemis = ["lh", "lh", "lh", "rh", "lh"]
+    clusters = cluster_sources(np.arange(5), positions, amps, hemis)
+    # 1 (strongest) takes 0 and 2 (10 and 20 mm away, same hemisphere), not 3 (other hemisphere)
+    assert [c.members.tolist() for c in clusters] == [[1, 2, 0], [3], [4]]
+    first = clusters[0]
+    assert first.weights == pytest.approx(np.array([9, 4, 1]) / 14)
+    assert first.centroid == pytest.approx(first.weights @ positions[[1, 2, 0]])
+    assert first.amplitude == pytest.approx(np.sqrt(14))
+    kept, minor = minor_clusters(clusters)
+    # 0.1 and 0.5 are below 0.2 x sqrt(14) = 0.75
+    assert [c.peak for c in kept] == [1] and sorted(c.peak for c in minor) == [3, 4]
+
+
 def test_confidence_of_a_strong_source_is_high_and_of_noise_low():
     from meeg_inverse.solvers import solve
 
@@ -48,18 +77,18 @@ def test_confidence_of_a_strong_source_is_high_and_of_noise_low():
     truth = np.zeros((gain.shape[1], n_times))
     truth[10] = 3.0 * np.sin(np.linspace(0, 3, n_times))
     data = gain @ truth + draw_noise(rng, (gain.shape[0], n_times), noise)
-    conf = source_confidence(gain, data, [10], 1, positions, noise=noise, n_redraws=20)
+    conf, _ = _confidence(gain, data, [10], positions, noise)
     assert conf[0] >= 0.9
 
     # Noise only: the strongest noise sources (what a rule that always keeps one
-    # reports) are not found again above the noise level.
+    # reports) are not confirmed above the noise level.
     for seed in range(5):
         pure = draw_noise(np.random.default_rng(100 + seed), (gain.shape[0], n_times), noise)
         amax = np.sqrt(((gain.T @ pure) ** 2).sum(1)).max()
         res = solve(gain, pure, make_penalty("l21", 0.85 * amax), n_orient=1, tol=1e-8)
         reported = np.flatnonzero(res.active_set)
         assert reported.size
-        conf = source_confidence(gain, pure, reported, 1, positions, noise=noise, n_redraws=20)
+        conf, _ = _confidence(gain, pure, reported, positions, noise, fraction=0.85)
         assert conf.max() < 0.9
 
 
@@ -71,6 +100,5 @@ def test_confidence_resamples_trials_when_given():
     epochs = np.stack([gain @ truth + 0.3 * rng.standard_normal((gain.shape[0], n_times))
                        for _ in range(12)])
     noise = NoiseEstimate(0.09 / 12, 0.0, 0.09 / 12, 0, "x")
-    conf = source_confidence(gain, epochs.mean(0), [30, 70], 1, positions, noise=noise,
-                             epochs=epochs, n_redraws=15)
+    conf, _ = _confidence(gain, epochs.mean(0), [30, 70], positions, noise, epochs=epochs)
     assert conf[0] == 1.0 and conf[1] < 0.5
