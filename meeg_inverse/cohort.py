@@ -372,14 +372,17 @@ def plan_cohort(bids_root, task, *, subjects=None, sessions=None, conditions=Non
                                      message=f"{Path(rec.fpath).name}: no events file "
                                      "(events.tsv), so no condition to localize."))
                 continue
-            wanted = conditions or available
+            # a run holding some of the conditions asked for gives those (a cohort may
+            # mix paradigms); one holding none of them is recorded as failed
+            wanted = [c for c in (conditions or available) if c in available]
+            if not wanted:
+                problems.append(dict(subject=subject, session=session, run=rec.run,
+                                     condition=", ".join(conditions or []), status="failed",
+                                     message=f"{Path(rec.fpath).name}: none of the conditions "
+                                     f"{', '.join(map(repr, conditions or []))} in its events "
+                                     f"(has: {', '.join(available) or 'none'})."))
+                continue
             for cond in wanted:
-                if cond not in available:
-                    problems.append(dict(subject=subject, session=session, run=rec.run,
-                                         condition=cond, status="failed",
-                                         message=f"{Path(rec.fpath).name}: condition {cond!r} "
-                                         f"not in its events (has: {', '.join(available)})."))
-                    continue
                 t = Task(subject, session, rec.run, cond, rec,
                          group.folder / f"{base}{run_label}_desc-{_safe(cond)}",
                          group=group.name)
@@ -445,12 +448,15 @@ def _read_raw(rec, root):
 
 
 def _load(rec, root, options, condition=None):
-    from .pipeline import load_data
+    from .pipeline import _eeg_without_positions, load_data
 
     raw = _read_raw(rec, root)
+    # The montage is for EEG recordings without positions: one cohort may mix
+    # those with MEG or digitized EEG, whose positions are kept.
+    montage = options.montage if _eeg_without_positions(raw.info) else None
     return load_data(raw, condition=condition, epoch_tmin=options.epoch_tmin,
                      epoch_tmax=options.epoch_tmax, baseline=options.baseline,
-                     reject=options.reject, montage=options.montage,
+                     reject=options.reject, montage=montage,
                      montage_match=options.montage_match)
 
 
@@ -465,6 +471,18 @@ def _write_atomic(path, writer):
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _remove_dead_tmp(folder):
+    """Temporary files of killed workers (``.tmp<pid>-*``; pids of this machine)."""
+    from ._output_dir import _pid_alive
+
+    if not Path(folder).is_dir():
+        return
+    for p in Path(folder).iterdir():
+        m = re.match(r"^\.tmp(\d+)-", p.name)
+        if m and not _pid_alive(int(m.group(1))):
+            p.unlink(missing_ok=True)
 
 
 def _read_json(path):
@@ -487,9 +505,13 @@ def prepare_group(group, root, options, force=False):
     """
     t0 = time.perf_counter()
     try:
+        _remove_dead_tmp(group.folder)
         side = _read_json(group.operator_sidecar)
         if (not force and side is not None and side.get("key") == group.operator_key
                 and group.operator_file.is_file()):
+            # the files are where this run looks (a derivatives folder may be moved)
+            side.update(operator=str(group.operator_file), forward=str(group.forward_file),
+                        cov=str(group.cov_file))
             return {**side, "status": "reused", "seconds": time.perf_counter() - t0}
         side = _build_operator(group, root, options, force)
         return {**side, "status": "built", "seconds": time.perf_counter() - t0}
@@ -774,10 +796,24 @@ def run_cohort(bids_root, task, *, subjects=None, sessions=None, conditions=None
                                           subjects_dir=subjects_dir, out=out)
     out_root = _out_root(root, out)
     _write_description(out_root, root)
-    pending = [t for t in tasks if force or not _up_to_date(t)]
-    finished = [{**_task_out(t), "status": "skipped"} for t in tasks if t not in pending]
+    # a task that failed with the same inputs and options fails again: not rerun
+    # (--force retries it); a task lost with its workers was not recorded, so it is
+    failures_file = out_root / "group" / f".task-{task}_failures.json"
+    old_failures = (_read_json(failures_file) or {}) if not force else {}
+    pending, finished = [], []
+    for t in tasks:
+        if not force and _up_to_date(t):
+            finished.append({**_task_out(t), "status": "skipped"})
+        elif t.name in old_failures and old_failures[t.name]["key"] == t.key:
+            finished.append({**_task_out(t), "status": "failed", "unchanged": True,
+                             "message": old_failures[t.name]["message"]})
+        else:
+            pending.append(t)
+    n_failed_before = sum(1 for f in finished if f["status"] == "failed")
     say(f"{len(tasks)} localization(s) of {len(groups)} subject/session(s): "
-        f"{len(finished)} up to date, {len(pending)} to run"
+        f"{len(finished) - n_failed_before} up to date, {len(pending)} to run"
+        + (f", {n_failed_before} failed before with the same inputs (--force retries)"
+           if n_failed_before else "")
         + (f", {len(problems)} run(s) without the condition(s)" if problems else ""))
     results, operators = list(finished), []
     if pending:
@@ -790,8 +826,14 @@ def run_cohort(bids_root, task, *, subjects=None, sessions=None, conditions=None
                                         client, say, stream, progress, force)
         results += done
     else:
-        say("nothing to do: every localization is up to date (--force redoes them)")
+        say("nothing to do: every localization is up to date"
+            + (f" or failed before with the same inputs ({n_failed_before})"
+               if n_failed_before else "") + " (--force redoes them)")
     results += problems
+    failures = {r["task"]: {"key": r["key"], "message": r["message"]} for r in results
+                if r["status"] == "failed" and r.get("key") and r.get("recorded", True)}
+    if failures != _read_json(failures_file):
+        _write_atomic(failures_file, lambda p: p.write_text(json.dumps(failures, indent=1)))
     results.sort(key=lambda r: (r["subject"], r.get("session") or "", r.get("run") or "",
                                 r.get("condition") or ""))
     for r in results:
@@ -820,20 +862,21 @@ def _up_to_date(t):
 
 
 def _run_serial(groups, tasks, root, options, say, stream, progress, force=False):
+    from threadpoolctl import threadpool_limits
     from tqdm.auto import tqdm
 
-    prepared = {}
-    operators = []
+    operators, results = [], []
     bar = tqdm(total=len(tasks), desc="[meeg-inverse] localizations", file=stream,
                disable=not progress)
-    results = []
-    for g in groups:
-        prepared[g.name] = prepare_group(g, root, options, force)
-        operators.append(prepared[g.name])
-        for t in tasks:
-            if t.group == g.name:
-                results.append(localize_task(t, prepared[g.name], root, options, force))
-                bar.update(1)
+    # one BLAS thread, as each Dask worker has: a serial run gives the same numbers
+    with threadpool_limits(limits=1):
+        for g in groups:
+            prepared = prepare_group(g, root, options, force)
+            operators.append(prepared)
+            for t in tasks:
+                if t.group == g.name:
+                    results.append(localize_task(t, prepared, root, options, force))
+                    bar.update(1)
     bar.close()
     return operators, results
 
@@ -873,7 +916,8 @@ def _run_dask(groups, tasks, root, options, workers, scheduler, client, say, str
                 value = fut.result()
             except Exception as exc:  # e.g. KilledWorker: every retry's worker died
                 value = ({"status": "failed", "message": _message(exc)} if kind == "operator"
-                         else {**_task_out(kind), "status": "failed", "message": _message(exc)})
+                         else {**_task_out(kind), "status": "failed", "recorded": False,
+                               "message": _message(exc)})
             if kind == "operator":
                 operators.append(value)
             else:

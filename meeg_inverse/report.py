@@ -65,6 +65,13 @@ def write_result_report(folder, summary, figures, *, title=None, inputs=None):
     """
     import mne
 
+    with mne.utils.use_log_level("error"):  # MNE's notes while it draws the inputs
+        return _result_report(folder, summary, figures, title, inputs)
+
+
+def _result_report(folder, summary, figures, title, inputs):
+    import mne
+
     from .viz.report import _flatten, _sources_table, _warnings_box
 
     folder = Path(folder)
