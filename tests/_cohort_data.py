@@ -73,8 +73,12 @@ def known_mni_mm(forward, subjects_dir, sources):
     return np.array(out)
 
 
-def write_dataset(root, *, eeglab_dir, sample_paths, forward_file, evoked, noise_cov):
-    """Write the dataset into ``root`` (returns the known MNI positions of each sim subject)."""
+def write_dataset(root, *, eeglab_dir, sample_paths, forward_file, evoked, noise_cov,
+                  sim_sources=None):
+    """Write the dataset into ``root`` (returns the known MNI positions of each sim subject).
+
+    ``sim_sources``: simulated subjects and their sources (default :data:`SIM_SOURCES`).
+    """
     import mne_bids
 
     root = Path(root)
@@ -97,7 +101,7 @@ def write_dataset(root, *, eeglab_dir, sample_paths, forward_file, evoked, noise
     info["bads"] = []
     known = {}
     subjects_dir = Path(sample_paths["subjects_dir"])
-    for k, (sub, sources) in enumerate(SIM_SOURCES.items()):
+    for k, (sub, sources) in enumerate((sim_sources or SIM_SOURCES).items()):
         sim, events = simulate_raw(forward, noise_cov, info, sources, seed=k)
         bp = mne_bids.BIDSPath(subject=sub, task=TASK, run=1, datatype="meg", root=root)
         mne_bids.write_raw_bids(sim, bp, events=events, event_id={"tone": 1},
