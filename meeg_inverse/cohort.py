@@ -51,11 +51,10 @@ import time
 import traceback
 import uuid
 import warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 
 from .errors import InputError
 
@@ -423,8 +422,6 @@ def _with_empty_room(root, group, info):
     if rec is None:
         return info
     try:
-        import mne_bids
-
         bp = rec.bids_path(root, _task_of(rec))
         er = bp.find_empty_room(use_sidecar_only=False, verbose=False)
     except Exception:  # no sub-emptyroom, no date: the baselines are used
@@ -725,7 +722,7 @@ def _client(workers, scheduler):
 
     if scheduler is not None:
         try:
-            return Client(scheduler, timeout="20s"), None
+            return Client(scheduler, timeout="10s"), None
         except (OSError, TimeoutError) as exc:
             raise InputError(f"No Dask scheduler answers at {scheduler!r} ({exc}).",
                              "start one (dask scheduler, dask-jobqueue, Kubernetes) and give "
@@ -795,6 +792,21 @@ def run_cohort(bids_root, task, *, subjects=None, sessions=None, conditions=None
                                           conditions=conditions, options=options,
                                           subjects_dir=subjects_dir, out=out)
     out_root = _out_root(root, out)
+    own_client = None
+    if client is None and scheduler is not None:  # a wrong address fails before any write
+        client, _ = _client(None, scheduler)
+        own_client = client
+    try:
+        return _run_planned(root, task, groups, tasks, problems, out_root, options, workers,
+                            client, force, progress, stream, say)
+    finally:
+        if own_client is not None:
+            own_client.close()
+
+
+def _run_planned(root, task, groups, tasks, problems, out_root, options, workers, client,
+                 force, progress, stream, say):
+    scheduler = None
     _write_description(out_root, root)
     # a task that failed with the same inputs and options fails again: not rerun
     # (--force retries it); a task lost with its workers was not recorded, so it is

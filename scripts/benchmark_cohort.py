@@ -30,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,7 @@ def main():
     from meeg_inverse.cohort import CohortOptions, run_cohort
 
     mne.set_log_level("ERROR")
+    warnings.simplefilter("ignore")  # the small simulated baselines warn on every run
     tmp = Path(tempfile.mkdtemp(prefix="bench-cohort-"))
     try:
         root = tmp / "ds"

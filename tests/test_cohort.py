@@ -260,6 +260,10 @@ def test_cli_cohort(dataset, tmp_path, capsys):
     assert main(["cohort", str(root), "--task", "nope"]) == 2
     assert "no task 'nope'" in capsys.readouterr().err
     assert main(["cohort", str(root), "--task", TASK, "--workers", "-1"]) == 2
+    # no scheduler at the address: one message, exit 2, nothing run
+    assert main(["cohort", str(root), "--task", TASK, "--scheduler", "tcp://127.0.0.1:9",
+                 "--out", str(tmp_path / "none"), "-q"]) == 2
+    assert "No Dask scheduler answers" in capsys.readouterr().err
     status = main(["cohort", str(root), "--task", TASK, "--subjects", "sim01",
                    "--forward", FORWARD_PATTERN, "--workers", "0", "--tmax", "0.3",
                    "--confidence", "0", "--no-figures", "--out", str(tmp_path / "d"), "-q",
