@@ -73,6 +73,9 @@ def main():
     parser.add_argument("--n-sim", type=int, default=8, help="simulated subjects (8)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per setting (2)")
     parser.add_argument("--n-noop", type=int, default=400, help="empty tasks (400)")
+    parser.add_argument("--confidence", type=int, default=20,
+                        help="resamples per source's confidence (20; the default rule's "
+                             "cost per task)")
     args = parser.parse_args()
 
     import mne
@@ -89,7 +92,8 @@ def main():
         build(root, args.n_sim)
         options = CohortOptions(forward=FORWARD_PATTERN,
                                 montage=str(ROOT.parent / "shared/data/eeglab/test_chans.locs"),
-                                montage_match="order", spacing="ico3", tmax=0.3, confidence=3,
+                                montage_match="order", spacing="ico3", tmax=0.3,
+                                confidence=args.confidence,
                                 figures=False)
         kw = dict(conditions=["square", "tone"], options=options, force=True, progress=False)
         env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -104,21 +108,25 @@ def main():
             n_tasks = res.counts["done"] + res.counts["failed"]
         run_cohort(root, TASK, workers=0, out=tmp / "out0", **kw)
         times = {0: [], 1: [], 2: []}
+        busy = {0: [], 1: [], 2: []}
         for _ in range(args.repeats):
             for n in (1, 2, 0):
                 t0 = time.perf_counter()
                 if n == 0:
-                    run_cohort(root, TASK, workers=0, out=tmp / "out0", **kw)
+                    res = run_cohort(root, TASK, workers=0, out=tmp / "out0", **kw)
                 else:
-                    run_cohort(root, TASK, client=clients[n], out=tmp / f"out{n}", **kw)
+                    res = run_cohort(root, TASK, client=clients[n], out=tmp / f"out{n}", **kw)
                 times[n].append(time.perf_counter() - t0)
+                busy[n].append(sum(t.get("seconds") or 0 for t in res.tasks)
+                               + sum(o.get("seconds") or 0 for o in res.operators))
         load = os.getloadavg()
         med = {n: statistics.median(v) for n, v in times.items()}
         print(f"dataset: {len(list(root.glob('sub-*')))} subjects, {n_tasks} tasks "
               f"(1 failing on purpose); load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
         for n, label in ((0, "serial (no Dask)"), (1, "1 worker"), (2, "2 workers")):
             print(f"  {label:18s} median {med[n]:7.2f} s  runs "
-                  + " ".join(f"{t:.2f}" for t in times[n]))
+                  + " ".join(f"{t:.2f}" for t in times[n])
+                  + f"  (time inside the tasks: median {statistics.median(busy[n]):.2f} s)")
         print(f"speed-up 1 -> 2 workers: {med[1] / med[2]:.2f}x (goal >= 1.7x)")
         print(f"Dask cost per task (1 worker - serial) / tasks: "
               f"{(med[1] - med[0]) / n_tasks * 1e3:+.0f} ms")
