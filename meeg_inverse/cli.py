@@ -248,6 +248,56 @@ def build_parser():
     fetch.add_argument("--quiet", "-q", action="store_true")
     fetch.add_argument("--verbose", "-v", action="store_true")
 
+    coh = sub.add_parser(
+        "cohort", help="localize every subject of a BIDS dataset on a Dask cluster",
+        description="Localize every (subject, session, run, condition) of a BIDS task, one "
+                    "Dask task each, on a local cluster (--workers) or a running scheduler "
+                    "(--scheduler). Outputs go to BIDS_ROOT/derivatives/meeg-inverse; a rerun "
+                    "skips what is up to date; a group summary (sources table, figure, report "
+                    "page) is written in its group/ folder.",
+        epilog="examples:\n  meeg-inverse cohort ds000248/ --task audiovisual --workers 4\n"
+               "  meeg-inverse cohort ds/ --task oddball --conditions square "
+               "--montage caps.locs --montage-match order\n"
+               "  meeg-inverse cohort ds/ --task rest --scheduler tcp://10.0.0.5:8786",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    coh.add_argument("bids_root", help="root folder of the BIDS dataset")
+    coh.add_argument("--task", required=True, help="BIDS task label (task-<label>)")
+    coh.add_argument("--subjects", nargs="+", help="subject labels (without sub-; default all)")
+    coh.add_argument("--sessions", nargs="+", help="session labels (default all)")
+    coh.add_argument("--conditions", nargs="+",
+                     help="trial_type values of the events files (default all)")
+    g = coh.add_mutually_exclusive_group()
+    g.add_argument("--workers", type=int, default=None,
+                   help="workers of a local Dask cluster (default: the CPU count; 0: no "
+                        "Dask, one task after the other)")
+    g.add_argument("--scheduler", help="address of a running Dask scheduler")
+    coh.add_argument("--force", action="store_true", help="redo the tasks even when up to date")
+    coh.add_argument("--out", help="derivatives folder (default BIDS_ROOT/derivatives/meeg-inverse)")
+    coh.add_argument("--subjects-dir", help="FreeSurfer subjects folder (default "
+                                            "BIDS_ROOT/derivatives/freesurfer)")
+    coh.add_argument("--forward", help="forward file of each subject, a pattern relative to "
+                                       "BIDS_ROOT with {subject} and {session}")
+    coh.add_argument("--spacing", help="source spacing when the forward is built")
+    coh.add_argument("--montage", help="electrode positions for EEG without any")
+    coh.add_argument("--montage-match", choices=("name", "order"), default="name")
+    coh.add_argument("--epoch-tmin", type=float, default=-0.2)
+    coh.add_argument("--epoch-tmax", type=float, default=0.5)
+    coh.add_argument("--tmin", type=float, help="start of the time window to localize, s")
+    coh.add_argument("--tmax", type=float, help="end of the time window to localize, s")
+    coh.add_argument("--alpha", type=_parse_alpha, default="auto",
+                     help="'auto' (default), 'bic', 'qut', 'sure' or a fraction of lambda_max")
+    coh.add_argument("--penalty", default=None, help="penalty (default as localize)")
+    coh.add_argument("--loose", type=_parse_loose, default="auto")
+    coh.add_argument("--depth", type=float, default=0.8)
+    coh.add_argument("--confidence", type=int, default=None,
+                     help="resamples for each source's confidence (0: none)")
+    coh.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    coh.add_argument("--no-figures", action="store_true",
+                     help="no figures, viewer or report per localization")
+    coh.add_argument("--json", action="store_true", help="print the task statuses as JSON")
+    coh.add_argument("--quiet", "-q", action="store_true")
+    coh.add_argument("--verbose", "-v", action="store_true")
+
     bench = sub.add_parser(
         "benchmark", help="run the solver benchmark (ours vs MNE, skglm, celer, scikit-learn)",
         description="Run scripts/benchmark_solvers.py of a source checkout; its options "
@@ -598,6 +648,29 @@ def _quiet_broken_pipe():
         pass
 
 
+def _run_cohort(args):
+    """``meeg-inverse cohort``: exit status 1 when a task failed (the others are written)."""
+    from .cohort import CohortOptions, run_cohort
+
+    if args.workers is not None and args.workers < 0:
+        raise InputError(f"--workers must be >= 0, got {args.workers}.",
+                         "give a number of workers (0: no Dask).")
+    options = CohortOptions(
+        forward=args.forward, spacing=args.spacing, montage=args.montage,
+        montage_match=args.montage_match, epoch_tmin=args.epoch_tmin,
+        epoch_tmax=args.epoch_tmax, loose=args.loose, depth=args.depth, alpha=args.alpha,
+        penalty=args.penalty, tmin=args.tmin, tmax=args.tmax, random_state=args.seed,
+        confidence=args.confidence, figures=not args.no_figures)
+    result = run_cohort(args.bids_root, args.task, subjects=args.subjects,
+                        sessions=args.sessions, conditions=args.conditions, options=options,
+                        subjects_dir=args.subjects_dir, out=args.out, workers=args.workers,
+                        scheduler=args.scheduler, force=args.force, progress=not args.quiet)
+    if args.json:
+        print(json.dumps({"counts": result.counts, "tasks": result.tasks,
+                          "out": str(result.out_dir)}, indent=1, default=str))
+    return EXIT_FAILURE if result.counts["failed"] else EXIT_OK
+
+
 def main(argv=None):
     """Entry point of ``meeg-inverse``; returns the exit status."""
     streams = _safe_streams()
@@ -658,8 +731,8 @@ def _main(argv, wants_json):
             elif args.command == "demo":
                 result, paths = _run_demo(args, progress)
             else:
-                return {"view": _run_view, "fetch": _run_fetch, "benchmark": _run_benchmark}[
-                    args.command](args) or EXIT_OK
+                return {"view": _run_view, "fetch": _run_fetch, "benchmark": _run_benchmark,
+                        "cohort": _run_cohort}[args.command](args) or EXIT_OK
         from ._cache_env import NOTES
 
         for note in dict.fromkeys(NOTES):  # where caches went in a read-only install

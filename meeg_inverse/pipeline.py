@@ -378,7 +378,7 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
              depth=0.8, tmin=None, tmax=None, pick_ori=None, rank=None, tol=1e-6,
              penalty_params=None, random_state=0, sure_curve=False, debias=True, subject=None,
              subjects_dir=None, progress=None, verbose=False, max_time=DEFAULT_MAX_TIME,
-             epochs=None, confidence=DEFAULT_REDRAWS):
+             epochs=None, confidence=DEFAULT_REDRAWS, operator=None):
     """Localize an evoked response with MNE objects in and out.
 
     Parameters
@@ -411,6 +411,11 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
         resamples them (bootstrap) instead of redrawing noise.
     confidence : int
         Resamples for each source's confidence (0: none).
+    operator : SparseInverseOperator | None
+        A prepared operator (:func:`meeg_inverse.operator.make_sparse_inverse_operator`)
+        used instead of ``forward`` and ``noise_cov`` (which may then be None):
+        what a cohort builds once per subject and applies to each of its data
+        sets. ``loose``, ``depth`` and ``rank`` are then the operator's.
 
     Returns
     -------
@@ -424,8 +429,12 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
     progress = progress or Progress(enabled=False)
     progress.step("whitening and weighting the forward model")
     evoked = mio.with_average_reference(evoked)
-    problem = InverseProblem.from_evoked(evoked, forward, noise_cov, loose=loose, depth=depth,
-                                         rank=rank, tmin=tmin, tmax=tmax, verbose=verbose)
+    if operator is not None:  # same as from_evoked, minus the preparation
+        problem = operator.problem(evoked, tmin=tmin, tmax=tmax)
+    else:
+        problem = InverseProblem.from_evoked(evoked, forward, noise_cov, loose=loose,
+                                             depth=depth, rank=rank, tmin=tmin, tmax=tmax,
+                                             verbose=verbose)
     automatic = isinstance(alpha, str)
     rule = {"auto": DEFAULT_RULE}.get(alpha, alpha) if automatic else None
     if not automatic:
@@ -516,7 +525,7 @@ def check_output_dir(out_dir, *, overwrite=False):
 
 
 def write_outputs(result, out_dir, *, basename="sources", figures=True, progress=None,
-                  overwrite=False, folder=None, extra_files=None):
+                  overwrite=False, folder=None, extra_files=None, report_inputs=None):
     """Write the source estimate, the JSON summary and figures into ``out_dir``.
 
     Everything is written into a staging folder first and put in place at the
@@ -533,6 +542,11 @@ def write_outputs(result, out_dir, *, basename="sources", figures=True, progress
         computing); ``out_dir`` and ``overwrite`` are then ignored.
     extra_files : dict | None
         Name → file or folder to copy into the result as well.
+    report_inputs : dict | None
+        ``evoked``, ``noise_cov``, ``forward`` shown in the report for
+        provenance (see :func:`meeg_inverse.report.write_result_report`).
+        With ``figures``, the report (``index.html``, an ``mne.Report``, and
+        ``report.h5`` for :func:`mne.open_report`) is written.
 
     Returns
     -------
@@ -573,6 +587,12 @@ def write_outputs(result, out_dir, *, basename="sources", figures=True, progress
                 plot_sure_curve(result.selection, staging / "sure_curve.png")
                 extra["sure_curve"] = staging / "sure_curve.png"
             written.update(_draw_figures(result, staging, extra))
+            progress.step("writing the report")
+            from .report import write_result_report
+
+            summary["files"] = written
+            written.update(write_result_report(staging, summary, dict(written),
+                                               inputs=report_inputs))
         summary["files"] = written
         write_json(summary, staging / "summary.json")
         written["summary"] = "summary.json"
@@ -730,5 +750,7 @@ def _localize_file(recording, folder, *, forward_spec, noise_cov, empty_room, co
     progress.info(f"{len(result.records)} active source(s), explained variance "
                   f"{100 * result.explained_variance:.1f} %")
     paths = write_outputs(result, folder.path, figures=figures, progress=progress, folder=folder,
-                          extra_files=extra_files)
+                          extra_files=extra_files,
+                          report_inputs={"evoked": loaded.evoked, "noise_cov": cov,
+                                         "forward": fwd})
     return result, paths

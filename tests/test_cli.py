@@ -236,8 +236,12 @@ def test_default_localize_names_sources_with_a_confidence(sample_paths, sample_f
     for rec in summary["sources"]:
         assert rec["label"] and rec["label"].endswith(("-lh", "-rh"))
         assert 0.0 <= rec["confidence"] <= 1.0
+    # the result page is an mne.Report (issue 19): its HTML, and the HDF5 MNE reads back
     page = (out / "index.html").read_text()
-    assert "<h2>Sources</h2>" in page and summary["sources"][0]["label"] in page
+    assert "Sources" in page and summary["sources"][0]["label"] in page
+    report = mne.open_report(out / "report.h5")
+    assert {"Sources", "Interactive 3D viewer", "Provenance"} <= {c.name for c in
+                                                                    report._content}
     assert summary["sources"][0]["label"] in (out / "viewer.html").read_text()
 
 
