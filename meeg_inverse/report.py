@@ -11,6 +11,8 @@ only). :func:`write_group_report` does the same for a cohort's group page.
 from __future__ import annotations
 
 import html
+
+import numpy as np
 from pathlib import Path
 
 #: Files of a result folder a report is made of.
@@ -98,6 +100,9 @@ def _result_report(folder, summary, figures, title, inputs):
                            n_time_points=3)
     cov = inputs.get("noise_cov")
     if cov is not None and evoked is not None:
+        if cov["diag"]:  # MNE's plot_cov indexes a full matrix (a diagonal one raises)
+            cov = cov.copy()
+            cov["data"], cov["diag"] = np.diag(cov["data"]), False
         report.add_covariance(cov, info=evoked.info, title="Input: noise covariance")
     fwd = inputs.get("forward")
     if fwd is not None:
