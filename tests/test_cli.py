@@ -243,6 +243,27 @@ def test_default_localize_names_sources_with_a_confidence(sample_paths, sample_f
     assert {"Sources", "Interactive 3D viewer", "Provenance"} <= {c.name for c in
                                                                     report._content}
     assert summary["sources"][0]["label"] in (out / "viewer.html").read_text()
+    # one entry per reported source (clusters of grid sources), each with its members
+    reported = summary["reported_sources"]
+    assert 1 <= len(reported) <= summary["n_active_sources"]
+    assert sorted(m for r in reported for m in r["members"]) == sorted(
+        rec["source_index"] for rec in summary["sources"])
+    assert all(0.0 <= r["confidence"] <= 1.0 and len(r["centroid_mni_mm"]) == 3
+               for r in reported)
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    """`make demo`'s job (issue 14's must-show): λ inside the search, both simulated
+    sources found, no extra confident source; its report (diagonal covariance) is written."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "-q"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert not summary["alpha_selection"]["at_search_bound"]
+    assert 0.01 < summary["alpha_fraction_of_max"] < 0.95
+    assert all(err <= 10 for err in summary["demo"]["localization_error_mm"].values())
+    confident = [r for r in summary["reported_sources"] if r["confidence"] >= 0.5]
+    assert len(confident) <= 2
+    assert (out / "index.html").is_file() and (out / "report.h5").is_file()
 
 
 def test_unwritable_output_folder_is_refused_before_any_work(sample_paths, sample_fwd_file,
