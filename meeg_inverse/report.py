@@ -74,7 +74,7 @@ def write_result_report(folder, summary, figures, *, title=None, inputs=None):
 def _result_report(folder, summary, figures, title, inputs):
     import mne
 
-    from .viz.report import _flatten, _sources_table, _warnings_box
+    from .viz.report import _flatten, _reported_table, _sources_table, _warnings_box
 
     folder = Path(folder)
     cohort = summary.get("cohort") or {}
@@ -82,6 +82,7 @@ def _result_report(folder, summary, figures, title, inputs):
         f" — sub-{cohort['subject']} {cohort.get('condition')!r}" if cohort else ""))
     report = mne.Report(title=title, verbose=False)
     report.add_html(_warnings_box(summary.get("warnings") or []) +
+                    _reported_table(summary.get("reported_sources") or []) +
                     _sources_table(summary.get("sources") or []), "Sources", section="Result")
     viewer = folder / "viewer.html"
     if viewer.is_file():

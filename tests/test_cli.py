@@ -239,6 +239,7 @@ def test_default_localize_names_sources_with_a_confidence(sample_paths, sample_f
     # the result page is an mne.Report (issue 19): its HTML, and the HDF5 MNE reads back
     page = (out / "index.html").read_text()
     assert "Sources" in page and summary["sources"][0]["label"] in page
+    assert "Reported sources" in page and "Centroid MNI" in page
     report = mne.open_report(out / "report.h5")
     assert {"Sources", "Interactive 3D viewer", "Provenance"} <= {c.name for c in
                                                                     report._content}

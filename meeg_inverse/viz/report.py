@@ -124,10 +124,12 @@ def _flatten(d, prefix="", max_items=40):
 
 
 def _sources_table(sources):
-    """An HTML table of the sources (strongest first)."""
+    """An HTML table of the grid sources (strongest first), with their reported source."""
     if not sources:
         return "<p>No active source.</p>"
-    head = ("<tr><th>#</th><th>Region</th><th>Hemisphere</th><th>MNI (mm)</th>"
+    grouped = any("source" in r for r in sources)
+    head = ("<tr><th>#</th>" + ("<th>Reported source</th>" if grouped else "")
+            + "<th>Region</th><th>Hemisphere</th><th>MNI (mm)</th>"
             "<th>Peak (nA·m)</th><th>Peak time (ms)</th><th>Confidence</th>"
             "<th>Explained variance</th></tr>")
     rows = []
@@ -136,13 +138,36 @@ def _sources_table(sources):
         pos = "—" if mni is None else "({:.0f}, {:.0f}, {:.0f})".format(*mni)
         conf = r.get("confidence")
         cls = ' class="uncertain"' if conf is not None and conf < 0.5 else ""
+        group = f"<td>{r.get('source', '—')}</td>" if grouped else ""
         rows.append(
-            f"<tr{cls}><td>{k}</td><td>{html.escape(str(r.get('label') or '—'))}</td>"
+            f"<tr{cls}><td>{k}</td>{group}<td>{html.escape(str(r.get('label') or '—'))}</td>"
             f"<td>{html.escape(str(r.get('hemisphere')))}</td><td>{pos}</td>"
             f"<td>{r['peak_amplitude_nAm']:.1f}</td><td>{1e3 * r['peak_time_s']:.0f}</td>"
             f"<td>{'—' if conf is None else f'{conf:.2f}'}</td>"
             f"<td>{100 * r['explained_variance']:.1f} %</td></tr>")
     return f'<table class="sources">{head}{"".join(rows)}</table>'
+
+
+def _reported_table(reported):
+    """An HTML table of the reported sources: clusters of neighbouring grid sources."""
+    if not reported:
+        return ""
+    head = ("<tr><th>Source</th><th>Region</th><th>Hemisphere</th><th>Centroid MNI (mm)</th>"
+            "<th>Peak (nA·m)</th><th>Peak time (ms)</th><th>Confidence</th>"
+            "<th>Grid sources</th></tr>")
+    rows = []
+    for r in reported:
+        mni = r.get("centroid_mni_mm") or r.get("centroid_head_mm")
+        pos = "—" if mni is None else "({:.0f}, {:.0f}, {:.0f})".format(*mni)
+        conf = r.get("confidence")
+        cls = ' class="uncertain"' if conf is not None and conf < 0.5 else ""
+        rows.append(
+            f"<tr{cls}><td>{r['source']}</td><td>{html.escape(str(r.get('label') or '—'))}</td>"
+            f"<td>{html.escape(str(r.get('hemisphere')))}</td><td>{pos}</td>"
+            f"<td>{r['peak_amplitude_nAm']:.1f}</td><td>{1e3 * r['peak_time_s']:.0f}</td>"
+            f"<td>{'—' if conf is None else f'{conf:.2f}'}</td><td>{len(r['members'])}</td></tr>")
+    return (f'<h3>Reported sources</h3><table class="sources">{head}{"".join(rows)}</table>'
+            "<h3>Grid sources</h3>")
 
 
 def _warnings_box(warnings):
