@@ -23,7 +23,7 @@ def _is_maxwell_filtered(info):
     return any(entry.get("max_info", {}).get("sss_info") for entry in info.get("proc_history") or [])
 
 
-def check_rank_consistency(info, noise_cov, ch_names):
+def check_rank_consistency(info, noise_cov, ch_names, *, cov_rank=None):
     """Refuse a noise covariance whose rank exceeds the data's (per channel type).
 
     Parameters
@@ -33,6 +33,10 @@ def check_rank_consistency(info, noise_cov, ch_names):
     noise_cov : mne.Covariance
     ch_names : list of str
         The channels that enter the inverse.
+    cov_rank : dict | None
+        The covariance's estimated rank per channel type when already known
+        (:func:`mne.cov.prepare_noise_cov` with ``rank=None`` estimates it, with
+        the same projectors); None: estimated here.
 
     Returns
     -------
@@ -56,7 +60,8 @@ def check_rank_consistency(info, noise_cov, ch_names):
     with mne.utils.use_log_level("ERROR"):
         # rank="info" with a covariance reads the rank off the info alone.
         data_rank = mne.compute_rank(cov, rank="info", info=info, verbose=False)
-        cov_rank = mne.compute_rank(cov, rank=None, info=info, verbose=False)
+        if cov_rank is None:  # one SVD per channel type
+            cov_rank = mne.compute_rank(cov, rank=None, info=info, verbose=False)
     ranks = {kind: (data_rank[kind], cov_rank.get(kind, 0)) for kind in data_rank}
     for kind, (data, cov_r) in ranks.items():
         if cov_r > data + max(3, RANK_MARGIN * data):

@@ -26,6 +26,7 @@ The operator can be saved to and read from HDF5 (:meth:`~SparseInverseOperator.s
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -209,7 +210,11 @@ class SparseInverseOperator:
         if data.shape[1] > data.shape[0]:
             left, singular, _ = np.linalg.svd(data, full_matrices=False)
             data = left * singular
-        return float(group_norms(self.gain.T @ data, self.n_orient).max())
+        # Yᵀ G (times x columns): BLAS makes it ~3x faster than Gᵀ Y for a tall
+        # Fortran-ordered gain (see solvers.working_set.solve).
+        corr_t = data.T @ self.gain
+        energy = np.einsum("ij,ij->j", corr_t, corr_t)
+        return float(np.sqrt(energy.reshape(-1, self.n_orient).sum(axis=1).max()))
 
     def _noise_cov_diag_view(self):
         # The baseline check needs the channels' noise variances only.
@@ -309,6 +314,25 @@ def read_sparse_inverse_operator(fname):
     return op
 
 
+def _prepared_rank(cov, info):
+    """Rank per channel type of a covariance prepared by ``prepare_noise_cov`` (rank=None).
+
+    The preparation keeps, per channel type ('meg' combined, 'eeg', ...), the
+    eigenvalues of its estimated rank and zeroes the others: counting them
+    gives the estimate again, as :func:`mne.compute_rank` (rank=None) would
+    return it, without a second estimation. None when MNE's channel grouping
+    is not available.
+    """
+    try:
+        from mne._fiff.pick import _picks_by_type
+    except ImportError:  # another MNE layout: the check estimates the rank itself
+        return None
+    eig = np.asarray(cov["eig"])
+    return {kind: int(np.count_nonzero(eig[picks] > 0))
+            for kind, picks in _picks_by_type(info, meg_combined=True, ref_meg=False,
+                                              exclude=[]) if len(picks)}
+
+
 def _whiten_gain(sol, rows, whitener):
     """``whitener @ sol[rows]``, Fortran-ordered, without the channel-picked copy of ``sol``.
 
@@ -317,6 +341,11 @@ def _whiten_gain(sol, rows, whitener):
     read columns) without a second copy. Rows not used that hold NaN/Inf
     (0·NaN is NaN) are left out by picking instead. Returns the gain and the
     array and rows the unwhitened gain is to be read from.
+
+    One product over all channels: MNE's whitener is block-diagonal by channel
+    type, but a product per block (30 % fewer flops on 306 MEG + 60 EEG) wrote
+    its rows into the Fortran-ordered result with a strided copy that cost as
+    much as it saved (5 mm volume, 31 104 columns, A/B in one process).
     """
     if len(rows) < sol.shape[0] and not all(np.isfinite(sol[r]).all() for r in
                                             np.setdiff1d(np.arange(sol.shape[0]), rows)):
@@ -429,15 +458,25 @@ def make_sparse_inverse_operator(info, forward, noise_cov, *, loose="auto", dept
 
         ch_names = select_channels(info, forward, noise_cov)
         _check_noise_cov(noise_cov, ch_names)
-        check_rank_consistency(info, noise_cov, ch_names)
         row_of = {c: k for k, c in enumerate(forward["sol"]["row_names"])}
         rows = np.array([row_of[c] for c in ch_names])
         info_picked = mne.pick_info(info, [info["ch_names"].index(c) for c in ch_names])
         sol = forward["sol"]["data"]
 
-        # One preparation (eigendecomposition) of the covariance, one whitener:
-        # MNE's depth prior and gain use the same whitener, computed twice there.
-        cov = mne.cov.prepare_noise_cov(noise_cov, info, ch_names, rank)
+        # One preparation (eigendecomposition, rank estimate) of the covariance, one
+        # whitener: MNE's depth prior and gain use the same whitener, computed twice
+        # there. Its warnings wait until the rank check has passed (a refused
+        # covariance gets one message).
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cov = mne.cov.prepare_noise_cov(noise_cov, info, ch_names, rank)
+        # With rank=None the preparation has estimated the covariance's rank per
+        # channel type (the SVDs that dominate it): the check reuses it.
+        check_rank_consistency(info, noise_cov, ch_names,
+                               cov_rank=_prepared_rank(cov, info_picked) if rank is None
+                               else None)
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         whitener, _ = mne.cov.compute_whitener(cov, pca=True, verbose=False)
     rank_value = int((cov["eig"] > 0).sum())
     if rank_value == 0:
@@ -453,7 +492,8 @@ def make_sparse_inverse_operator(info, forward, noise_cov, *, loose="auto", dept
     source_weighting = np.ones(gain.shape[1])
     # Column energies (no temporary of the gain's size): the depth prior's, and
     # the finiteness check of the forward (a NaN or Inf makes its column's one).
-    energy = np.einsum("ij,ij->j", gain, gain)
+    column_energy = np.einsum("ij,ij->j", gain, gain)
+    energy = column_energy.copy()  # the depth prior changes its copy
     if not np.isfinite(energy).all():
         check_finite(sol[sol_rows], "The forward solution",
                      "recompute the forward solution (NaN gains come from sensors or sources "
@@ -478,12 +518,12 @@ def make_sparse_inverse_operator(info, forward, noise_cov, *, loose="auto", dept
         source_weighting *= mne.forward.compute_orient_prior(forward, loose=loose,
                                                              verbose=False)
     np.sqrt(source_weighting, out=source_weighting)
-    gain *= source_weighting
     # Scale so that trace(G R Gᵀ) equals the number of non-zero noise eigenvalues.
-    flat = gain.T.reshape(-1)  # a view (gain is Fortran-ordered)
-    scale = np.sqrt(rank_value / float(flat @ flat))
-    gain *= scale
+    # ‖G diag(w)‖²_F = Σ_j energy_j w_j²: from the column energies, so the gain
+    # is weighted and scaled in one pass (MNE: weight, norm, scale, three passes).
+    scale = np.sqrt(rank_value / float(column_energy @ source_weighting ** 2))
     source_weighting *= scale
+    gain *= source_weighting
 
     source_mask = None
     if weights is not None:

@@ -145,3 +145,35 @@ def test_tiny_alpha_returns_within_budget_not_converged(sample_evoked, sample_fo
         solve_inverse(problem, alpha=ALPHA_FRACTION_FLOOR / 10)
     with pytest.raises(InputError, match="floor"):
         sparse_inverse(sample_evoked, sample_forward, sample_cov, alpha=1e-10)
+
+
+def test_one_rank_estimate_serves_the_whitener_and_the_rank_check(evoked_window, sample_cov):
+    # The operator estimates the covariance's rank once (in MNE's prepare_noise_cov)
+    # and the consistency check reads it from the prepared covariance: it must be
+    # what mne.compute_rank estimates with the data's and the covariance's projectors.
+    import mne
+
+    from meeg_inverse.consistency import check_rank_consistency
+    from meeg_inverse.operator import _prepared_rank
+
+    info = evoked_window.info
+    ch_names = [c for c in info["ch_names"] if c not in info["bads"]
+                and c in sample_cov["names"]
+                and mne.channel_type(info, info["ch_names"].index(c)) in ("mag", "grad", "eeg")]
+    picked = mne.pick_info(info, [info["ch_names"].index(c) for c in ch_names])
+    prepared = mne.cov.prepare_noise_cov(sample_cov, info, ch_names, None, verbose=False)
+    shared = _prepared_rank(prepared, picked)
+    with_projs = picked.copy()
+    known = {p["desc"] for p in with_projs["projs"]}
+    with with_projs._unlock():
+        with_projs["projs"] = list(with_projs["projs"]) + [
+            p for p in sample_cov["projs"] if p["desc"] not in known]
+    estimated = mne.compute_rank(mne.pick_channels_cov(sample_cov, ch_names, ordered=True,
+                                                       verbose=False),
+                                 rank=None, info=with_projs, verbose=False)
+    assert shared == estimated == {"meg": 303, "eeg": 59}
+    # The check uses the rank it is given: one far above the data's is refused.
+    assert check_rank_consistency(info, sample_cov, ch_names, cov_rank=shared) == {
+        "meg": (303, 303), "eeg": (59, 59)}
+    with pytest.raises(InputError, match="rank 400 on the MEG"):
+        check_rank_consistency(info, sample_cov, ch_names, cov_rank={"meg": 400, "eeg": 59})
