@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._blas import load_aware
 from .errors import InputError, check_finite
 
 _H5_TITLE = "meeg_inverse_operator"
@@ -486,7 +487,10 @@ def make_sparse_inverse_operator(info, forward, noise_cov, *, loose="auto", dept
     # the whitener gets zero columns for the forward's other rows. Computed as
     # (solᵀ Wᵀ)ᵀ so that the result is Fortran-ordered (solvers read columns)
     # without a second copy.
-    gain, sol, sol_rows = _whiten_gain(sol, rows, whitener)
+    # BLAS threads by machine load for this product only: the covariance's
+    # eigendecomposition above stays MNE's (its small eigenvalues, and so the
+    # whitener, change at 1e-3 with the thread count).
+    gain, sol, sol_rows = load_aware(_whiten_gain)(sol, rows, whitener)
 
     n_orient = 1 if fixed else 3
     source_weighting = np.ones(gain.shape[1])

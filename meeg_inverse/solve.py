@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._blas import load_aware
 from .errors import InputError
 
 #: The automatic λ rules ``alpha`` may name: 'auto' is the default rule
@@ -115,6 +116,7 @@ def check_alpha_fraction(fraction, max_time):
             "result is returned with converged = false).", RuntimeWarning, stacklevel=3)
 
 
+@load_aware
 def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6,
                   max_iter=None, p0=None, time_pca=False, debias=True, random_state=0,
                   sure_curve=False, max_time=DEFAULT_MAX_TIME, callback=None,

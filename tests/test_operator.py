@@ -177,3 +177,36 @@ def test_one_rank_estimate_serves_the_whitener_and_the_rank_check(evoked_window,
         "meg": (303, 303), "eeg": (59, 59)}
     with pytest.raises(InputError, match="rank 400 on the MEG"):
         check_rank_consistency(info, sample_cov, ch_names, cov_rank={"meg": 400, "eeg": 59})
+
+
+def test_blas_threads_follow_the_machine_load(monkeypatch):
+    # One BLAS thread once the load average fills every core (threaded OpenBLAS
+    # then waits for its slowest thread), BLAS's own default otherwise.
+    import os
+
+    from meeg_inverse import _blas
+
+    assert _blas.blas_threads_for_load(load=0.3, n_cpus=2) is None
+    assert _blas.blas_threads_for_load(load=1.9, n_cpus=2) is None
+    assert _blas.blas_threads_for_load(load=2.0, n_cpus=2) == 1
+    assert _blas.blas_threads_for_load(load=9.0, n_cpus=16) is None
+    assert _blas.blas_threads_for_load(load=50.0, n_cpus=1) is None  # nothing to limit
+
+    seen = []
+
+    @_blas.load_aware
+    def threads_inside():
+        from threadpoolctl import threadpool_info
+
+        seen.append({d["num_threads"] for d in threadpool_info()
+                     if d["user_api"] == "blas"})
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (8.0, 8.0, 8.0))
+    threads_inside()
+    assert seen[-1] == {1}
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    threads_inside()
+    from threadpoolctl import threadpool_info
+
+    assert seen[-1] == {d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"}
