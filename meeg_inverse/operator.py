@@ -356,6 +356,7 @@ def _whiten_gain(sol, rows, whitener):
     return (sol.T @ whitener_rows.T).T, sol, rows
 
 
+@load_aware
 def make_sparse_inverse_operator(info, forward, noise_cov, *, loose="auto", depth=0.8,
                                  rank=None, weights=None, weights_min=0.0, verbose=False):
     """Prepare the sparse inverse of a recording setup (as MNE's ``mixed_norm`` does).
@@ -401,7 +402,10 @@ def make_sparse_inverse_operator(info, forward, noise_cov, *, loose="auto", dept
     -----
     The steps are MNE's ``_prepare_forward`` for sparse solvers (depth prior
     with ``limit=None, limit_depth_chs='whiten', combine_xyz='fro'``), with
-    the covariance prepared once and the gain whitened once.
+    the covariance prepared once and the gain whitened once. When the
+    machine's load average fills its cores, BLAS runs on one thread
+    (:func:`meeg_inverse._blas.blas_threads_for_load`); the result then equals
+    MNE's preparation run on one thread.
     """
     import mne
 
@@ -487,10 +491,7 @@ def make_sparse_inverse_operator(info, forward, noise_cov, *, loose="auto", dept
     # the whitener gets zero columns for the forward's other rows. Computed as
     # (solᵀ Wᵀ)ᵀ so that the result is Fortran-ordered (solvers read columns)
     # without a second copy.
-    # BLAS threads by machine load for this product only: the covariance's
-    # eigendecomposition above stays MNE's (its small eigenvalues, and so the
-    # whitener, change at 1e-3 with the thread count).
-    gain, sol, sol_rows = load_aware(_whiten_gain)(sol, rows, whitener)
+    gain, sol, sol_rows = _whiten_gain(sol, rows, whitener)
 
     n_orient = 1 if fixed else 3
     source_weighting = np.ones(gain.shape[1])
