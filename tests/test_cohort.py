@@ -314,8 +314,8 @@ def test_reports_open_in_chromium_and_mne(dataset, eeglab_dir, tmp_path):
     assert "superiortemporal" in dom or "MNI" in dom  # the sources table
     report = mne.open_report(page.with_name("report.h5"))
     titles = [c.name for c in report._content] + [c.section for c in report._content]
-    for wanted in ("Sources", "Interactive 3D viewer", "Provenance", "Input: evoked 'tone'",
-                   "Input: noise covariance", "Input: forward solution"):
+    for wanted in ("Sources", "Interactive 3D viewer", "Provenance",
+                   "Inputs: evoked and noise covariance", "Input: forward solution"):
         assert wanted in titles, titles
     assert any("λ curve" in t or "criterion" in t for t in titles), titles
     group = out / "group" / "index.html"
