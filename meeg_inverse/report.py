@@ -97,6 +97,8 @@ def _result_report(folder, summary, figures, title, inputs):
     # and topomaps per channel type (24 of the job's 52 s under cProfile, issue 15);
     # the data and the fit are already drawn in the figures above.
     evoked, cov = inputs.get("evoked"), inputs.get("noise_cov")
+    if isinstance(cov, (str, Path)) and Path(cov).is_file():  # a cohort's: its file
+        cov = mne.read_cov(cov, verbose=False)
     rows = []
     if evoked is not None:
         types = evoked.get_channel_types()
