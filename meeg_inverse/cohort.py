@@ -296,11 +296,18 @@ def find_recordings(bids_root, task, *, subjects=None, sessions=None):
     if task not in tasks:
         raise InputError(f"The dataset has no task {task!r}.",
                          f"choose one of: {', '.join(map(repr, tasks)) or '(none)'} (--task).")
-    if subjects:
-        unknown = [s for s in subjects if s not in all_subjects]
+    # every label asked for must exist: a typo would otherwise drop it silently
+    for entity, asked in (("subject", subjects), ("session", sessions)):
+        if not asked:
+            continue
+        known = all_subjects if entity == "subject" else mne_bids.get_entity_vals(root, entity)
+        unknown = [s for s in asked if s not in known]
         if unknown:
-            raise InputError(f"Subject(s) {', '.join(map(repr, unknown))} not in the dataset.",
-                             f"choose among: {', '.join(all_subjects)} (without 'sub-').")
+            raise InputError(f"{entity.capitalize()}(s) {', '.join(map(repr, unknown))} not in "
+                             "the dataset.",
+                             (f"choose among: {', '.join(known)} (without '{entity[:3]}-')."
+                              if known else f"the dataset has no {entity} level: leave out "
+                              f"--{entity}s."))
     recordings = []
     for subject in subjects or all_subjects:
         bp = mne_bids.BIDSPath(root=root, subject=subject, task=task)
@@ -348,6 +355,15 @@ def plan_cohort(bids_root, task, *, subjects=None, sessions=None, conditions=Non
     by_group = {}
     for rec in recordings:
         by_group.setdefault((rec.subject, rec.session), []).append(rec)
+    if conditions:
+        # a condition no run has is a typo, not a paradigm some subjects lack
+        present = list(dict.fromkeys(c for r in recordings for c in (r.conditions or [])))
+        absent = [c for c in conditions if c not in present]
+        if absent:
+            raise InputError(f"Condition(s) {', '.join(map(repr, absent))} in no events file "
+                             f"of task {task!r}.",
+                             f"choose among the trial_type values: "
+                             f"{', '.join(map(repr, present)) or '(none)'} (--conditions).")
     for (subject, session), recs in by_group.items():
         folder = out_root / f"sub-{subject}" / (f"ses-{session}" if session else "")
         base = f"sub-{subject}" + (f"_ses-{session}" if session else "") + f"_task-{task}"
@@ -374,6 +390,13 @@ def plan_cohort(bids_root, task, *, subjects=None, sessions=None, conditions=Non
             # a run holding some of the conditions asked for gives those (a cohort may
             # mix paradigms); one holding none of them is recorded as failed
             wanted = [c for c in (conditions or available) if c in available]
+            if not available:
+                problems.append(dict(subject=subject, session=session, run=rec.run,
+                                     condition=", ".join(conditions or []) or None,
+                                     status="failed",
+                                     message=f"{Path(rec.fpath).name}: its events.tsv lists no "
+                                     "event (no trial_type), so no condition to localize."))
+                continue
             if not wanted:
                 problems.append(dict(subject=subject, session=session, run=rec.run,
                                      condition=", ".join(conditions or []), status="failed",
