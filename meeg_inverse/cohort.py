@@ -746,8 +746,15 @@ def _client(workers, scheduler):
     if scheduler is not None:
         try:
             return Client(scheduler, timeout="10s"), None
-        except (OSError, TimeoutError) as exc:
-            raise InputError(f"No Dask scheduler answers at {scheduler!r} ({exc}).",
+        except Exception as exc:  # refused, timed out, a bad scheme, or not a Dask server
+            if isinstance(exc, (OSError, TimeoutError)):
+                problem = f"No Dask scheduler answers at {scheduler!r} ({exc})."
+            elif isinstance(exc, ValueError):
+                problem = f"{scheduler!r} is not a Dask scheduler address ({exc})."
+            else:  # e.g. an HTTP server: its reply is read as a huge Dask message
+                problem = (f"The server at {scheduler!r} is not a Dask scheduler "
+                           f"(its reply could not be read: {type(exc).__name__}).")
+            raise InputError(problem,
                              "start one (dask scheduler, dask-jobqueue, Kubernetes) and give "
                              "its address, or use --workers N for a local cluster.") from None
     dashboard = ":0"  # any free port: other clusters may run on this machine
