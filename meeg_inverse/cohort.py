@@ -822,6 +822,7 @@ def run_cohort(bids_root, task, *, subjects=None, sessions=None, conditions=None
                                           conditions=conditions, options=options,
                                           subjects_dir=subjects_dir, out=out)
     out_root = _out_root(root, out)
+    _check_writable(out_root)
     own_client = None
     if client is None and scheduler is not None:  # a wrong address fails before any write
         client, _ = _client(None, scheduler)
@@ -832,6 +833,29 @@ def run_cohort(bids_root, task, *, subjects=None, sessions=None, conditions=None
     finally:
         if own_client is not None:
             own_client.close()
+
+
+def _check_writable(out_root):
+    """Fail before any work when the derivatives folder cannot be written (leaves no trace).
+
+    A trial write, not ``os.access``: root ignores permission bits, and a read-only
+    mount (a shared dataset on a cluster) or a file in the way shows only on writing.
+    """
+    import tempfile
+
+    out_root = Path(out_root)
+    ancestor = out_root
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    try:
+        if not ancestor.is_dir():
+            raise NotADirectoryError(f"{str(ancestor)!r} is a file")
+        tempfile.TemporaryDirectory(dir=ancestor, prefix=".meeg-inverse-probe-").cleanup()
+    except OSError as exc:
+        raise InputError(f"The derivatives folder {str(out_root)!r} cannot be written "
+                         f"({exc.strerror or exc}).",
+                         "choose a writable folder with --out (a read-only BIDS dataset "
+                         "needs one).") from None
 
 
 def _run_planned(root, task, groups, tasks, problems, out_root, options, workers, client,

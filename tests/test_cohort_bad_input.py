@@ -5,13 +5,120 @@ address, a read-only dataset, a run without events); none runs a localization, s
 module stays fast. The dataset is the one of tests/test_cohort.py (module-scoped).
 """
 
+import shutil
+import socket
+import threading
+from pathlib import Path
+
 import pytest
 
 mne = pytest.importorskip("mne")
 pytest.importorskip("mne_bids")
 pytest.importorskip("distributed")
 
+from _cohort_data import TASK  # noqa: E402
+from test_cohort import dataset  # noqa: E402,F401  (the module-scoped BIDS dataset)
 
+from meeg_inverse.cli import main  # noqa: E402
+from meeg_inverse.cohort import plan_cohort  # noqa: E402
+from meeg_inverse.errors import InputError  # noqa: E402
+
+
+def _cli(capsys, *args):
+    status = main(["cohort", *map(str, args), "-q"])
+    return status, capsys.readouterr().err
+
+
+def _bad(capsys, out, *args, match):
+    """Exit status 2, one message (no traceback) naming the problem, no output folder."""
+    status, err = _cli(capsys, *args, "--out", out)
+    assert status == 2, err
+    assert match in err, err
+    assert "Traceback" not in err and err.count("error:") == 1, err
+    assert not Path(out).exists()
+    return err
+
+
+def test_unknown_labels_are_named_before_any_work(dataset, tmp_path, capsys):
+    root, _ = dataset
+    # a session level the dataset does not have: said, not silently ignored
+    err = _bad(capsys, tmp_path / "o", root, "--task", TASK, "--sessions", "01",
+               match="Session(s) '01' not in the dataset")
+    assert "no session level" in err
+    # a condition no run has (a typo): exit 2 up front, not 7 runs recorded as failed
+    err = _bad(capsys, tmp_path / "o", root, "--task", TASK, "--conditions", "tone", "tonne",
+               match="Condition(s) 'tonne' in no events file")
+    assert "'tone'" in err and "'square'" in err  # the choices
+    # a condition some runs lack is a mixed paradigm, still fine (recorded per run)
+    _, tasks, problems = plan_cohort(root, TASK, conditions=["tone"])
+    assert {t.subject for t in tasks} == {"sim01", "sim02"} and problems
+
+
+@pytest.fixture
+def no_events_dataset(dataset, tmp_path):
+    """A copy of the dataset where one run's events.tsv is empty and another's has no rows."""
+    root, _ = dataset
+    copy = tmp_path / "ds"
+    shutil.copytree(root, copy, symlinks=True,
+                    ignore=lambda d, names: [n for n in names if n in ("sub-sim02", "sub-bad01")])
+    eeg = copy / "sub-eeg01" / "eeg"
+    (eeg / f"sub-eeg01_task-{TASK}_run-1_events.tsv").write_text("")
+    events2 = eeg / f"sub-eeg01_task-{TASK}_run-2_events.tsv"
+    events2.write_text(events2.read_text().splitlines()[0] + "\n")
+    return copy
+
+
+def test_run_without_events_is_recorded_with_a_clear_message(no_events_dataset):
+    _, tasks, problems = plan_cohort(no_events_dataset, TASK)
+    assert ("eeg01", "1") not in {(t.subject, t.run) for t in tasks}
+    mine = [p for p in problems if p["subject"] == "eeg01"]
+    assert [p["run"] for p in mine] == ["1", "2"]
+    assert all("lists no event" in p["message"] for p in mine), mine
+
+
+class _NotDask(threading.Thread):
+    """A TCP server that answers like an HTTP server (a wrong port of a real host)."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+
+    def run(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" * 4)
+            conn.close()
+
+
+def test_bad_scheduler_address_is_an_input_error(dataset, tmp_path, capsys):
+    root, _ = dataset
+    _bad(capsys, tmp_path / "o", root, "--task", TASK, "--scheduler", "garbage://x",
+         match="is not a Dask scheduler address")
+    server = _NotDask()
+    server.start()
+    try:
+        _bad(capsys, tmp_path / "o", root, "--task", TASK, "--scheduler",
+             f"tcp://127.0.0.1:{server.port}", match="is not a Dask scheduler")
+    finally:
+        server.sock.close()
+
+
+def test_unwritable_derivatives_folder_is_an_input_error(dataset, tmp_path, capsys):
+    root, _ = dataset
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    _bad(capsys, blocker / "out", root, "--task", TASK, "--workers", "0",
+         match="cannot be written")
+    # a read-only file system (root ignores permission bits, so not chmod)
+    _bad(capsys, "/proc/meeg-inverse-out", root, "--task", TASK, "--workers", "0",
+         match="cannot be written")
+    assert not list(tmp_path.glob(".meeg-inverse-probe-*"))
 
 
 def test_result_report_reads_input_files(sample_paths, tmp_path):
