@@ -204,30 +204,8 @@ class OutputFolder:
         legacy = re.compile(r"^\." + re.escape(self.path.name) + r"\.partial-(\d+)$")
         places = {self.base, self.path.parent} if self.path.parent.is_dir() else {self.base}
         for place in places:
-            try:
-                entries = list(place.iterdir())
-            except OSError:
-                continue
-            for entry in entries:
-                match = _STAGING.match(entry.name) or legacy.match(entry.name)
-                if match and not _pid_alive(int(match.group(1))):
-                    shutil.rmtree(entry, ignore_errors=True)
-                elif _LOCK.match(entry.name) and entry != self._lock_path and fcntl is not None:
-                    self._remove_free_lock(entry)
+            remove_stale(place, keep=self._lock_path, legacy=legacy)
 
-    @staticmethod
-    def _remove_free_lock(entry):
-        try:
-            fd = os.open(entry, os.O_RDWR)
-        except OSError:
-            return
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            entry.unlink()  # nobody holds it: left by a killed run
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
 
     def commit(self):
         """Put the staged files in place of the folder, as a whole."""
@@ -266,6 +244,38 @@ class OutputFolder:
 
     def __exit__(self, *exc):
         self.release()
+
+
+def remove_stale(place, *, keep=None, legacy=None):
+    """Remove, in folder ``place``, the staging folders of dead processes and free locks.
+
+    What a killed process (a Dask worker closed by Ctrl-C, a SIGKILL) leaves; a live
+    process's staging folder and a held lock are kept.
+    """
+    try:
+        entries = list(Path(place).iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        match = _STAGING.match(entry.name) or (legacy.match(entry.name) if legacy else None)
+        if match and not _pid_alive(int(match.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+        elif _LOCK.match(entry.name) and entry != keep and fcntl is not None:
+            _remove_free_lock(entry)
+
+
+def _remove_free_lock(entry):
+    try:
+        fd = os.open(entry, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        entry.unlink()  # nobody holds it: left by a killed run
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 @contextmanager

@@ -682,7 +682,8 @@ def main(argv=None):
     except KeyboardInterrupt as exc:  # also while importing MNE in the first second
         signum = getattr(exc, "signum", signal.SIGINT)
         name = signal.Signals(signum).name
-        print(f"meeg-inverse: interrupted ({name}); no output was written.", file=sys.stderr)
+        note = getattr(exc, "note", None) or "no output was written."  # a cohort keeps some
+        print(f"meeg-inverse: interrupted ({name}); {note}", file=sys.stderr)
         return 128 + int(signum)
     except BrokenPipeError:
         _quiet_broken_pipe()

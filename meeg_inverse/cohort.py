@@ -935,16 +935,43 @@ def _run_serial(groups, tasks, root, options, say, stream, progress, force=False
     bar = tqdm(total=len(tasks), desc="[meeg-inverse] localizations", file=stream,
                disable=not progress)
     # one BLAS thread, as each Dask worker has: a serial run gives the same numbers
-    with threadpool_limits(limits=1):
-        for g in groups:
-            prepared = prepare_group(g, root, options, force)
-            operators.append(prepared)
-            for t in tasks:
-                if t.group == g.name:
-                    results.append(localize_task(t, prepared, root, options, force))
-                    bar.update(1)
+    try:
+        with threadpool_limits(limits=1):
+            for g in groups:
+                prepared = prepare_group(g, root, options, force)
+                operators.append(prepared)
+                for t in tasks:
+                    if t.group == g.name:
+                        results.append(localize_task(t, prepared, root, options, force))
+                        bar.update(1)
+    except KeyboardInterrupt:
+        _interrupted(groups)
     bar.close()
     return operators, results
+
+
+class CohortInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during a cohort: ``note`` says what was kept."""
+
+    def __init__(self, note, signum=None):
+        super().__init__(note)
+        self.note = note
+        if signum is not None:
+            self.signum = signum
+
+
+def _interrupted(groups):
+    """After Ctrl-C: remove what killed workers left half-written, say what was kept, re-raise."""
+    from ._output_dir import remove_stale
+
+    exc = sys.exc_info()[1]
+    for g in groups:  # the workers are closed: their staging folders and locks are stale
+        remove_stale(g.folder)
+        _remove_dead_tmp(g.folder)
+    # not a count: a worker may have finished a task whose result had not come back yet
+    note = ("the localizations finished before it are kept, no half-written output is "
+            "left; run the same command again to resume (finished ones are skipped).")
+    raise CohortInterrupted(note, getattr(exc, "signum", None)) from None
 
 
 def _run_dask(groups, tasks, root, options, workers, scheduler, client, say, stream, progress,
@@ -961,6 +988,7 @@ def _run_dask(groups, tasks, root, options, workers, scheduler, client, say, str
         say(f"Dask: {len(client.scheduler_info(n_workers=-1)['workers'])} worker(s) at "
             f"{client.scheduler.address}" + (f"; dashboard: {link}" if link else ""))
         futures, kinds = [], {}
+        operators, results, interrupted = [], [], False
         for g in groups:
             # pure=False and unique keys: a rerun of the same graph is not taken from memory
             pf = client.submit(prepare_group, g, root, options, force,
@@ -975,7 +1003,6 @@ def _run_dask(groups, tasks, root, options, workers, scheduler, client, say, str
                     kinds[tf.key] = t
         bar = tqdm(total=len(tasks), desc="[meeg-inverse] localizations", file=stream,
                    disable=not progress)
-        operators, results = [], []
         for fut in as_completed(futures):
             kind = kinds[fut.key]
             try:
@@ -991,11 +1018,18 @@ def _run_dask(groups, tasks, root, options, workers, scheduler, client, say, str
                 bar.update(1)
         bar.close()
         return operators, results
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP (the CLI raises it for them)
+        interrupted = True
+        raise
     finally:
+        if interrupted:  # nothing queued runs on; a running task of a shared cluster ends whole
+            client.cancel(futures)
         if own:
             client.close()
             if cluster is not None:
                 cluster.close()
+        if interrupted:
+            _interrupted(groups)
 
 
 def _write_description(out_root, root):

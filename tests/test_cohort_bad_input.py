@@ -138,3 +138,30 @@ def test_result_report_reads_input_files(sample_paths, tmp_path):
     assert "Inputs: evoked and noise covariance" in titles, titles
     page = (tmp_path / files["report"]).read_text()
     assert "noise covariance channels</th><td>60<" in page  # read from the file
+
+
+def test_interrupt_removes_what_killed_workers_left(dataset, tmp_path, monkeypatch, capsys):
+    """Ctrl-C: the staging folders and locks of the (closed) workers go; the CLI says what is kept."""
+    import meeg_inverse.cohort as cohort
+
+    root, _ = dataset
+    out = tmp_path / "out"
+    groups, _, _ = plan_cohort(root, TASK, subjects=["sim01"], out=out)
+    folder = groups[0].folder
+    folder.mkdir(parents=True)
+    # what a worker killed in the middle of a write leaves (pid 2**22 + 1: above pid_max)
+    (folder / ".meeg-inverse-partial-4194305-0a1b2c3d").mkdir()
+    (folder / ".meeg-inverse-partial-4194305-0a1b2c3d" / "sources-stc.h5").write_text("half")
+    (folder / ".tmp4194305-sub-sim01_task-cohort_inv.h5").write_text("half")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cohort, "prepare_group", interrupted)
+    status, err = _cli(capsys, root, "--task", TASK, "--subjects", "sim01", "--workers", "0",
+                       "--out", out)
+    assert status == 130, err
+    assert "interrupted (SIGINT)" in err and "run the same command again to resume" in err
+    assert "no output was written" not in err and "Traceback" not in err
+    assert [p.name for p in folder.iterdir()] == [], list(folder.iterdir())
+
