@@ -464,7 +464,15 @@ def _read_raw(rec, root):
     import mne_bids
 
     bp = rec.bids_path(root, _task_of(rec))
-    return mne_bids.read_raw_bids(bp, verbose=False)
+    try:
+        # loaded here (as localize preloads raws) so that a truncated or corrupt file
+        # fails with its name, not later inside the epoching with MNE's internal message
+        return mne_bids.read_raw_bids(bp, verbose=False).load_data(verbose=False)
+    except Exception as exc:  # noqa: BLE001 - any reader's error means the same here
+        raise InputError(f"{Path(rec.fpath).name} cannot be read ({type(exc).__name__}: "
+                         f"{exc}).",
+                         "check or replace that file (a truncated copy or an interrupted "
+                         "transfer?); the other runs are not affected.") from None
 
 
 def _load(rec, root, options, condition=None):
@@ -652,8 +660,9 @@ def localize_task(task, prepared, root, options, force=False):
         if not force and done is not None and done.get("cohort", {}).get("key") == task.key:
             return {**out, "status": "skipped", "seconds": time.perf_counter() - t0}
         if prepared.get("status") == "failed":
+            # the preparation's message already holds its fix (InputError's str)
             raise InputError(f"the operator of {prepared.get('group')} could not be built: "
-                             f"{prepared.get('message')}", "see that message.")
+                             f"{prepared.get('message')}")
         _localize_task(task, prepared, root, options)
         return {**out, "status": "done", "seconds": time.perf_counter() - t0}
     except Exception as exc:

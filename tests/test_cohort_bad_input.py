@@ -165,3 +165,13 @@ def test_interrupt_removes_what_killed_workers_left(dataset, tmp_path, monkeypat
     assert "no output was written" not in err and "Traceback" not in err
     assert [p.name for p in folder.iterdir()] == [], list(folder.iterdir())
 
+
+def test_truncated_recording_is_named_with_a_fix(dataset):
+    """bad01's data file is cut short: its message names the file (was MNE's 'please report')."""
+    import meeg_inverse.cohort as cohort
+
+    root, _ = dataset
+    groups, _, _ = plan_cohort(root, TASK, subjects=["bad01"])
+    with pytest.raises(InputError, match=r"sub-bad01_task-cohort_run-1_eeg\.set cannot be read"
+                       r".*Incorrect number of samples.*\n  Fix: check or replace that file"):
+        cohort._read_raw(groups[0].recordings[0], Path(root).resolve())
