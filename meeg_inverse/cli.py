@@ -652,9 +652,6 @@ def _run_cohort(args):
     """``meeg-inverse cohort``: exit status 1 when a task failed (the others are written)."""
     from .cohort import CohortOptions, run_cohort
 
-    if args.workers is not None and args.workers < 0:
-        raise InputError(f"--workers must be >= 0, got {args.workers}.",
-                         "give a number of workers (0: no Dask).")
     options = CohortOptions(
         forward=args.forward, spacing=args.spacing, montage=args.montage,
         montage_match=args.montage_match, epoch_tmin=args.epoch_tmin,

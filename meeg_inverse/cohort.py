@@ -44,6 +44,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import numbers
 import os
 import re
 import sys
@@ -826,6 +827,7 @@ def run_cohort(bids_root, task, *, subjects=None, sessions=None, conditions=None
     stream = stream if stream is not None else sys.stderr
     say = (lambda msg: print(f"[meeg-inverse] {msg}", file=stream, flush=True)) if progress \
         else (lambda msg: None)
+    _check_workers(workers)
     root = Path(bids_root).resolve()
     groups, tasks, problems = plan_cohort(root, task, subjects=subjects, sessions=sessions,
                                           conditions=conditions, options=options,
@@ -842,6 +844,27 @@ def run_cohort(bids_root, task, *, subjects=None, sessions=None, conditions=None
     finally:
         if own_client is not None:
             own_client.close()
+
+
+#: Most local workers per CPU: each is a process holding ~0.5 GB (docs/cohort.md);
+#: beyond a few per CPU they only compete for the cores and the memory.
+MAX_WORKERS_PER_CPU = 4
+
+
+def _check_workers(workers):
+    """``workers``: None, or an int from 0 (serial) to a few per CPU of this machine."""
+    if workers is None:
+        return
+    n_cpu = os.cpu_count() or 1
+    if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 0:
+        raise InputError(f"workers must be a whole number >= 0, got {workers!r}.",
+                         "give a number of workers (--workers N; 0: no Dask, one task after "
+                         "the other).")
+    if workers > MAX_WORKERS_PER_CPU * n_cpu:
+        raise InputError(f"{workers} local workers on a machine with {n_cpu} CPU(s): each is a "
+                         "process of ~0.5 GB, so they would compete for cores and memory.",
+                         f"give at most {MAX_WORKERS_PER_CPU * n_cpu} (--workers; the CPU count "
+                         "is usually best), or --scheduler ADDRESS to run on a larger cluster.")
 
 
 def _check_writable(out_root):
@@ -991,7 +1014,9 @@ def _run_dask(groups, tasks, root, options, workers, scheduler, client, say, str
     own = client is None
     cluster = None
     if own:
-        client, cluster = _client(workers if workers is not None else os.cpu_count(), scheduler)
+        n = workers if workers is not None else os.cpu_count()
+        n = max(1, min(int(n), len(tasks) + len(groups)))  # an idle worker is a process for nothing
+        client, cluster = _client(n, scheduler)
     try:
         link = client.dashboard_link if _has_bokeh() else None
         say(f"Dask: {len(client.scheduler_info(n_workers=-1)['workers'])} worker(s) at "

@@ -175,3 +175,14 @@ def test_truncated_recording_is_named_with_a_fix(dataset):
     with pytest.raises(InputError, match=r"sub-bad01_task-cohort_run-1_eeg\.set cannot be read"
                        r".*Incorrect number of samples.*\n  Fix: check or replace that file"):
         cohort._read_raw(groups[0].recordings[0], Path(root).resolve())
+
+
+@pytest.mark.parametrize("workers", [-1, 2.5, "2", True, 10_000])
+def test_workers_out_of_range_is_an_input_error(dataset, tmp_path, workers):
+    """The Python entry point checks --workers too (-1 reached LocalCluster; 10 000 processes)."""
+    from meeg_inverse.cohort import run_cohort
+
+    root, _ = dataset
+    with pytest.raises(InputError, match="workers"):
+        run_cohort(root, TASK, workers=workers, out=tmp_path / "o", progress=False)
+    assert not (tmp_path / "o").exists()
