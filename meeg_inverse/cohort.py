@@ -360,6 +360,10 @@ def plan_cohort(bids_root, task, *, subjects=None, sessions=None, conditions=Non
         # a condition no run has is a typo, not a paradigm some subjects lack
         present = list(dict.fromkeys(c for r in recordings for c in (r.conditions or [])))
         absent = [c for c in conditions if c not in present]
+        if absent and (subjects or sessions):  # other subjects of the task may have it
+            present = list(dict.fromkeys(c for r in find_recordings(root, task)
+                                         for c in (r.conditions or [])))
+            absent = [c for c in conditions if c not in present]
         if absent:
             raise InputError(f"Condition(s) {', '.join(map(repr, absent))} in no events file "
                              f"of task {task!r}.",

@@ -49,9 +49,12 @@ def test_unknown_labels_are_named_before_any_work(dataset, tmp_path, capsys):
     err = _bad(capsys, tmp_path / "o", root, "--task", TASK, "--conditions", "tone", "tonne",
                match="Condition(s) 'tonne' in no events file")
     assert "'tone'" in err and "'square'" in err  # the choices
-    # a condition some runs lack is a mixed paradigm, still fine (recorded per run)
+    # a condition some runs lack is a mixed paradigm, still fine (recorded per run),
+    # also when no selected subject has it (one command, several subject lists)
     _, tasks, problems = plan_cohort(root, TASK, conditions=["tone"])
     assert {t.subject for t in tasks} == {"sim01", "sim02"} and problems
+    _, tasks, _ = plan_cohort(root, TASK, subjects=["sim01"], conditions=["tone", "square"])
+    assert [t.condition for t in tasks] == ["tone"]
 
 
 @pytest.fixture
