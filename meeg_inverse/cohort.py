@@ -205,6 +205,19 @@ def _safe(text):
     return label or "none"
 
 
+def _desc(condition, conditions):
+    """The BIDS ``desc`` label of a condition, unique among the run's ``conditions``.
+
+    Letters and digits only (:func:`_safe`); when two conditions give the same label
+    ('Left/Aud' and 'LeftAud'), each gets a short hash of its full name, so that
+    they do not share (and overwrite) one output folder.
+    """
+    label = _safe(condition)
+    if sum(_safe(c) == label for c in conditions) > 1:
+        label += hashlib.sha1(str(condition).encode()).hexdigest()[:6]
+    return label
+
+
 def _fingerprint(paths, root):
     """Path (relative to the BIDS root), size and modification time of each file.
 
@@ -411,7 +424,7 @@ def plan_cohort(bids_root, task, *, subjects=None, sessions=None, conditions=Non
                 continue
             for cond in wanted:
                 t = Task(subject, session, rec.run, cond, rec,
-                         group.folder / f"{base}{run_label}_desc-{_safe(cond)}",
+                         group.folder / f"{base}{run_label}_desc-{_desc(cond, available)}",
                          group=group.name)
                 t.key = _key("localization", group.operator_key, t.name, cond,
                              _fingerprint(_run_files(rec), root), options.part(SOLVE_OPTIONS))

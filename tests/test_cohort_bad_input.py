@@ -189,3 +189,22 @@ def test_workers_out_of_range_is_an_input_error(dataset, tmp_path, workers):
     with pytest.raises(InputError, match="workers"):
         run_cohort(root, TASK, workers=workers, out=tmp_path / "o", progress=False)
     assert not (tmp_path / "o").exists()
+
+
+def test_conditions_with_the_same_label_get_their_own_folders(dataset, tmp_path):
+    """'square' and 's-quare' both become desc-square: they overwrote one folder."""
+    root, _ = dataset
+    copy = tmp_path / "ds"
+    shutil.copytree(root, copy, symlinks=True, ignore=lambda d, names: [
+        n for n in names if Path(d) == Path(root) and n.startswith("sub-") and n != "sub-eeg01"])
+    for events in (copy / "sub-eeg01" / "eeg").glob("*_events.tsv"):
+        lines = events.read_text().splitlines()
+        lines[1:] = [line.replace("\trt\t", "\ts-quare\t") for line in lines[1:]]
+        events.write_text("\n".join(lines) + "\n")
+    _, tasks, _ = plan_cohort(copy, TASK, subjects=["eeg01"], conditions=["square", "s-quare"])
+    folders = [t.folder.name for t in tasks]
+    assert len(tasks) == 4 and len(set(folders)) == 4, folders
+    assert all("_desc-square" in f for f in folders)
+    # a condition whose label is its own keeps the plain name
+    _, tasks, _ = plan_cohort(root, TASK, subjects=["eeg01"], conditions=["square"])
+    assert tasks[0].folder.name == "sub-eeg01_task-cohort_run-1_desc-square"
