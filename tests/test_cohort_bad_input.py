@@ -144,7 +144,7 @@ def test_result_report_reads_input_files(sample_paths, tmp_path):
 
 
 def test_interrupt_removes_what_killed_workers_left(dataset, tmp_path, monkeypatch, capsys):
-    """Ctrl-C: the staging folders and locks of the (closed) workers go; the CLI says what is kept."""
+    """Ctrl-C: the closed workers' staging folders and locks go; the CLI says what is kept."""
     import meeg_inverse.cohort as cohort
 
     root, _ = dataset
