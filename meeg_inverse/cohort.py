@@ -361,6 +361,9 @@ def plan_cohort(bids_root, task, *, subjects=None, sessions=None, conditions=Non
         the message recorded in the group summary.
     """
     options = options or CohortOptions()
+    # a label given twice (--subjects a a) made its tasks twice: run once, in the order given
+    subjects, sessions, conditions = (list(dict.fromkeys(x)) if x else x
+                                      for x in (subjects, sessions, conditions))
     root = Path(bids_root).resolve()
     out_root = _out_root(root, out)
     recordings = find_recordings(root, task, subjects=subjects, sessions=sessions)

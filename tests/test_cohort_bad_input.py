@@ -208,3 +208,11 @@ def test_conditions_with_the_same_label_get_their_own_folders(dataset, tmp_path)
     # a condition whose label is its own keeps the plain name
     _, tasks, _ = plan_cohort(root, TASK, subjects=["eeg01"], conditions=["square"])
     assert tasks[0].folder.name == "sub-eeg01_task-cohort_run-1_desc-square"
+
+
+def test_a_label_given_twice_gives_its_tasks_once(dataset):
+    """--subjects sim01 sim01 planned sim01's run twice (one 'done', one 'skipped')."""
+    root, _ = dataset
+    _, tasks, _ = plan_cohort(root, TASK, subjects=["sim01", "sim01"],
+                              conditions=["tone", "tone"])
+    assert [t.name for t in tasks] == ["sub-sim01_task-cohort_run-1_desc-tone"]
