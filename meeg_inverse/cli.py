@@ -204,6 +204,9 @@ def build_parser():
     g.add_argument("--l-freq", type=float, help="high-pass edge of a band-pass, Hz")
     g.add_argument("--h-freq", type=float, help="low-pass edge of a band-pass, Hz")
     g.add_argument("--n-jobs", type=int, default=1, help="processes (1; -1: all cores)")
+    g.add_argument("--noise-segment",
+                   help="a quiet segment START,STOP (s): noise level (and the covariance, "
+                        "without --noise-cov / --empty-room)")
     g = loc.add_argument_group("output")
     g.add_argument("--no-figures", action="store_true", help="skip the figures")
     g.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
@@ -549,6 +552,15 @@ def _run_continuous(args, spec, progress):
             "drop those options, or drop --continuous to localize an average.")
     for option in ("window", "step", "l_freq", "h_freq"):
         _finite(getattr(args, option), "--" + option.replace("_", "-"))
+    segment = None
+    if args.noise_segment is not None:
+        try:
+            segment = tuple(float(x) for x in args.noise_segment.split(","))
+            if len(segment) != 2 or not all(math.isfinite(x) for x in segment):
+                raise ValueError
+        except ValueError:
+            raise InputError(f"--noise-segment must be START,STOP in seconds, got "
+                             f"{args.noise_segment!r}.", "e.g. --noise-segment 0,20.") from None
     alpha = "qut" if args.alpha == "auto" else args.alpha
     if isinstance(alpha, str) and alpha != "qut":
         raise InputError(f"--alpha {alpha} is not available with --continuous.",
@@ -559,7 +571,8 @@ def _run_continuous(args, spec, progress):
         h_freq=args.h_freq, tmin=args.tmin, tmax=args.tmax, alpha=alpha,
         penalty=args.penalty or "l21", loose=args.loose, depth=args.depth, rank=args.rank,
         tol=args.tol, bads=args.bads, ch_types=_channel_types(args), exclude=args.exclude,
-        n_jobs=args.n_jobs, figures=not args.no_figures, progress=progress,
+        n_jobs=args.n_jobs, noise_segment=segment, figures=not args.no_figures,
+        progress=progress,
         verbose=args.verbose, overwrite=args.overwrite)
 
 

@@ -102,6 +102,7 @@ class ContinuousResult:
     fname: Path | None = None
     _segments: dict | None = field(default=None, repr=False)
     _mapper: object = field(default=None, repr=False)
+    _context: object = field(default=None, repr=False)  # for benchmarks: one window again
 
     @property
     def stc(self):
@@ -559,6 +560,15 @@ def _process_chunk(ctx, starts):
     Returns ``(records, estimates)``: per-window records, and for each solved
     window ``(start, rows, values)`` with values in A·m, shape (n_rows, n_win).
     """
+    from ._blas import one_blas_thread
+
+    # A window's matrices are small (rank x 60): BLAS threads only cost, and
+    # parallel chunks are the way to use several cores.
+    with one_blas_thread():
+        return _localize_windows(ctx, starts)
+
+
+def _localize_windows(ctx, starts):
     from .penalties import make_penalty
     from .problem import debias_amplitudes, group_norms
     from .solvers import solve_from_convex
@@ -753,6 +763,28 @@ def _noise_reference(ctx, starts, noise_segment, sfreq, tmin_span):
                          1.0, int(len(stats) * ctx.n_win), "windows (lower quartile)")
 
 
+def train_learned_solver(ctx, starts, lam, operator, n_train=6, n_layers=8):
+    """A :class:`meeg_inverse.learned.LearnedSolver` trained on the recording's own windows.
+
+    The training windows are the first ``n_train`` windows above the threshold
+    among up to 400 spread over the recording; None when fewer than 2 are.
+    """
+    from .learned import LearnedSolver
+    from .problem import group_norms
+
+    pick = starts[np.unique(np.linspace(0, len(starts) - 1, 400).round().astype(int))]
+    windows = []
+    for s in pick:
+        y, bad = _read_chunk(ctx, s, s + ctx.n_win)
+        if not bad.any() and group_norms(operator.gain.T @ y, operator.n_orient).max() > lam:
+            windows.append((y, lam))
+            if len(windows) == n_train:
+                break
+    if len(windows) < 2:
+        return None
+    return LearnedSolver(operator.gain, operator.n_orient, n_layers=n_layers).fit(windows)
+
+
 def amortized_lambda(gain, n_times, noise, n_orient, level=DEFAULT_LEVEL, n_draws=N_DRAWS,
                      random_state=0):
     """λ of a window at unit noise variance: the ``level`` quantile of noise-only λ_max.
@@ -771,13 +803,16 @@ def amortized_lambda(gain, n_times, noise, n_orient, level=DEFAULT_LEVEL, n_draw
 
     from .noise import NoiseEstimate, draw_noise
 
+    from ._blas import one_blas_thread
+
     unit = NoiseEstimate(1.0, noise.autocorrelation, 1.0, 0, "unit")
     rng = np.random.default_rng(random_state)
     n_channels, n_cols = gain.shape
     lmax = np.empty(n_draws)
-    for k in range(n_draws):
-        corr = gain.T @ draw_noise(rng, (n_channels, n_times), unit)
-        lmax[k] = np.sqrt((corr.reshape(n_cols // n_orient, -1) ** 2).sum(axis=1)).max()
+    with one_blas_thread():
+        for k in range(n_draws):
+            corr = gain.T @ draw_noise(rng, (n_channels, n_times), unit)
+            lmax[k] = np.sqrt((corr.reshape(n_cols // n_orient, -1) ** 2).sum(axis=1)).max()
     loc, scale = gumbel_r.fit(lmax)
     return float(gumbel_r.ppf(level, loc, scale))
 
@@ -872,9 +907,11 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
         Solver tolerance (relative).
     warm_start : bool
         Start each window from the previous one's solution.
-    learned : LearnedSolver | None
+    learned : bool | LearnedSolver | None
         An amortized solver (:mod:`meeg_inverse.learned`) whose output starts
-        each solve instead (the exact solver then certifies it).
+        each solve instead of the previous window (the exact solver then
+        certifies it); True: trained here on the recording's own windows.
+        Off by default: it did not pay off in the benchmark (docs/continuous.md).
     noise_segment : (float, float) | None
         A quiet segment (s) to measure the noise level on; default: the lower
         quartile of windows spread over the recording.
@@ -944,7 +981,8 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
                    n_hop=n_hop, pad=pad, n_total=n_total, offset=first, penalty=penalty,
                    fixed_fraction=None if alpha == "qut" else float(alpha), alpha_unit=np.nan,
                    noise_variance=1.0, tol=tol, warm_start=warm_start, filter_kw=filter_kw,
-                   max_time=max_time, learned=learned, prune=prune)
+                   max_time=max_time, learned=None if learned is True else learned,
+                   prune=prune)
     starts = _window_starts(n_total, n_win, n_hop)
     t0 = time.perf_counter()
     noise = _noise_reference(ctx, starts, noise_segment, sfreq, raw.times[first])
@@ -955,13 +993,17 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
                                       random_state=random_state)
     timings["lambda"] = time.perf_counter() - t0
     alpha_abs = ctx.alpha_unit * np.sqrt(noise.variance)
+    if learned is True:
+        t0 = time.perf_counter()
+        ctx.learned = train_learned_solver(ctx, starts, alpha_abs, op)
+        timings["learn"] = time.perf_counter() - t0
 
     per_chunk = max(1, int(round(chunk * sfreq)) // n_hop)
     chunks = [starts[k:k + per_chunk] for k in range(0, len(starts), per_chunk)]
     writer = _H5Writer(fname, overwrite) if fname is not None else _MemoryWriter()
     params = dict(window=window, step=step, l_freq=l_freq, h_freq=h_freq, alpha=alpha,
                   level=level, penalty=penalty, prune=prune, loose=loose, depth=depth, tol=tol,
-                  warm_start=warm_start, learned=learned is not None, chunk=chunk,
+                  warm_start=warm_start, learned=bool(learned), chunk=chunk,
                   n_window_samples=n_win, n_step_samples=n_hop,
                   tmin=float(raw.times[first]), tmax=float(raw.times[last - 1]))
     weights = blend_weights(n_win)
@@ -1012,4 +1054,4 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
         windows=windows, alpha=alpha_abs, noise=noise_d, sfreq=sfreq,
         tmin=float(raw.times[first]), n_times=n_total, params=params, timings=timings,
         fname=out, _segments=None if out is not None else writer.segments(),
-        _mapper=_SourceMapper(op))
+        _mapper=_SourceMapper(op), _context=ctx)

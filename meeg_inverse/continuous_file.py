@@ -42,9 +42,13 @@ def localize_continuous_file(recording, out_dir, *, forward_spec=None, noise_cov
                              empty_room=None, window=0.1, step=0.05, l_freq=None, h_freq=None,
                              tmin=None, tmax=None, alpha="qut", penalty="l21", loose="auto",
                              depth=0.8, rank=None, tol=1e-6, bads=None, ch_types=None,
-                             exclude=None, n_jobs=1, figures=True, progress=None,
-                             verbose=False, overwrite=False):
+                             exclude=None, n_jobs=1, noise_segment=None, figures=True,
+                             progress=None, verbose=False, overwrite=False):
     """Localize a whole raw recording and write its outputs (what the CLI runs).
+
+    ``noise_segment`` (start, stop) in seconds names a quiet segment of the
+    recording: the noise covariance is estimated there when no ``noise_cov``
+    or ``empty_room`` is given, and the noise level is measured there.
 
     Returns
     -------
@@ -76,16 +80,21 @@ def localize_continuous_file(recording, out_dir, *, forward_spec=None, noise_cov
         notes += mio.type_channels_by_name(raw)
         for note in notes:
             progress.info(f"note: {note}")
-        if noise_cov is None and empty_room is None:
+        if noise_cov is None and empty_room is None and noise_segment is None:
             raise InputError(
                 "A continuous recording needs a noise covariance (there are no baseline "
                 "epochs to estimate one from).",
-                "give --noise-cov FILE (e.g. from a quiet segment or the empty room) or "
-                "--empty-room FILE.")
+                "give --noise-cov FILE, --empty-room FILE, or a quiet segment of the "
+                "recording with --noise-segment START,STOP (seconds).")
         progress.step("getting the noise covariance")
-        cov = (noise_cov if isinstance(noise_cov, mne.Covariance) else
-               mio.noise_cov_from_empty_room(empty_room, verbose=verbose)
-               if empty_room is not None else mio.read_noise_cov(noise_cov, verbose=verbose))
+        if isinstance(noise_cov, mne.Covariance):
+            cov = noise_cov
+        elif noise_cov is not None:
+            cov = mio.read_noise_cov(noise_cov, verbose=verbose)
+        elif empty_room is not None:
+            cov = mio.noise_cov_from_empty_room(empty_room, verbose=verbose)
+        else:
+            cov = noise_cov_from_segment(raw, noise_segment, verbose=verbose)
         progress.step("reading the forward solution" if forward_spec.forward is not None
                       else "building the forward model (a few minutes the first time)")
         fwd, _, _ = load_forward(replace(forward_spec, montage=None), raw.info, verbose=verbose)
@@ -94,7 +103,8 @@ def localize_continuous_file(recording, out_dir, *, forward_spec=None, noise_cov
         result = localize_continuous(
             raw, fwd, cov, window=window, step=step, l_freq=l_freq, h_freq=h_freq, tmin=tmin,
             tmax=tmax, alpha=alpha, penalty=penalty, loose=loose, depth=depth, rank=rank,
-            tol=tol, fname=h5, n_jobs=n_jobs, progress=progress, verbose=verbose)
+            tol=tol, fname=h5, n_jobs=n_jobs, noise_segment=noise_segment, progress=progress,
+            verbose=verbose)
         progress.step("writing the summary and figures")
         written = {"h5": H5_NAME}
         _write_windows_csv(result.windows, folder.staging / "windows.csv")
@@ -116,6 +126,21 @@ def localize_continuous_file(recording, out_dir, *, forward_spec=None, noise_cov
         folder.release()
     result.fname = folder.path / H5_NAME
     return result, {k: folder.path / v for k, v in written.items()}
+
+
+def noise_cov_from_segment(raw, segment, *, verbose=False):
+    """Noise covariance of a quiet segment ``(start, stop)`` (s) of a raw recording.
+
+    Empirical, on the EEG average reference (as the inverse uses it), with the
+    rank of the measurement info; ``BAD_*`` annotated samples are left out.
+    """
+    start, stop = segment
+    if not (raw.times[0] <= start < stop <= raw.times[-1]) or stop - start < 1.0:
+        raise InputError(f"The noise segment [{start}, {stop}] s is not a segment of at least "
+                         f"1 s inside the recording [{raw.times[0]:.1f}, {raw.times[-1]:.1f}] s.",
+                         "give --noise-segment START,STOP inside the recording, e.g. 0,20.")
+    return mne.compute_raw_covariance(mio.with_average_reference(raw), tmin=start, tmax=stop,
+                                      method="empirical", rank="info", verbose=verbose)
 
 
 def _write_windows_csv(windows, fname):
