@@ -137,6 +137,26 @@ class ContinuousResult:
         segments = self._segments if self._segments is not None else _read_segments(self.fname)
         return self._mapper.timeline(segments, self.n_times, self.tmin, n_bins)
 
+    def peak_stc(self):
+        """One-sample source estimate: each source's largest amplitude over the recording (A·m).
+
+        For maps of *where* the recording's sources are (the time axis has one
+        sample, at :attr:`tmin`).
+        """
+        activity = self.source_activity()
+        if not activity:
+            raise InputError("No source is active in any window of the recording.",
+                             "lower `level`, or check the recording.")
+        mapper = self._mapper
+        index = np.array([a["source_index"] for a in activity])
+        peaks = np.array([max(p[2] for p in a["periods"]) for a in activity]) * 1e-9
+        blocks = index if mapper._problem.source_mask is None else np.searchsorted(
+            np.flatnonzero(np.asarray(mapper._problem.source_mask).reshape(
+                -1, mapper.n_orient).any(axis=1)), index)
+        rows = blocks * mapper.n_orient  # the amplitude on one orientation row
+        values = (peaks / mapper.weighting[rows])[:, None]
+        return mapper._problem.to_stc(values, active_set=rows, times=np.array([self.tmin]))
+
     def summary(self):
         """A JSON-ready summary: parameters, λ, noise, window counts, source periods."""
         w = self.windows

@@ -97,7 +97,8 @@ def localize_continuous_file(recording, out_dir, *, forward_spec=None, noise_cov
             cov = noise_cov_from_segment(raw, noise_segment, verbose=verbose)
         progress.step("reading the forward solution" if forward_spec.forward is not None
                       else "building the forward model (a few minutes the first time)")
-        fwd, _, _ = load_forward(replace(forward_spec, montage=None), raw.info, verbose=verbose)
+        fwd, subject, subjects_dir = load_forward(replace(forward_spec, montage=None), raw.info,
+                                                  verbose=verbose)
         progress.done()
         h5 = folder.staging / H5_NAME
         result = localize_continuous(
@@ -117,6 +118,17 @@ def localize_continuous_file(recording, out_dir, *, forward_spec=None, noise_cov
 
             plot_timeline(result, folder.staging / "timeline.png")
             written["timeline"] = "timeline.png"
+            try:
+                from .viz import plot_source_map
+
+                plot_source_map(result.peak_stc(), fwd["src"], folder.staging / "peak_map.png",
+                                subject=subject, subjects_dir=subjects_dir,
+                                trans=fwd["mri_head_t"],
+                                title="Largest amplitude of each source over the recording")
+                written["peak_map"] = "peak_map.png"
+            except Exception as exc:  # a rendering problem must not lose the results
+                progress.warn(f"the source map could not be drawn ({exc}); the other "
+                              "outputs are complete.")
         summary["files"] = written
         write_json(summary, folder.staging / "summary.json")
         written["summary"] = "summary.json"

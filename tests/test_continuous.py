@@ -233,3 +233,25 @@ def test_parallel_windows_equal_serial(setup):
         if key != "solve_time":  # (a wall time)
             np.testing.assert_array_equal(serial.windows[key], parallel.windows[key])
     np.testing.assert_array_equal(serial.stc.data, parallel.stc.data)
+
+
+@pytest.mark.parametrize("n_orient", [1, 3])
+def test_learned_step_gradient_matches_finite_differences(n_orient):
+    from meeg_inverse.learned import LearnedSolver
+
+    rng = np.random.default_rng(0)
+    gain = rng.standard_normal((20, 30))
+    data = gain[:, :3] @ rng.standard_normal((3, 5)) + 0.1 * rng.standard_normal((20, 5))
+    solver = LearnedSolver(gain, n_orient, n_layers=5)
+    lam = 0.3 * np.linalg.norm((gain.T @ data).reshape(30 // n_orient, -1), axis=1).max()
+    steps = solver.steps * rng.uniform(0.5, 3.0, 5)
+    _, grad = solver._value_and_grad(steps, data, lam)
+    h = 1e-6 * solver.steps[0]
+    numeric = [(solver._value_and_grad(steps + h * e, data, lam)[0]
+                - solver._value_and_grad(steps - h * e, data, lam)[0]) / (2 * h)
+               for e in np.eye(5)]
+    np.testing.assert_allclose(grad, numeric, rtol=1e-4)
+    # Learning lowers the objective reached after the last layer.
+    before = solver.objective(solver.predict(data, lam), data, lam)
+    solver.fit([(data, lam)], maxiter=10)
+    assert solver.objective(solver.predict(data, lam), data, lam) < before

@@ -38,7 +38,8 @@ def plot_timeline(result, fname, n_bins=2000, max_sources=40, title=None, dpi=10
         labels, amp = [labels[k] for k in keep], amp[keep]
     height = 1.6 + 0.22 * max(len(labels), 3)
     fig, (ax, ax_n) = plt.subplots(2, 1, figsize=(11, height + 1.4), sharex=True,
-                                   gridspec_kw=dict(height_ratios=[height, 1.2]))
+                                   gridspec_kw=dict(height_ratios=[height, 1.2]),
+                                   layout="constrained")
     shown = np.where(amp > 0, amp, np.nan)
     vmax = np.nanpercentile(shown, 99) if np.isfinite(shown).any() else 1.0
     image = ax.pcolormesh(edges, np.arange(len(labels) + 1), shown, cmap="viridis",
@@ -47,7 +48,7 @@ def plot_timeline(result, fname, n_bins=2000, max_sources=40, title=None, dpi=10
     ax.set_yticklabels(labels, fontsize=7)
     ax.set_ylim(len(labels), 0)
     ax.set_ylabel("source")
-    cbar = fig.colorbar(image, ax=[ax, ax_n], fraction=0.025, pad=0.01)
+    cbar = fig.colorbar(image, ax=ax, fraction=0.025, pad=0.01)
     cbar.set_label("amplitude (nA·m)")
     w = result.windows
     mid = 0.5 * (np.asarray(w["start"]) + np.asarray(w["stop"]))
