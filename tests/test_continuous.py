@@ -255,3 +255,30 @@ def test_learned_step_gradient_matches_finite_differences(n_orient):
     before = solver.objective(solver.predict(data, lam), data, lam)
     solver.fit([(data, lam)], maxiter=10)
     assert solver.objective(solver.predict(data, lam), data, lam) < before
+
+
+def test_benchmark_scoring_rules():
+    """The recovery rules of docs/continuous.md, on a hand-made truth and estimate."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from benchmark_continuous import score
+
+    truth = {"sources": [{"position_mm": [0, 0, 0]}, {"position_mm": [50, 0, 0]}],
+             "bursts": [dict(source=0, onset=1.0, duration=0.2, snr=1.0),
+                        dict(source=1, onset=3.0, duration=0.1, snr=2.0),
+                        dict(source=0, onset=5.0, duration=0.3, snr=3.0)]}
+    grid = np.array([[0.008, 0, 0], [0.05, 0.015, 0], [0.1, 0, 0]])  # m
+    sources = [
+        {"source_index": 0, "periods": [[1.22, 1.3, 5.0],    # 20 ms after the burst: found
+                                        [5.36, 5.4, 5.0],    # 60 ms after: not found, false
+                                        [8.0, 8.1, 5.0]]},   # no burst: false
+        {"source_index": 1, "periods": [[3.0, 3.1, 5.0]]},   # 15 mm away: not found, false
+        {"source_index": 2, "periods": [[1.0, 1.2, 5.0]]},   # 100 mm away: false
+    ]
+    r = score(sources, truth, grid, tol_mm=10.0, tol_s=0.05, duration=10.0)
+    assert (r["n_found"], r["n_bursts"], r["n_events"], r["n_false"]) == (1, 3, 5, 4)
+    assert r["false_per_s"] == pytest.approx(0.4)
+    relaxed = score(sources, truth, grid, tol_mm=20.0, tol_s=0.05, duration=10.0)
+    assert (relaxed["n_found"], relaxed["n_false"]) == (2, 3)
