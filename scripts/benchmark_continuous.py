@@ -172,6 +172,11 @@ def part_recovery(args):
 
     raw, fwd, cov, truth, _ = inputs(args.minutes, args.seed)
     h5 = OUT / "speed-surface-1jobs.h5"
+    if args.loose is not None:  # an extra run at another orientation constraint
+        h5 = OUT / f"recovery-loose{args.loose:g}.h5"
+        res, wall = run(raw, fwd, cov, fname=h5, loose=args.loose)
+        print(f"loose={args.loose:g}: {wall:.1f} s wall for {res.n_times / res.sfreq:.0f} s "
+              f"(CPU {res.timings['cpu_main_process_s']:.1f} s); {load()}")
     if not h5.exists():
         raise SystemExit("run --part speed first")
     from meeg_inverse.io import with_average_reference
@@ -188,7 +193,7 @@ def part_recovery(args):
         print(f"{key}: {r['n_found']}/{r['n_bursts']} bursts found ({100 * r['recall']:.1f} %), "
               f"{r['n_false']} false of {r['n_events']} events = {r['false_per_s']:.3f} /s; "
               f"median onset error {r['median_onset_error_s']}; by SNR {r['recall_by_snr']}")
-    save("recovery", out)
+    save("recovery" if args.loose is None else f"recovery-loose{args.loose:g}", out)
     if args.figure:
         from meeg_inverse.viz.timeline import plot_timeline
 
@@ -314,6 +319,8 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=1, help="runs per ablation variant")
     p.add_argument("--tmax", type=float, help=argparse.SUPPRESS)
     p.add_argument("--figure", help="timeline figure of the recovery run (PNG)")
+    p.add_argument("--loose", type=float, help="recovery: a new run at this loose (not the "
+                   "speed run's 0.2)")
     args = p.parse_args(argv)
     parts = (["speed", "recovery", "mne", "ablation", "volume"] if args.part == "all"
              else [args.part])
