@@ -590,7 +590,7 @@ def _process_chunk(ctx, starts):
 
 def _localize_windows(ctx, starts):
     from .penalties import make_penalty
-    from .problem import debias_amplitudes, group_norms
+    from .problem import debias_amplitudes
     from .solvers import solve_from_convex
 
     a, b = starts[0], starts[-1] + ctx.n_win
@@ -609,6 +609,27 @@ def _localize_windows(ctx, starts):
     lam_amortized = ctx.alpha_unit * np.sqrt(ctx.noise_variance * ratio)
     prev = None
     gain = ctx.gain
+    n_blocks = gain.shape[1] // ctx.n_orient
+    hop_energy = {}
+
+    def block_energy(a0, a1):
+        # Σ_t ||G_kᵀ y_t||² over samples [a0, a1) of the chunk, per source k.
+        c = gain.T @ y_all[:, a0 - a:a1 - a]
+        return np.einsum("kt,kt->k", *(c.reshape(n_blocks, -1),) * 2)
+
+    def window_energy(s0):
+        # ||G_kᵀ Y||²_F of the window = the sum of its hops' energies: with overlapping
+        # windows each hop's correlations are computed once, not once per window.
+        if n % ctx.n_hop:
+            return block_energy(s0, s0 + n)
+        total = np.zeros(n_blocks)
+        for h0 in range(s0, s0 + n, ctx.n_hop):
+            if h0 not in hop_energy:
+                hop_energy[h0] = block_energy(h0, h0 + ctx.n_hop)
+            total += hop_energy[h0]
+        hop_energy.pop(s0 - ctx.n_hop, None)  # no later window starts before s0
+        return total
+
     for s in starts:
         y = y_all[:, s - a:s - a + n]
         rec["start"].append(s)
@@ -622,8 +643,7 @@ def _localize_windows(ctx, starts):
             prev = None
             continue
         t0 = time.perf_counter()
-        corr = gain.T @ y
-        lmax = float(group_norms(corr, ctx.n_orient).max())
+        lmax = float(np.sqrt(window_energy(s).max()))
         lam = lam_amortized if ctx.fixed_fraction is None else ctx.fixed_fraction * lmax
         rec["alpha"].append(lam)
         rec["alpha_max"].append(lmax)
@@ -636,7 +656,7 @@ def _localize_windows(ctx, starts):
             continue
         init = None
         if ctx.learned is not None:
-            init = ctx.learned.predict(y, lam, corr=corr)
+            init = ctx.learned.predict(y, lam)
         elif ctx.warm_start and prev is not None:
             # The previous window's solution shifted by the step; its last
             # sample held over the new tail.
