@@ -194,6 +194,19 @@ def build_parser():
     g.add_argument("--no-debias", action="store_true",
                    help="keep the penalty's amplitude shrinkage (default: debias the "
                         "amplitudes, as mixed_norm(debias=True))")
+    g = loc.add_argument_group(
+        "continuous recordings (every window of a raw recording; needs --noise-cov or "
+        "--empty-room)")
+    g.add_argument("--continuous", action="store_true",
+                   help="localize every window of the raw recording (bounded memory)")
+    g.add_argument("--window", type=float, default=0.1, help="window length, s (0.1)")
+    g.add_argument("--step", type=float, default=0.05, help="step between windows, s (0.05)")
+    g.add_argument("--l-freq", type=float, help="high-pass edge of a band-pass, Hz")
+    g.add_argument("--h-freq", type=float, help="low-pass edge of a band-pass, Hz")
+    g.add_argument("--n-jobs", type=int, default=1, help="processes (1; -1: all cores)")
+    g.add_argument("--noise-segment",
+                   help="a quiet segment START,STOP (s): noise level (and the covariance, "
+                        "without --noise-cov / --empty-room)")
     g = loc.add_argument_group("output")
     g.add_argument("--no-figures", action="store_true", help="skip the figures")
     g.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
@@ -508,6 +521,8 @@ def _run_localize(args, progress):
     spec = ForwardSpec(forward=args.forward, subject=args.subject, subjects_dir=args.subjects_dir,
                        trans=args.trans, bem=args.bem, src=args.src, spacing=args.spacing,
                        montage=args.montage, montage_match=args.montage_match)
+    if args.continuous:
+        return _run_continuous(args, spec, progress)
     result, paths = localize_file(
         args.recording, args.out, forward_spec=spec, noise_cov=args.noise_cov,
         empty_room=args.empty_room, condition=args.condition, events=args.events,
@@ -521,6 +536,57 @@ def _run_localize(args, progress):
         progress=progress, verbose=args.verbose, overwrite=args.overwrite,
         exclude=args.exclude, allow_missing_types=args.allow_missing_types)
     return result, paths
+
+
+_EPOCH_OPTIONS = ("condition", "events", "reject", "pick_ori", "gamma", "sure_curve")
+
+
+def _run_continuous(args, spec, progress):
+    from .continuous_file import localize_continuous_file
+
+    given = [o for o in _EPOCH_OPTIONS if getattr(args, o, None) not in (None, False)]
+    if given:
+        raise InputError(
+            f"--continuous localizes every window of the raw recording; "
+            f"{', '.join('--' + o.replace('_', '-') for o in given)} only apply to averages.",
+            "drop those options, or drop --continuous to localize an average.")
+    for option in ("window", "step", "l_freq", "h_freq"):
+        _finite(getattr(args, option), "--" + option.replace("_", "-"))
+    segment = None
+    if args.noise_segment is not None:
+        try:
+            segment = tuple(float(x) for x in args.noise_segment.split(","))
+            if len(segment) != 2 or not all(math.isfinite(x) for x in segment):
+                raise ValueError
+        except ValueError:
+            raise InputError(f"--noise-segment must be START,STOP in seconds, got "
+                             f"{args.noise_segment!r}.", "e.g. --noise-segment 0,20.") from None
+    alpha = "qut" if args.alpha == "auto" else args.alpha
+    if isinstance(alpha, str) and alpha != "qut":
+        raise InputError(f"--alpha {alpha} is not available with --continuous.",
+                         "use --alpha auto (the amortized threshold) or a fraction such as 0.5.")
+    return localize_continuous_file(
+        args.recording, args.out, forward_spec=spec, noise_cov=args.noise_cov,
+        empty_room=args.empty_room, window=args.window, step=args.step, l_freq=args.l_freq,
+        h_freq=args.h_freq, tmin=args.tmin, tmax=args.tmax, alpha=alpha,
+        penalty=args.penalty or "l21", loose=args.loose, depth=args.depth, rank=args.rank,
+        tol=args.tol, bads=args.bads, ch_types=_channel_types(args), exclude=args.exclude,
+        n_jobs=args.n_jobs, noise_segment=segment, figures=not args.no_figures,
+        progress=progress,
+        verbose=args.verbose, overwrite=args.overwrite)
+
+
+def _print_continuous(result, paths, args):
+    summary = result.summary()
+    if args.json:
+        summary["files"] = {k: str(v) for k, v in paths.items()}
+        print(json.dumps(summary, indent=2, default=str))
+        return
+    print(f"{summary['n_windows']} windows: {summary['n_windows_solved']} with sources, "
+          f"{summary['n_windows_empty']} below the threshold, {summary['n_windows_bad']} "
+          f"skipped (BAD_); {len(summary['sources'])} source(s) active at some time; "
+          f"{summary['timings_s']['total']:.0f} s for {summary['duration_s']:.0f} s of data")
+    print(f"outputs in {paths['summary'].parent}")
 
 
 def _run_demo(args, progress):
@@ -736,7 +802,10 @@ def _main(argv, wants_json):
         for note in dict.fromkeys(NOTES):  # where caches went in a read-only install
             progress.info(f"note: {note}")
         progress.done()
-        _print_result(result, paths, args)
+        if getattr(args, "continuous", False):
+            _print_continuous(result, paths, args)
+        else:
+            _print_result(result, paths, args)
         return EXIT_OK
     except InputError as exc:
         progress.done()

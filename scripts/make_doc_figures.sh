@@ -17,4 +17,12 @@ for name in source_map time_courses fit_residual; do
     cp "$OUT/sample/$name.png" "docs/figures/sample_right_auditory_$name.png"
     cp "$OUT/demo/$name.png" "docs/figures/demo_$name.png"
 done
+# The whole 238-s EEGLAB recording, window by window, on the template head.
+E=../shared/data/eeglab
+meeg-inverse localize "$E/test_raw.set" --continuous --montage "$E/test_chans.locs" \
+    --montage-match order --noise-segment 0,30 --l-freq 1 --h-freq 30 \
+    --out "$OUT/eeglab_continuous" --quiet
+for name in timeline peak_map; do
+    cp "$OUT/eeglab_continuous/$name.png" "docs/figures/eeglab_continuous_$name.png"
+done
 rm -rf "$OUT"

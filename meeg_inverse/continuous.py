@@ -1,0 +1,1097 @@
+"""Sparse localization of a continuous recording, window by window, in bounded memory.
+
+:func:`localize_continuous` localizes every window of a raw recording with the
+multitask solver on **one** prepared operator and returns one sparse source
+estimate over the whole recording:
+
+- the recording is read in chunks (``raw.get_data(start, stop)`` on a
+  non-preloaded raw), never whole; a band-pass is applied per chunk with a
+  margin of the filter's length, so that chunked filtering equals filtering
+  the whole recording away from its two ends;
+- windows overlapping a ``BAD_*`` annotation are skipped (their samples get no
+  estimate);
+- λ is **amortized**: the quantile universal threshold of a window
+  (:func:`meeg_inverse.rules.quantile_universal_threshold`'s idea: the λ that
+  noise alone exceeds with probability ``1 - level``) depends only on the gain,
+  the window length and the noise, and is exactly proportional to the noise's
+  standard deviation (λ_max is 1-homogeneous in the data). It is computed once
+  for the whole recording from noise draws; a chunk whose own noise level
+  differs by more than :data:`NOISE_CHANGE` rescales it, without new draws.
+  A window whose λ_max is below it is empty: no solve at all;
+- each solved window is warm-started from the previous window's solution,
+  shifted by the step (``warm_start``);
+- overlapping windows are blended with normalized Hann weights
+  ``w_k(t) / Σ_j w_j(t)``: a partition of unity for any step ≤ window, so a
+  source that every window reconstructs exactly is reconstructed exactly;
+- samples are final as soon as no later window covers them: they are written
+  at once (HDF5 through h5py, to a temporary name renamed at the end, so an
+  interruption leaves no half-written file) and leave memory.
+
+Warm-start chains restart at every chunk, so the work splits over processes
+(``n_jobs``, joblib) with the same result as a serial run, bit for bit.
+"""
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = ["localize_continuous", "read_continuous", "ContinuousResult", "DEFAULT_LEVEL"]
+
+#: Probability that a noise-only window gives no source (the QUT level). With
+#: 50 ms steps (20 windows per second) 0.99 allows ~0.2 noise-only windows per
+#: second with a source.
+DEFAULT_LEVEL = 0.99
+#: Relative change of a chunk's noise variance that rescales the amortized λ.
+NOISE_CHANGE = 0.2
+#: Noise draws of the amortized λ (once per recording).
+N_DRAWS = 300
+#: Windows sampled over the recording to measure its noise level.
+N_NOISE_WINDOWS = 60
+_FORMAT = "meeg_inverse_continuous"
+_FORMAT_VERSION = 1
+_WINDOW_FIELDS = ("start", "stop", "status", "alpha", "alpha_max", "n_sources",
+                  "explained_variance", "n_iter", "solve_time", "noise_ratio")
+#: Window status codes (the ``status`` field).
+STATUS = {0: "solved", 1: "empty", 2: "bad"}
+
+
+# --------------------------------------------------------------------- results
+@dataclass
+class ContinuousResult:
+    """What :func:`localize_continuous` returns (and :func:`read_continuous` reads).
+
+    Attributes
+    ----------
+    windows : dict of ndarray
+        One entry per window: ``start``, ``stop`` (s, recording times),
+        ``status`` (0 solved, 1 empty: λ_max below λ, 2 skipped: overlaps a
+        ``BAD_*`` annotation), ``alpha`` (λ, whitened units), ``alpha_max``,
+        ``n_sources`` (active sources), ``explained_variance`` (of the window's
+        whitened data by its debiased fit; nan when not solved), ``n_iter``,
+        ``solve_time`` (s), ``noise_ratio`` (the chunk's noise variance over the
+        recording's).
+    alpha : float
+        The amortized λ of a window at the recording's noise level.
+    noise : dict
+        The recording's whitened noise: variance, autocorrelation, how measured.
+    sfreq, tmin : float
+        Sampling rate (Hz) and time of the first sample of the estimate (s).
+    n_times : int
+        Samples of the estimate.
+    params : dict
+        The arguments (window, step, band, penalty, level, ...).
+    timings : dict
+        Seconds spent preparing, measuring the noise, λ, and localizing.
+    fname : Path | None
+        The HDF5 file holding the source time series (None: kept in memory).
+    """
+
+    windows: dict
+    alpha: float
+    noise: dict
+    sfreq: float
+    tmin: float
+    n_times: int
+    params: dict
+    timings: dict
+    fname: Path | None = None
+    _segments: dict | None = field(default=None, repr=False)
+    _mapper: object = field(default=None, repr=False)
+    _context: object = field(default=None, repr=False)  # for benchmarks: one window again
+
+    @property
+    def stc(self):
+        """The sparse source estimate over the whole recording (union of supports), A·m."""
+        segments = self._segments if self._segments is not None else _read_segments(self.fname)
+        return self._mapper.to_stc(segments, self.n_times, self.tmin)
+
+    def source_activity(self, threshold=0.0):
+        """Activity periods of every source of the estimate.
+
+        Returns
+        -------
+        activity : list of dict
+            ``{"vertex", "hemi"|None, "position_mm", "periods": [[start_s, stop_s,
+            peak_nAm], ...]}``, one per source of :attr:`stc`.
+        """
+        segments = self._segments if self._segments is not None else _read_segments(self.fname)
+        return self._mapper.activity(segments, self.tmin, threshold)
+
+    def timeline(self, n_bins=2000):
+        """Peak amplitude of every source in ``n_bins`` time bins (bounded memory).
+
+        Returns
+        -------
+        labels : list of str
+            'lh 1234' / 'rh 88' / 'vol 5012', one per source.
+        edges : ndarray, shape (n_bins + 1,)
+            Bin edges (s).
+        amplitude : ndarray, shape (n_sources, n_bins)
+            Largest amplitude (nA·m) in each bin (0: inactive).
+        """
+        segments = self._segments if self._segments is not None else _read_segments(self.fname)
+        return self._mapper.timeline(segments, self.n_times, self.tmin, n_bins)
+
+    def peak_stc(self):
+        """One-sample source estimate: each source's largest amplitude over the recording (A·m).
+
+        For maps of *where* the recording's sources are (the time axis has one
+        sample, at :attr:`tmin`).
+        """
+        activity = self.source_activity()
+        if not activity:
+            raise InputError("No source is active in any window of the recording.",
+                             "lower `level`, or check the recording.")
+        mapper = self._mapper
+        index = np.array([a["source_index"] for a in activity])
+        peaks = np.array([max(p[2] for p in a["periods"]) for a in activity]) * 1e-9
+        blocks = index if mapper._problem.source_mask is None else np.searchsorted(
+            np.flatnonzero(np.asarray(mapper._problem.source_mask).reshape(
+                -1, mapper.n_orient).any(axis=1)), index)
+        rows = blocks * mapper.n_orient  # the amplitude on one orientation row
+        values = (peaks / mapper.weighting[rows])[:, None]
+        return mapper._problem.to_stc(values, active_set=rows, times=np.array([self.tmin]))
+
+    def summary(self):
+        """A JSON-ready summary: parameters, λ, noise, window counts, source periods."""
+        w = self.windows
+        status = np.asarray(w["status"])
+        solved = status == 0
+        ev = np.asarray(w["explained_variance"], float)
+        return {
+            "kind": "continuous",
+            "params": self.params,
+            "alpha": self.alpha,
+            "noise": self.noise,
+            "n_windows": int(status.size),
+            "n_windows_solved": int(solved.sum()),
+            "n_windows_empty": int((status == 1).sum()),
+            "n_windows_bad": int((status == 2).sum()),
+            "explained_variance_median_solved": (float(np.nanmedian(ev[solved]))
+                                                 if solved.any() else None),
+            "duration_s": self.n_times / self.sfreq,
+            "timings_s": self.timings,
+            "sources": self.source_activity(),
+        }
+
+
+class _SourceMapper:
+    """Rows of the gain (source × orientation) → MNE source estimates and positions."""
+
+    def __init__(self, operator):
+        from .problem import InverseProblem
+
+        self.n_orient = operator.n_orient
+        self.weighting = operator.source_weighting
+        self._problem = InverseProblem(
+            gain=operator.gain, data=np.zeros((operator.gain.shape[0], 1)),
+            n_orient=operator.n_orient, source_weighting=operator.source_weighting,
+            whitener=operator.whitener, forward=operator.forward, info=operator.info,
+            ch_names=operator.ch_names, times=np.zeros(1), loose=operator.loose,
+            depth=operator.depth, rank=operator.rank, alpha_max=1.0,
+            source_mask=operator.source_mask, operator=operator)
+
+    @staticmethod
+    def dense(segments, n_times):
+        rows = np.unique(segments["row"]) if len(segments["row"]) else np.zeros(0, int)
+        data = np.zeros((len(rows), n_times))
+        where = np.searchsorted(rows, segments["row"])
+        values = segments["values"]
+        for k, (r, a, b, o) in enumerate(zip(where, segments["start"], segments["stop"],
+                                              segments["offset"])):
+            data[r, a:b] = values[o:o + b - a]
+        return rows, data
+
+    def to_stc(self, segments, n_times, tmin):
+        rows, data = self.dense(segments, n_times)
+        if rows.size == 0:
+            raise InputError("No source is active in any window of the recording: the "
+                             "estimate is empty.",
+                             "lower `level` (or give a fixed alpha), or check the recording.")
+        times = tmin + np.arange(n_times) / self._problem.sfreq
+        # Stored in A·m; to_stc applies the source weighting itself.
+        return self._problem.to_stc(data / self.weighting[rows][:, None], active_set=rows,
+                                    times=times)
+
+    def timeline(self, segments, n_times, tmin, n_bins):
+        o = self.n_orient
+        n_bins = int(min(n_bins, n_times))
+        sources = np.unique(np.asarray(segments["row"], int) // o)
+        amp = np.zeros((len(sources), n_bins))
+        bin_of = (np.arange(n_times) * n_bins) // n_times
+        by_block = {}
+        for r, a, b, off in zip(segments["row"], segments["start"], segments["stop"],
+                                segments["offset"]):
+            key = (int(r) // o, int(a), int(b))
+            v = segments["values"][off:off + b - a]
+            by_block[key] = by_block.get(key, 0.0) + v ** 2
+        for (blk, a, b), power in by_block.items():
+            k = np.searchsorted(sources, blk)
+            np.maximum.at(amp[k], bin_of[a:b], np.sqrt(power) * 1e9)
+        index = self._block_index(sources)
+        vertices = self._vertices(index)
+        kinds = [s["type"] for s in self._problem.forward["src"]]
+        sizes = np.cumsum([len(s["vertno"]) for s in self._problem.forward["src"]])
+        labels = []
+        for i, v in zip(index, vertices):
+            space = int(np.searchsorted(sizes, i, side="right"))
+            name = ("lh", "rh")[space] if kinds == ["surf", "surf"] else (
+                "vol" if kinds[space] == "vol" else f"s{space}")
+            labels.append(f"{name} {v}")
+        edges = tmin + np.linspace(0, n_times, n_bins + 1) / self._problem.sfreq
+        return labels, edges, amp
+
+    def activity(self, segments, tmin, threshold=0.0):
+        """Contiguous non-zero periods of each source, from the stored segments."""
+        sfreq = self._problem.sfreq
+        o = self.n_orient
+        by_source = {}
+        for r, a, b, off in zip(segments["row"], segments["start"], segments["stop"],
+                                segments["offset"]):
+            by_source.setdefault(int(r) // o, {}).setdefault((int(a), int(b)), []).append(
+                segments["values"][off:off + b - a])
+        out = []
+        if not by_source:
+            return out
+        sources = np.array(sorted(by_source))
+        full = sources if self._problem.source_mask is None else sources  # gain blocks
+        positions, hemis = self._problem.source_positions(self._block_index(full))
+        vertices = self._vertices(self._block_index(full))
+        for k, s in enumerate(sources):
+            periods = []
+            for (a, b), comps in sorted(by_source[s].items()):
+                amp = np.sqrt(np.sum(np.square(comps), axis=0))
+                on = amp > threshold
+                if not on.any():
+                    continue
+                edges = np.flatnonzero(np.diff(np.r_[0, on.astype(int), 0]))
+                for e0, e1 in zip(edges[::2], edges[1::2]):
+                    start, stop = (a + e0) / sfreq + tmin, (a + e1) / sfreq + tmin
+                    peak = float(amp[e0:e1].max()) * 1e9
+                    if periods and abs(periods[-1][1] - start) < 0.5 / sfreq:
+                        periods[-1][1] = stop  # contiguous across blocks
+                        periods[-1][2] = max(periods[-1][2], peak)
+                    else:
+                        periods.append([start, stop, peak])
+            out.append({"source_index": int(self._block_index([s])[0]),
+                        "vertex": int(vertices[k]), "hemi": hemis[k],
+                        "position_mm": [round(float(x) * 1e3, 2) for x in positions[k]],
+                        "periods": [[round(p[0], 4), round(p[1], 4), round(p[2], 3)]
+                                    for p in periods]})
+        return out
+
+    def _block_index(self, blocks):
+        """Gain blocks → source indices of the unmasked source space."""
+        blocks = np.asarray(blocks, int)
+        mask = self._problem.source_mask
+        if mask is None:
+            return blocks
+        kept = np.flatnonzero(np.asarray(mask).reshape(-1, self.n_orient).any(axis=1))
+        return kept[blocks]
+
+    def _vertices(self, index):
+        vertno = np.concatenate([s["vertno"] for s in self._problem.forward["src"]])
+        return vertno[index]
+
+
+# ------------------------------------------------------------------- writing
+class _MemoryWriter:
+    """Segments kept in memory (no file)."""
+
+    def __init__(self):
+        self.parts = {"row": [], "start": [], "stop": [], "values": []}
+        self.windows = {k: [] for k in _WINDOW_FIELDS}
+        self.n_values = 0
+
+    def write_block(self, start, rows, block):
+        n = block.shape[1]
+        for r, v in zip(rows, block):
+            self.parts["row"].append(r)
+            self.parts["start"].append(start)
+            self.parts["stop"].append(start + n)
+            self.parts["values"].append(v.copy())
+
+    def write_windows(self, records):
+        for k in _WINDOW_FIELDS:
+            self.windows[k].extend(records[k])
+
+    def segments(self):
+        lengths = [len(v) for v in self.parts["values"]]
+        return {"row": np.asarray(self.parts["row"], int),
+                "start": np.asarray(self.parts["start"], int),
+                "stop": np.asarray(self.parts["stop"], int),
+                "offset": np.r_[0, np.cumsum(lengths)[:-1]].astype(int) if lengths
+                else np.zeros(0, int),
+                "values": np.concatenate(self.parts["values"]) if lengths else np.zeros(0)}
+
+    def window_arrays(self):
+        return {k: np.asarray(v) for k, v in self.windows.items()}
+
+    def finish(self, attrs):
+        return None
+
+    def abort(self):
+        pass
+
+
+class _H5Writer:
+    """Segments and window records appended to an HDF5 file under a temporary name.
+
+    Layout: ``segments/{row,start,stop,offset}`` (one entry per source row and
+    finalized block: gain row, first and past-last sample of the estimate,
+    offset into ``segments/values``), ``segments/values`` (A·m, concatenated),
+    ``windows/<field>`` (per-window records), attributes (sfreq, tmin, n_times,
+    parameters as JSON). The file appears under its name only when complete.
+    """
+
+    def __init__(self, fname, overwrite=False):
+        import h5py
+
+        self.fname = Path(fname)
+        if self.fname.exists() and not overwrite:
+            raise InputError(f"{str(self.fname)!r} exists.", "pass overwrite=True or another name.")
+        if not self.fname.parent.is_dir():
+            raise InputError(f"The folder of {str(self.fname)!r} does not exist.",
+                             "create it first or choose another file name.")
+        self.tmp = self.fname.with_name(f".{self.fname.name}.partial-{os.getpid()}")
+        self.h5 = h5py.File(self.tmp, "w")
+        seg = self.h5.create_group("segments")
+        for name in ("row", "start", "stop", "offset"):
+            seg.create_dataset(name, shape=(0,), maxshape=(None,), dtype="i8", chunks=(4096,))
+        seg.create_dataset("values", shape=(0,), maxshape=(None,), dtype="f8", chunks=(65536,))
+        win = self.h5.create_group("windows")
+        for name in _WINDOW_FIELDS:
+            win.create_dataset(name, shape=(0,), maxshape=(None,),
+                               dtype="i8" if name in ("status", "n_sources", "n_iter") else "f8",
+                               chunks=(1024,))
+        self.n_values = 0
+
+    @staticmethod
+    def _append(ds, values):
+        n = ds.shape[0]
+        ds.resize((n + len(values),))
+        ds[n:] = values
+
+    def write_block(self, start, rows, block):
+        if len(rows) == 0:
+            return
+        n = block.shape[1]
+        seg = self.h5["segments"]
+        self._append(seg["row"], np.asarray(rows, int))
+        self._append(seg["start"], np.full(len(rows), start))
+        self._append(seg["stop"], np.full(len(rows), start + n))
+        self._append(seg["offset"], self.n_values + n * np.arange(len(rows)))
+        self._append(seg["values"], np.ascontiguousarray(block).ravel())
+        self.n_values += block.size
+
+    def write_windows(self, records):
+        for k in _WINDOW_FIELDS:
+            self._append(self.h5["windows"][k], np.asarray(records[k]))
+
+    def window_arrays(self):
+        return {k: self.h5["windows"][k][()] for k in _WINDOW_FIELDS}
+
+    def finish(self, attrs):
+        import json
+
+        for key, value in attrs.items():
+            self.h5.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+        self.h5.attrs["format"] = _FORMAT
+        self.h5.attrs["format_version"] = _FORMAT_VERSION
+        self.h5.close()
+        os.replace(self.tmp, self.fname)
+        return self.fname
+
+    def abort(self):
+        try:
+            self.h5.close()
+        except Exception:  # already closed or broken: the file goes anyway
+            pass
+        self.tmp.unlink(missing_ok=True)
+
+
+def _read_segments(fname):
+    import h5py
+
+    with h5py.File(fname, "r") as h5:
+        return {k: h5["segments"][k][()] for k in ("row", "start", "stop", "offset", "values")}
+
+
+def read_continuous(fname, forward, noise_cov=None, info=None):
+    """Read a continuous localization written by :func:`localize_continuous`.
+
+    Parameters
+    ----------
+    fname : path-like
+        The HDF5 file.
+    forward : mne.Forward
+        The forward solution it was computed with (the source space).
+    noise_cov, info
+        The noise covariance and measurement info it was computed with (the
+        operator is prepared again to map rows to sources).
+
+    Returns
+    -------
+    result : ContinuousResult
+    """
+    import json
+
+    import h5py
+
+    from .operator import make_sparse_inverse_operator
+
+    fname = Path(fname)
+    if not fname.is_file():
+        raise InputError(f"No continuous result file {str(fname)!r}.", "check the path.")
+    try:
+        with h5py.File(fname, "r") as h5:
+            if h5.attrs.get("format") != _FORMAT:
+                raise OSError("not a continuous result")
+            attrs = dict(h5.attrs)
+            windows = {k: h5["windows"][k][()] for k in _WINDOW_FIELDS}
+    except OSError as exc:
+        raise InputError(f"{str(fname)!r} is not a meeg-inverse continuous result ({exc}).",
+                         "give a file written by localize_continuous.") from None
+    params = json.loads(attrs["params"])
+    op = make_sparse_inverse_operator(info, forward, noise_cov, loose=params["loose"],
+                                      depth=params["depth"])
+    return ContinuousResult(windows=windows, alpha=float(attrs["alpha"]),
+                            noise=json.loads(attrs["noise"]), sfreq=float(attrs["sfreq"]),
+                            tmin=float(attrs["tmin"]), n_times=int(attrs["n_times"]),
+                            params=params, timings=json.loads(attrs["timings"]), fname=fname,
+                            _mapper=_SourceMapper(op))
+
+
+# ------------------------------------------------------------------ blending
+class _Blender:
+    """Normalized overlap-add of window estimates, flushed as samples become final.
+
+    The estimate at sample t is ``Σ_k w_k(t) x_k(t) / Σ_k w_k(t)`` over the
+    windows k that cover t and were localized (skipped windows add nothing;
+    samples no localized window covers stay zero).
+    """
+
+    def __init__(self, origin, writer):
+        self.start = origin  # sample (of the estimate) of buffer[0]
+        self.wsum = np.zeros(0)
+        self.rows = {}
+        self.writer = writer
+
+    def _grow(self, end):
+        n = end - self.start
+        if n > self.wsum.size:
+            extra = n - self.wsum.size
+            self.wsum = np.r_[self.wsum, np.zeros(extra)]
+            for r in self.rows:
+                self.rows[r] = np.r_[self.rows[r], np.zeros(extra)]
+
+    def add(self, start, weights, rows=(), values=None):
+        end = start + weights.size
+        self._grow(end)
+        a = start - self.start
+        self.wsum[a:a + weights.size] += weights
+        for r, v in zip(rows, values if values is not None else ()):
+            if r not in self.rows:
+                self.rows[r] = np.zeros(self.wsum.size)
+            self.rows[r][a:a + weights.size] += weights * v
+
+    def flush(self, upto):
+        """Write the samples before ``upto`` (no later window reaches them)."""
+        n = upto - self.start
+        if n <= 0:
+            return
+        self._grow(upto)
+        ws = self.wsum[:n]
+        scale = np.divide(1.0, ws, out=np.zeros(n), where=ws > 0)
+        rows = sorted(r for r, v in self.rows.items() if np.any(v[:n] != 0))
+        if rows:
+            block = np.stack([self.rows[r][:n] * scale for r in rows])
+            self.writer.write_block(self.start, rows, block)
+        self.wsum = self.wsum[n:]
+        self.rows = {r: v[n:] for r, v in self.rows.items() if np.any(v[n:] != 0)}
+        self.start = upto
+
+
+def blend_weights(n_samples):
+    """Hann weights of a window, positive at every sample: ``sin²(π (t + ½) / n)``."""
+    return np.sin(np.pi * (np.arange(n_samples) + 0.5) / n_samples) ** 2
+
+
+# ------------------------------------------------------------------ the work
+@dataclass
+class _Context:
+    """Everything a chunk's worker needs (pickled once per task by joblib)."""
+
+    raw: object
+    picks: list
+    whitener: np.ndarray
+    gain: np.ndarray
+    n_orient: int
+    weighting: np.ndarray
+    n_win: int
+    n_hop: int
+    pad: int
+    n_total: int  # samples of the analysed span
+    offset: int   # first sample of the span in the raw (raw.get_data index)
+    penalty: str
+    fixed_fraction: float | None
+    alpha_unit: float  # λ at noise variance 1 (amortized)
+    noise_variance: float
+    tol: float
+    warm_start: bool
+    filter_kw: dict | None
+    max_time: float | None
+    learned: object = None
+    prune: str | None = "bic"
+
+
+def _read_chunk(ctx, a, b):
+    """Whitened data of span samples [a, b) and a mask of samples in BAD_ segments."""
+    lo, hi = max(a - ctx.pad, 0), min(b + ctx.pad, ctx.n_total)
+    data = ctx.raw.get_data(picks=ctx.picks, start=ctx.offset + lo, stop=ctx.offset + hi,
+                            reject_by_annotation="NaN")
+    bad = np.isnan(data).any(axis=0)
+    if ctx.filter_kw is not None:
+        from mne.filter import filter_data
+
+        if bad.any():
+            data = np.where(np.isnan(data), 0.0, data)
+        data = filter_data(data, **ctx.filter_kw)
+        if bad.any() and ctx.pad:
+            # Filtered samples within half a filter of a bad one are contaminated.
+            kernel = np.ones(2 * (ctx.pad // 2) + 1)
+            bad = np.convolve(bad.astype(float), kernel, mode="same") > 0
+    cut = slice(a - lo, a - lo + (b - a))
+    return ctx.whitener @ data[:, cut], bad[cut]
+
+
+def _window_noise(y):
+    return float(np.mean(y ** 2))
+
+
+def _process_chunk(ctx, starts):
+    """Localize the windows starting at ``starts`` (span samples), in order.
+
+    Returns ``(records, estimates)``: per-window records, and for each solved
+    window ``(start, rows, values)`` with values in A·m, shape (n_rows, n_win).
+    """
+    from ._blas import one_blas_thread
+
+    # A window's matrices are small (rank x 60): BLAS threads only cost, and
+    # parallel chunks are the way to use several cores.
+    with one_blas_thread():
+        return _localize_windows(ctx, starts)
+
+
+def _localize_windows(ctx, starts):
+    from .penalties import make_penalty
+    from .problem import debias_amplitudes
+    from .solvers import solve_from_convex
+
+    a, b = starts[0], starts[-1] + ctx.n_win
+    y_all, bad_all = _read_chunk(ctx, a, b)
+    n = ctx.n_win
+    rec = {k: [] for k in _WINDOW_FIELDS}
+    out = []
+    # The chunk's noise level: the lower quartile of its windows' variances
+    # (sources are active in a minority of windows).
+    good = [s for s in starts if not bad_all[s - a:s - a + n].any()]
+    ratio = 1.0
+    if len(good) >= 8:
+        level = np.quantile([_window_noise(y_all[:, s - a:s - a + n]) for s in good], 0.25)
+        if abs(level / ctx.noise_variance - 1.0) > NOISE_CHANGE:
+            ratio = level / ctx.noise_variance
+    lam_amortized = ctx.alpha_unit * np.sqrt(ctx.noise_variance * ratio)
+    prev = None
+    gain = ctx.gain
+    n_blocks = gain.shape[1] // ctx.n_orient
+    hop_energy = {}
+
+    def block_energy(a0, a1):
+        # Σ_t ||G_kᵀ y_t||² over samples [a0, a1) of the chunk, per source k.
+        c = gain.T @ y_all[:, a0 - a:a1 - a]
+        return np.einsum("kt,kt->k", *(c.reshape(n_blocks, -1),) * 2)
+
+    def window_energy(s0):
+        # ||G_kᵀ Y||²_F of the window = the sum of its hops' energies: with overlapping
+        # windows each hop's correlations are computed once, not once per window.
+        if n % ctx.n_hop:
+            return block_energy(s0, s0 + n)
+        total = np.zeros(n_blocks)
+        for h0 in range(s0, s0 + n, ctx.n_hop):
+            if h0 not in hop_energy:
+                hop_energy[h0] = block_energy(h0, h0 + ctx.n_hop)
+            total += hop_energy[h0]
+        hop_energy.pop(s0 - ctx.n_hop, None)  # no later window starts before s0
+        return total
+
+    for s in starts:
+        y = y_all[:, s - a:s - a + n]
+        rec["start"].append(s)
+        rec["stop"].append(s + n)
+        rec["noise_ratio"].append(ratio)
+        if bad_all[s - a:s - a + n].any():
+            for k, v in (("status", 2), ("alpha", np.nan), ("alpha_max", np.nan),
+                         ("n_sources", 0), ("explained_variance", np.nan), ("n_iter", 0),
+                         ("solve_time", 0.0)):
+                rec[k].append(v)
+            prev = None
+            continue
+        t0 = time.perf_counter()
+        lmax = float(np.sqrt(window_energy(s).max()))
+        lam = lam_amortized if ctx.fixed_fraction is None else ctx.fixed_fraction * lmax
+        rec["alpha"].append(lam)
+        rec["alpha_max"].append(lmax)
+        if lmax <= lam:
+            for k, v in (("status", 1), ("n_sources", 0), ("explained_variance", 0.0),
+                         ("n_iter", 0)):
+                rec[k].append(v)
+            rec["solve_time"].append(time.perf_counter() - t0)
+            prev = None
+            continue
+        init = None
+        if ctx.learned is not None:
+            init = ctx.learned.predict(y, lam)
+        elif ctx.warm_start and prev is not None:
+            # The previous window's solution shifted by the step; its last
+            # sample held over the new tail.
+            init = np.empty_like(prev)
+            h = min(ctx.n_hop, n)
+            init[:, :n - h] = prev[:, h:]
+            init[:, n - h:] = prev[:, -1:]
+        kw = {} if ctx.max_time is None else {"max_time": ctx.max_time}
+        res = solve_from_convex(gain, y, make_penalty(ctx.penalty, lam),
+                                n_orient=ctx.n_orient, tol=ctx.tol, coef_init=init, **kw)
+        active = np.asarray(res.active_set, bool)
+        coef = np.asarray(res.coef)
+        prev = coef if active.any() else None
+        rows = np.flatnonzero(active)
+        n_sources = len(np.unique(rows // ctx.n_orient))
+        ev = 0.0
+        if rows.size and ctx.prune == "bic":
+            rows, values = prune_bic(gain, y, rows, ctx.n_orient, ctx.noise_variance * ratio)
+            n_sources = len(np.unique(rows // ctx.n_orient))
+        elif rows.size:
+            values = debias_amplitudes(gain[:, rows], y, coef[rows], ctx.n_orient)
+        if rows.size:
+            resid = y - gain[:, rows] @ values
+            ev = 1.0 - float(np.sum(resid ** 2) / np.sum(y ** 2))
+            out.append((s, rows, values * ctx.weighting[rows][:, None]))
+        rec["status"].append(0)
+        rec["n_sources"].append(n_sources)
+        rec["explained_variance"].append(ev)
+        rec["n_iter"].append(int(res.n_iter))
+        rec["solve_time"].append(time.perf_counter() - t0)
+    return rec, out
+
+
+def prune_bic(gain, data, rows, n_orient, noise_variance):
+    """Backward elimination of a window's support by BIC, then the least-squares refit.
+
+    The L2,1 support at the noise-only threshold keeps, besides each source,
+    some of its neighbours (correlated gain columns share the fit). A source
+    stays only if the least-squares fit without it loses more than the BIC
+    price of its parameters, ``log(n T) · n_orient · T`` noise variances
+    (Schwarz 1978; the criterion of :func:`meeg_inverse.rules.select_bic`),
+    removing first the source whose loss is smallest.
+
+    Parameters
+    ----------
+    gain : ndarray, shape (n_channels, n_rows)
+    data : ndarray, shape (n_channels, n_times)
+    rows : ndarray of int
+        Active rows (whole sources: ``n_orient`` consecutive rows each).
+    n_orient : int
+    noise_variance : float
+        Whitened noise variance per channel and sample.
+
+    Returns
+    -------
+    rows : ndarray of int
+        The rows kept.
+    values : ndarray, shape (len(rows), n_times)
+        Their least-squares amplitudes (whitened units).
+    """
+    n_channels, n_times = data.shape
+    price = np.log(n_channels * n_times) * n_orient * n_times * noise_variance
+    blocks = list(np.unique(rows // n_orient))
+    g = gain[:, rows]
+    gram = g.T @ g
+    corr = g.T @ data
+    local = {b: np.flatnonzero(rows // n_orient == b) for b in blocks}
+
+    def explained(keep):
+        idx = np.concatenate([local[b] for b in keep])
+        sol = np.linalg.lstsq(gram[np.ix_(idx, idx)], corr[idx], rcond=None)[0]
+        return float(np.sum(corr[idx] * sol)), idx, sol
+
+    current, _, _ = explained(blocks)
+    while len(blocks) > 1:
+        losses = []
+        for b in blocks:
+            value, _, _ = explained([c for c in blocks if c != b])
+            losses.append(current - value)
+        k = int(np.argmin(losses))
+        if losses[k] >= price:
+            break
+        blocks.pop(k)
+        current -= losses[k]
+    if len(blocks) == 1 and current < price:
+        return rows[:0], np.zeros((0, n_times))
+    _, idx, sol = explained(blocks)
+    return rows[idx], sol
+
+
+def _window_starts(n_total, n_win, n_hop):
+    """Window starts covering [0, n_total): every hop, plus one ending at the last sample."""
+    starts = list(range(0, n_total - n_win + 1, n_hop))
+    if starts[-1] + n_win < n_total:
+        starts.append(n_total - n_win)
+    return np.asarray(starts, int)
+
+
+def _noise_reference(ctx, starts, noise_segment, sfreq, tmin_span):
+    """Whitened noise of the recording (variance, lag-1 autocorrelation).
+
+    From ``noise_segment`` (s) when given, else from :data:`N_NOISE_WINDOWS`
+    windows spread over the recording: the lower quartile of their variances
+    (sources are active in a minority of windows) and the median lag-1
+    autocorrelation of those below the median.
+    """
+    from .noise import NoiseEstimate
+
+    if noise_segment is not None:
+        t0, t1 = noise_segment
+        a = int(round((t0 - tmin_span) * sfreq))
+        b = int(round((t1 - tmin_span) * sfreq))
+        if not (0 <= a < b <= ctx.n_total) or b - a < ctx.n_win:
+            raise InputError(f"noise_segment {noise_segment} is not a segment of at least one "
+                             "window inside the analysed span.",
+                             "give (start, stop) in seconds of the recording, at least one "
+                             "window long.")
+        y, bad = _read_chunk(ctx, a, b)
+        y = y[:, ~bad]
+        if y.shape[1] < ctx.n_win:
+            raise InputError("noise_segment lies in BAD_ annotated samples.",
+                             "choose a clean quiet segment.")
+        y = y - y.mean(axis=1, keepdims=True)
+        var = float(np.mean(y ** 2))
+        rho = float(np.sum(y[:, :-1] * y[:, 1:]) / np.sum(y ** 2))
+        return NoiseEstimate(var, float(np.clip(rho, 0, 0.99)), 1.0, y.shape[1],
+                             "noise_segment")
+    pick = starts[np.unique(np.linspace(0, len(starts) - 1, N_NOISE_WINDOWS).round().astype(int))]
+    stats = []
+    for s in pick:
+        y, bad = _read_chunk(ctx, s, s + ctx.n_win)
+        if bad.any():
+            continue
+        stats.append((float(np.mean(y ** 2)),
+                      float(np.sum(y[:, :-1] * y[:, 1:]) / max(np.sum(y ** 2), 1e-300))))
+    if len(stats) < 4:
+        raise InputError("Fewer than 4 clean windows to measure the noise level on.",
+                         "give a longer recording, fewer BAD_ annotations, or noise_segment.")
+    var = np.array([v for v, _ in stats])
+    rho = np.array([r for _, r in stats])
+    quiet = var <= np.median(var)
+    return NoiseEstimate(float(np.quantile(var, 0.25)), float(np.clip(np.median(rho[quiet]),
+                                                                       0, 0.99)),
+                         1.0, int(len(stats) * ctx.n_win), "windows (lower quartile)")
+
+
+def train_learned_solver(ctx, starts, lam, operator, n_train=6, n_layers=8):
+    """A :class:`meeg_inverse.learned.LearnedSolver` trained on the recording's own windows.
+
+    The training windows are the first ``n_train`` windows above the threshold
+    among up to 400 spread over the recording; None when fewer than 2 are.
+    """
+    from .learned import LearnedSolver
+    from .problem import group_norms
+
+    pick = starts[np.unique(np.linspace(0, len(starts) - 1, 400).round().astype(int))]
+    windows = []
+    for s in pick:
+        y, bad = _read_chunk(ctx, s, s + ctx.n_win)
+        if not bad.any() and group_norms(operator.gain.T @ y, operator.n_orient).max() > lam:
+            windows.append((y, lam))
+            if len(windows) == n_train:
+                break
+    if len(windows) < 2:
+        return None
+    return LearnedSolver(operator.gain, operator.n_orient, n_layers=n_layers).fit(windows)
+
+
+def amortized_lambda(gain, n_times, noise, n_orient, level=DEFAULT_LEVEL, n_draws=N_DRAWS,
+                     random_state=0):
+    """λ of a window at unit noise variance: the ``level`` quantile of noise-only λ_max.
+
+    λ_max of noise with standard deviation σ is σ times that of unit noise, so
+    the threshold of a window at any noise level is ``σ ×`` this value. The
+    quantile is that of a Gumbel law fitted to the ``n_draws`` maxima (a
+    maximum of many correlations; an empirical 99 % quantile of a few hundred
+    draws is one of its largest values).
+
+    Returns
+    -------
+    lambda_unit : float
+    """
+    from scipy.stats import gumbel_r
+
+    from .noise import NoiseEstimate, draw_noise
+
+    from ._blas import one_blas_thread
+
+    unit = NoiseEstimate(1.0, noise.autocorrelation, 1.0, 0, "unit")
+    rng = np.random.default_rng(random_state)
+    n_channels, n_cols = gain.shape
+    lmax = np.empty(n_draws)
+    with one_blas_thread():
+        for k in range(n_draws):
+            corr = gain.T @ draw_noise(rng, (n_channels, n_times), unit)
+            lmax[k] = np.sqrt((corr.reshape(n_cols // n_orient, -1) ** 2).sum(axis=1)).max()
+    loc, scale = gumbel_r.fit(lmax)
+    return float(gumbel_r.ppf(level, loc, scale))
+
+
+def _check_args(raw, window, step, l_freq, h_freq, level, n_jobs, chunk, alpha, tmin, tmax,
+                prune="bic"):
+    import mne
+
+    if not isinstance(raw, mne.io.BaseRaw):
+        raise InputError(f"raw must be an mne.io.Raw, got {type(raw).__name__}.",
+                         "read one with mne.io.read_raw(fname) (preload not needed).")
+    for name, value in (("window", window), ("step", step), ("chunk", chunk)):
+        if not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+            raise InputError(f"{name} must be a positive number of seconds, got {value!r}.",
+                             "use e.g. window=0.1, step=0.05, chunk=10.")
+    if step > window:
+        raise InputError(f"step ({step} s) is longer than the window ({window} s): samples "
+                         "between windows would get no estimate.",
+                         "use step <= window (e.g. step = window / 2).")
+    sfreq = raw.info["sfreq"]
+    if round(window * sfreq) < 2:
+        raise InputError(f"window={window} s is shorter than 2 samples at {sfreq:g} Hz.",
+                         "use a longer window.")
+    if round(step * sfreq) < 1:
+        raise InputError(f"step={step} s is shorter than one sample at {sfreq:g} Hz.",
+                         "use a longer step.")
+    span0 = raw.times[0] if tmin is None else tmin
+    span1 = raw.times[-1] if tmax is None else tmax
+    if not (raw.times[0] <= span0 < span1 <= raw.times[-1] + 0.5 / sfreq):
+        raise InputError(f"The span [{span0}, {span1}] s is not inside the recording "
+                         f"[{raw.times[0]:.3f}, {raw.times[-1]:.3f}] s.",
+                         "choose tmin < tmax inside it.")
+    if window > span1 - span0:
+        raise InputError(f"The window ({window} s) is longer than the recording "
+                         f"({span1 - span0:.3f} s).", "use a shorter window.")
+    nyq = sfreq / 2.0
+    for name, f in (("l_freq", l_freq), ("h_freq", h_freq)):
+        if f is not None and not (np.isfinite(f) and 0 < f < nyq):
+            raise InputError(f"{name}={f} Hz is outside (0, {nyq:g}) Hz.",
+                             "give a frequency between 0 and the Nyquist frequency.")
+    if l_freq is not None and h_freq is not None and l_freq >= h_freq:
+        raise InputError(f"l_freq ({l_freq} Hz) is not below h_freq ({h_freq} Hz).",
+                         "swap them, or give one of the two.")
+    if not 0.5 <= level < 1:
+        raise InputError(f"level must be in [0.5, 1), got {level}.", "use e.g. 0.99.")
+    if not isinstance(n_jobs, (int, np.integer)) or (n_jobs < 1 and n_jobs != -1):
+        raise InputError(f"n_jobs must be a positive integer or -1, got {n_jobs!r}.",
+                         "use n_jobs=1 (serial), 2, ... or -1 (all cores).")
+    if prune not in ("bic", None):
+        raise InputError(f"prune must be 'bic' or None, got {prune!r}.", "use prune='bic'.")
+    if not (alpha == "qut" or (isinstance(alpha, (int, float)) and 0 < alpha < 1)):
+        raise InputError(f"alpha must be 'qut' (amortized) or a fraction of each window's "
+                         f"lambda_max in (0, 1), got {alpha!r}.", "use alpha='qut'.")
+
+
+def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_freq=None,
+                        h_freq=None, tmin=None, tmax=None, alpha="qut", level=DEFAULT_LEVEL,
+                        penalty="l21", prune="bic", loose="auto", depth=0.8, rank=None, tol=1e-6,
+                        warm_start=True, learned=None, noise_segment=None, chunk=10.0,
+                        fname=None, overwrite=False, n_jobs=1, max_time=30.0,
+                        random_state=0, progress=None, verbose=False):
+    """Sparse source estimate of a whole continuous recording, window by window.
+
+    Parameters
+    ----------
+    raw : mne.io.Raw
+        The recording; need not be preloaded (it is read chunk by chunk).
+        ``BAD_*`` annotations mark samples to leave out.
+    forward : mne.Forward
+    noise_cov : mne.Covariance
+        Noise covariance of single samples (empty room, a quiet segment, ...).
+    window, step : float
+        Window length and step (s); ``step <= window`` (default 100 ms windows,
+        50 % overlap).
+    l_freq, h_freq : float | None
+        Band-pass (Hz) applied to each chunk (MNE's default FIR filter).
+    tmin, tmax : float | None
+        Span of the recording to localize (s; default all of it).
+    alpha : 'qut' | float
+        'qut': the amortized threshold (see :func:`amortized_lambda`); a
+        number: that fraction of each window's own λ_max.
+    level : float
+        Probability that a noise-only window gives no source.
+    penalty : str
+        Penalty of :mod:`meeg_inverse.penalties` (default 'l21').
+    prune : 'bic' | None
+        'bic': each window's support is pruned by BIC and refit by least
+        squares (:func:`prune_bic`); None: the support as solved, debiased.
+    loose, depth, rank
+        As :func:`meeg_inverse.make_sparse_inverse_operator`.
+    tol : float
+        Solver tolerance (relative).
+    warm_start : bool
+        Start each window from the previous one's solution.
+    learned : bool | LearnedSolver | None
+        An amortized solver (:mod:`meeg_inverse.learned`) whose output starts
+        each solve instead of the previous window (the exact solver then
+        certifies it); True: trained here on the recording's own windows.
+        Off by default: it did not pay off in the benchmark (docs/continuous.md).
+    noise_segment : (float, float) | None
+        A quiet segment (s) to measure the noise level on; default: the lower
+        quartile of windows spread over the recording.
+    chunk : float
+        Seconds read at once (also the length of a warm-start chain and the
+        unit of parallel work).
+    fname : path-like | None
+        HDF5 file to write the estimate to as it is computed (bounded memory);
+        None keeps it in memory.
+    overwrite : bool
+        Replace ``fname``.
+    n_jobs : int
+        Processes for the chunks (joblib); the result does not depend on it.
+    max_time : float | None
+        Time budget of one window's solve (s).
+    random_state : int
+        Seed of the noise draws of λ.
+    progress : meeg_inverse.pipeline.Progress | None
+        Prints progress with the estimated time left.
+    verbose : bool
+        MNE's verbosity while preparing.
+
+    Returns
+    -------
+    result : ContinuousResult
+
+    Raises
+    ------
+    InputError
+        A window longer than the recording, a step longer than the window, a
+        band outside (0, Nyquist), a span outside the recording, ...
+    """
+    import mne
+
+    from .io import with_average_reference
+    from .operator import make_sparse_inverse_operator
+
+    timings = {}
+    t_start = time.perf_counter()
+    _check_args(raw, window, step, l_freq, h_freq, level, n_jobs, chunk, alpha, tmin, tmax,
+                prune)
+    if fname is not None:  # fail before the work, not after it
+        fname = Path(fname)
+        if fname.exists() and not overwrite:
+            raise InputError(f"{str(fname)!r} exists.", "pass overwrite=True or another name.")
+    raw = with_average_reference(raw)
+    sfreq = raw.info["sfreq"]
+    with mne.utils.use_log_level(verbose):
+        op = make_sparse_inverse_operator(raw.info, forward, noise_cov, loose=loose,
+                                          depth=depth, rank=rank)
+    picks = [raw.ch_names.index(c) for c in op.ch_names]
+    first = 0 if tmin is None else int(raw.time_as_index(tmin, use_rounding=True)[0])
+    last = len(raw.times) if tmax is None else int(raw.time_as_index(tmax, use_rounding=True)[0]) + 1
+    n_total = last - first
+    n_win = int(round(window * sfreq))
+    n_hop = int(round(step * sfreq))
+    filter_kw, pad = None, 0
+    if l_freq is not None or h_freq is not None:
+        from mne.filter import create_filter
+
+        filter_kw = dict(sfreq=sfreq, l_freq=l_freq, h_freq=h_freq, verbose=False)
+        h = create_filter(None, **filter_kw)
+        pad = int(len(h))  # a whole filter length of real data on each side
+    timings["prepare"] = time.perf_counter() - t_start
+    ctx = _Context(raw=raw, picks=picks, whitener=op.whitener, gain=op.gain,
+                   n_orient=op.n_orient, weighting=op.source_weighting, n_win=n_win,
+                   n_hop=n_hop, pad=pad, n_total=n_total, offset=first, penalty=penalty,
+                   fixed_fraction=None if alpha == "qut" else float(alpha), alpha_unit=np.nan,
+                   noise_variance=1.0, tol=tol, warm_start=warm_start, filter_kw=filter_kw,
+                   max_time=max_time, learned=None if learned is True else learned,
+                   prune=prune)
+    starts = _window_starts(n_total, n_win, n_hop)
+    t0 = time.perf_counter()
+    noise = _noise_reference(ctx, starts, noise_segment, sfreq, raw.times[first])
+    timings["noise"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ctx.noise_variance = noise.variance
+    ctx.alpha_unit = amortized_lambda(op.gain, n_win, noise, op.n_orient, level=level,
+                                      random_state=random_state)
+    timings["lambda"] = time.perf_counter() - t0
+    alpha_abs = ctx.alpha_unit * np.sqrt(noise.variance)
+    if learned is True:
+        t0 = time.perf_counter()
+        ctx.learned = train_learned_solver(ctx, starts, alpha_abs, op)
+        timings["learn"] = time.perf_counter() - t0
+
+    per_chunk = max(1, int(round(chunk * sfreq)) // n_hop)
+    chunks = [starts[k:k + per_chunk] for k in range(0, len(starts), per_chunk)]
+    writer = _H5Writer(fname, overwrite) if fname is not None else _MemoryWriter()
+    params = dict(window=window, step=step, l_freq=l_freq, h_freq=h_freq, alpha=alpha,
+                  level=level, penalty=penalty, prune=prune, loose=loose, depth=depth, tol=tol,
+                  warm_start=warm_start, learned=bool(learned), chunk=chunk,
+                  n_window_samples=n_win, n_step_samples=n_hop,
+                  tmin=float(raw.times[first]), tmax=float(raw.times[last - 1]))
+    weights = blend_weights(n_win)
+    blender = _Blender(0, writer)
+    t0 = time.perf_counter()
+    try:
+        if n_jobs == 1:
+            results = (_process_chunk(ctx, c) for c in chunks)
+        else:
+            from joblib import Parallel, delayed
+
+            results = Parallel(n_jobs=n_jobs, return_as="generator")(
+                delayed(_process_chunk)(ctx, c) for c in chunks)
+        done, last_report = 0, time.perf_counter()
+        for k, (rec, estimates) in enumerate(results):
+            solved = {s: (rows, values) for s, rows, values in estimates}
+            for s, status in zip(rec["start"], rec["status"]):
+                if status == 2:
+                    continue
+                rows, values = solved.get(s, ((), None))
+                blender.add(int(s), weights, rows, values)
+            nxt = chunks[k + 1][0] if k + 1 < len(chunks) else n_total
+            blender.flush(int(nxt))
+            rec = dict(rec)
+            rec["start"] = (np.asarray(rec["start"]) + first) / sfreq + raw.times[0]
+            rec["stop"] = (np.asarray(rec["stop"]) + first) / sfreq + raw.times[0]
+            writer.write_windows(rec)
+            done += len(rec["status"])
+            now = time.perf_counter()
+            if progress is not None and (now - last_report > 2.0 or k + 1 == len(chunks)):
+                last_report = now
+                elapsed = now - t0
+                eta = elapsed / done * (len(starts) - done)
+                progress.info(f"windows {done}/{len(starts)} ({100 * done / len(starts):.0f} %), "
+                              f"{elapsed:.0f} s elapsed, about {eta:.0f} s left")
+        blender.flush(n_total)
+        timings["localize"] = time.perf_counter() - t0
+        timings["total"] = time.perf_counter() - t_start
+        windows = writer.window_arrays()
+        noise_d = noise.as_dict()
+        out = writer.finish(dict(alpha=alpha_abs, noise=noise_d, sfreq=sfreq,
+                                 tmin=float(raw.times[first]), n_times=n_total, params=params,
+                                 timings=timings))
+    except BaseException:
+        writer.abort()
+        raise
+    return ContinuousResult(
+        windows=windows, alpha=alpha_abs, noise=noise_d, sfreq=sfreq,
+        tmin=float(raw.times[first]), n_times=n_total, params=params, timings=timings,
+        fname=out, _segments=None if out is not None else writer.segments(),
+        _mapper=_SourceMapper(op), _context=ctx)

@@ -1,0 +1,284 @@
+"""Continuous recordings: chunked reading, blending, BAD_ segments, interruption, bad input."""
+
+import mne
+import numpy as np
+import pytest
+
+from meeg_inverse import InputError
+from meeg_inverse import continuous as cont
+from meeg_inverse.continuous import (_Blender, _MemoryWriter, _window_starts, blend_weights,
+                                     localize_continuous, read_continuous)
+
+SFREQ = 600.0
+
+
+@pytest.fixture(scope="module")
+def setup(sample_evoked, sample_forward, sample_cov):
+    """A 4-s recording on the sample head: coloured noise + one source bursting twice."""
+    info = sample_evoked.copy().pick(["meg", "eeg"], exclude="bads").info
+    with info._unlock():
+        info["sfreq"] = SFREQ
+        info["lowpass"] = 200.0
+    fwd = mne.pick_channels_forward(sample_forward, info.ch_names, ordered=True, verbose=False)
+    fwd_fixed = mne.convert_forward_solution(fwd, surf_ori=True, force_fixed=True,
+                                             use_cps=True, verbose=False)
+    rng = np.random.default_rng(0)
+    n = int(4 * SFREQ)
+    cov = mne.pick_channels_cov(sample_cov, info.ch_names, ordered=True)
+    w, v = np.linalg.eigh(cov.data)
+    colorer = v * np.sqrt(np.clip(w, 0, None))
+    noise = colorer @ rng.standard_normal((len(info.ch_names), n))
+    t = np.arange(n) / SFREQ
+    moment = np.zeros(n)
+    for onset in (1.0, 2.6):
+        on = (t >= onset) & (t <= onset + 0.3)
+        moment[on] = 80e-9 * np.sin(np.pi * (t[on] - onset) / 0.3) ** 2 * np.cos(
+            2 * np.pi * 12 * (t[on] - onset))
+    gain = fwd_fixed["sol"]["data"][:, 40]
+    raw = mne.io.RawArray(noise + gain[:, None] * moment, info, verbose=False)
+    return raw, sample_forward, sample_cov
+
+
+@pytest.fixture(scope="module")
+def raw_file(setup, tmp_path_factory):
+    raw, _, _ = setup
+    fname = tmp_path_factory.mktemp("cont") / "sim_raw.fif"
+    raw.save(fname, verbose=False)
+    return fname
+
+
+def _run(raw, fwd, cov, **kw):
+    kw.setdefault("warm_start", False)  # each window's solution then depends on it alone
+    return localize_continuous(raw, fwd, cov, **kw)
+
+
+def test_chunked_reading_equals_whole_reading(setup, raw_file, tmp_path):
+    raw, fwd, cov = setup
+    whole = _run(raw, fwd, cov, chunk=100.0)  # in memory, one chunk
+    lazy = mne.io.read_raw_fif(raw_file, preload=False, verbose=False)
+    assert not lazy.preload
+    chunked = _run(lazy, fwd, cov, chunk=0.5, fname=tmp_path / "c.h5")
+    assert (tmp_path / "c.h5").is_file()
+    assert (whole.windows["status"] == 0).sum() > 0  # the bursts were found
+    np.testing.assert_array_equal(whole.windows["status"], chunked.windows["status"])
+    a, b = whole.stc, chunked.stc
+    assert a.data.shape == b.data.shape
+    np.testing.assert_allclose(a.data, b.data, rtol=1e-6, atol=1e-6 * np.abs(a.data).max())
+    # The file reads back to the same estimate.
+    again = read_continuous(tmp_path / "c.h5", fwd, cov, lazy.info)
+    np.testing.assert_allclose(again.stc.data, b.data)
+    # A band-pass per chunk (with a filter length of margin) equals filtering it all.
+    ctx = cont._Context(
+        raw=lazy, picks=list(range(len(lazy.ch_names))), whitener=np.eye(len(lazy.ch_names)),
+        gain=None, n_orient=1, weighting=None, n_win=60, n_hop=30, pad=0,
+        n_total=len(lazy.times), offset=0, penalty="l21", fixed_fraction=None, alpha_unit=1.0,
+        noise_variance=1.0, tol=1e-6, warm_start=False,
+        filter_kw=dict(sfreq=SFREQ, l_freq=2.0, h_freq=40.0, verbose=False), max_time=None)
+    ctx.pad = len(mne.filter.create_filter(None, **ctx.filter_kw))
+    full = mne.filter.filter_data(lazy.get_data(), **ctx.filter_kw)
+    part, bad = cont._read_chunk(ctx, 1000, 1400)
+    assert not bad.any()
+    np.testing.assert_allclose(part, full[:, 1000:1400], atol=1e-9 * np.abs(full).max())
+
+
+@pytest.mark.parametrize("n_win,n_hop", [(60, 30), (60, 17), (61, 61), (50, 1)])
+def test_overlap_blending_is_exact_on_a_stationary_source(n_win, n_hop):
+    n_total = 1000
+    f = np.vstack([np.sin(np.arange(n_total) / 7.0), np.cos(np.arange(n_total) / 3.0) + 2])
+    writer = _MemoryWriter()
+    blender = _Blender(0, writer)
+    w = blend_weights(n_win)
+    starts = _window_starts(n_total, n_win, n_hop)
+    assert starts[0] == 0 and starts[-1] + n_win == n_total
+    for k, s in enumerate(starts):
+        # Every window reconstructs the same stationary source exactly.
+        blender.add(int(s), w, [3, 8], f[:, s:s + n_win])
+        if k % 5 == 4:
+            blender.flush(int(starts[k + 1]) if k + 1 < len(starts) else n_total)
+    blender.flush(n_total)
+    seg = writer.segments()
+    rows, data = cont._SourceMapper.dense(seg, n_total)
+    np.testing.assert_array_equal(rows, [3, 8])
+    np.testing.assert_allclose(data, f, rtol=1e-12, atol=1e-12)
+
+
+def test_bad_annotations_are_skipped(setup):
+    raw, fwd, cov = setup
+    annotated = raw.copy()
+    annotated.set_annotations(mne.Annotations([0.91], [0.47], ["BAD_movement"]))
+    res = _run(annotated, fwd, cov)
+    clean = _run(raw, fwd, cov)
+    w = res.windows
+    bad = w["status"] == 2
+    # Exactly the windows overlapping [0.91, 1.38] s are skipped.
+    overlaps = (w["stop"] > 0.91) & (w["start"] < 1.38)
+    np.testing.assert_array_equal(bad, overlaps)
+    assert bad.any()
+    stc = res.stc
+    inside = (stc.times >= 0.95) & (stc.times <= 1.35)
+    assert np.all(stc.data[:, inside] == 0)
+    # Windows away from the bad segment are those of the clean recording.
+    far = (w["stop"] < 0.7) | (w["start"] > 1.6)
+    np.testing.assert_array_equal(w["status"][far], clean.windows["status"][far])
+    # The second burst (2.6-2.9 s) is still found.
+    assert np.any(w["status"][(w["start"] > 2.55) & (w["stop"] < 2.95)] == 0)
+
+
+def test_interruption_leaves_no_half_written_output(setup, tmp_path, monkeypatch):
+    raw, fwd, cov = setup
+    calls = []
+    original = cont._process_chunk
+
+    def interrupted(ctx, starts):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(ctx, starts)
+
+    monkeypatch.setattr(cont, "_process_chunk", interrupted)
+    out = tmp_path / "run.h5"
+    with pytest.raises(KeyboardInterrupt):
+        localize_continuous(raw, fwd, cov, chunk=1.0, fname=out)
+    assert len(calls) == 2
+    assert list(tmp_path.iterdir()) == []  # neither the file nor a partial one
+
+
+@pytest.mark.parametrize("kwargs,words", [
+    (dict(window=10.0), "longer than the recording"),
+    (dict(window=0.1, step=0.2), "step"),
+    (dict(window=-1), "window must be a positive"),
+    (dict(step=float("nan")), "step must be a positive"),
+    (dict(l_freq=40.0, h_freq=10.0), "l_freq"),
+    (dict(h_freq=400.0), "h_freq"),
+    (dict(n_jobs=0), "n_jobs"),
+    (dict(alpha=1.5), "alpha"),
+    (dict(tmin=3.0, tmax=1.0), "span"),
+])
+def test_bad_input_is_one_clear_error(setup, kwargs, words):
+    raw, fwd, cov = setup
+    with pytest.raises(InputError, match=words):
+        localize_continuous(raw, fwd, cov, **kwargs)
+    with pytest.raises(InputError, match="mne.io.Raw"):
+        localize_continuous(raw.get_data(), fwd, cov)
+
+
+def test_existing_file_is_refused_before_the_work(setup, tmp_path):
+    raw, fwd, cov = setup
+    out = tmp_path / "x.h5"
+    out.write_text("keep me")
+    with pytest.raises(InputError, match="exists"):
+        localize_continuous(raw, fwd, cov, fname=out)
+    assert out.read_text() == "keep me"
+
+
+def test_summary_has_activity_periods_of_the_bursts(setup):
+    raw, fwd, cov = setup
+    res = _run(raw, fwd, cov)
+    summary = res.summary()
+    assert summary["n_windows"] == len(res.windows["status"])
+    periods = [p for s in summary["sources"] for p in s["periods"]]
+    assert periods
+    # Some period lies on each true burst (1.0-1.3 s, 2.6-2.9 s).
+    for onset in (1.0, 2.6):
+        assert any(p[0] < onset + 0.3 and p[1] > onset for p in periods)
+
+
+def test_cli_continuous_bad_input_exits_2(raw_file, sample_paths, tmp_path, capsys):
+    from meeg_inverse.cli import main
+
+    status = main(["localize", str(raw_file), "--continuous", "--window", "100",
+                   "--noise-cov", str(sample_paths["cov"]), "--out", str(tmp_path / "o"), "-q"])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "longer than the recording" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+    status = main(["localize", str(raw_file), "--continuous", "--window", "0.1", "--step",
+                   "0.2", "--noise-cov", str(sample_paths["cov"]), "--out",
+                   str(tmp_path / "o"), "-q"])
+    assert status == 2
+    assert "step" in capsys.readouterr().err
+
+
+def test_cli_continuous_writes_the_outputs(raw_file, sample_paths, sample_forward, tmp_path,
+                                           capsys):
+    import json
+
+    from meeg_inverse.cli import main
+
+    fwd_file = tmp_path / "small-fwd.fif"
+    mne.write_forward_solution(fwd_file, sample_forward, verbose=False)
+    out = tmp_path / "res"
+    status = main(["localize", str(raw_file), "--continuous", "--noise-cov",
+                   str(sample_paths["cov"]), "--forward", str(fwd_file), "--out", str(out),
+                   "-q", "--json"])
+    assert status == 0
+    printed = json.loads(capsys.readouterr().out)
+    summary = json.loads((out / "summary.json").read_text())
+    assert printed["n_windows"] == summary["n_windows"] > 0
+    assert {"sources-continuous.h5", "windows.csv", "timeline.png", "summary.json"} <= {
+        p.name for p in out.iterdir()}
+    assert summary["sources"] and summary["sources"][0]["periods"]
+    assert (out / "windows.csv").read_text().count("\n") == summary["n_windows"] + 1
+    # Epoch options make no sense here: refused, not ignored.
+    assert main(["localize", str(raw_file), "--continuous", "--condition", "1",
+                 "--noise-cov", str(sample_paths["cov"]), "--out", str(tmp_path / "o2"),
+                 "-q"]) == 2
+
+
+def test_parallel_windows_equal_serial(setup):
+    raw, fwd, cov = setup
+    serial = localize_continuous(raw, fwd, cov, chunk=1.0, n_jobs=1)
+    parallel = localize_continuous(raw, fwd, cov, chunk=1.0, n_jobs=2)
+    for key in serial.windows:
+        if key != "solve_time":  # (a wall time)
+            np.testing.assert_array_equal(serial.windows[key], parallel.windows[key])
+    np.testing.assert_array_equal(serial.stc.data, parallel.stc.data)
+
+
+@pytest.mark.parametrize("n_orient", [1, 3])
+def test_learned_step_gradient_matches_finite_differences(n_orient):
+    from meeg_inverse.learned import LearnedSolver
+
+    rng = np.random.default_rng(0)
+    gain = rng.standard_normal((20, 30))
+    data = gain[:, :3] @ rng.standard_normal((3, 5)) + 0.1 * rng.standard_normal((20, 5))
+    solver = LearnedSolver(gain, n_orient, n_layers=5)
+    lam = 0.3 * np.linalg.norm((gain.T @ data).reshape(30 // n_orient, -1), axis=1).max()
+    steps = solver.steps * rng.uniform(0.5, 3.0, 5)
+    _, grad = solver._value_and_grad(steps, data, lam)
+    h = 1e-6 * solver.steps[0]
+    numeric = [(solver._value_and_grad(steps + h * e, data, lam)[0]
+                - solver._value_and_grad(steps - h * e, data, lam)[0]) / (2 * h)
+               for e in np.eye(5)]
+    np.testing.assert_allclose(grad, numeric, rtol=1e-4)
+    # Learning lowers the objective reached after the last layer.
+    before = solver.objective(solver.predict(data, lam), data, lam)
+    solver.fit([(data, lam)], maxiter=10)
+    assert solver.objective(solver.predict(data, lam), data, lam) < before
+
+
+def test_benchmark_scoring_rules():
+    """The recovery rules of docs/continuous.md, on a hand-made truth and estimate."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from benchmark_continuous import score
+
+    truth = {"sources": [{"position_mm": [0, 0, 0]}, {"position_mm": [50, 0, 0]}],
+             "bursts": [dict(source=0, onset=1.0, duration=0.2, snr=1.0),
+                        dict(source=1, onset=3.0, duration=0.1, snr=2.0),
+                        dict(source=0, onset=5.0, duration=0.3, snr=3.0)]}
+    grid = np.array([[0.008, 0, 0], [0.05, 0.015, 0], [0.1, 0, 0]])  # m
+    sources = [
+        {"source_index": 0, "periods": [[1.22, 1.3, 5.0],    # 20 ms after the burst: found
+                                        [5.36, 5.4, 5.0],    # 60 ms after: not found, false
+                                        [8.0, 8.1, 5.0]]},   # no burst: false
+        {"source_index": 1, "periods": [[3.0, 3.1, 5.0]]},   # 15 mm away: not found, false
+        {"source_index": 2, "periods": [[1.0, 1.2, 5.0]]},   # 100 mm away: false
+    ]
+    r = score(sources, truth, grid, tol_mm=10.0, tol_s=0.05, duration=10.0)
+    assert (r["n_found"], r["n_bursts"], r["n_events"], r["n_false"]) == (1, 3, 5, 4)
+    assert r["false_per_s"] == pytest.approx(0.4)
+    relaxed = score(sources, truth, grid, tol_mm=20.0, tol_s=0.05, duration=10.0)
+    assert (relaxed["n_found"], relaxed["n_false"]) == (2, 3)
