@@ -242,4 +242,9 @@ def test_quick_mode_writes_a_finite_table(vd, sample_forward, tmp_path, monkeypa
         assert np.isfinite(float(c.split()[0])), cells
     assert (tmp_path / "figures" / "validation_default.png").exists()
     data = list(vd.read_rows(tmp_path / "cache" / "trials-quick.csv"))
-    assert {r["method"] for r in data} == {"oracle-nearest", "ours-default", "mne-sure"}
+    # amendment 2: ours' grid rows and each anchor with ours' clustering come with them
+    assert {r["method"] for r in data} == {"oracle-nearest", "ours-default", "mne-sure",
+                                          "ours-default grid", "mne-sure+clusters"}
+    grid = next(r for r in data if r["method"] == "ours-default grid")
+    reported = next(r for r in data if r["method"] == "ours-default")
+    assert int(reported["n_est"]) <= int(grid["n_est"])  # clusters never outnumber grid rows
