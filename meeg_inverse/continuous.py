@@ -913,7 +913,7 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
                         penalty="l21", prune="bic", loose="auto", depth=0.8, rank=None, tol=1e-6,
                         warm_start=True, learned=None, noise_segment=None, chunk=10.0,
                         fname=None, overwrite=False, n_jobs=1, max_time=30.0,
-                        random_state=0, progress=None, verbose=False):
+                        random_state=0, progress=None, verbose=False, client=None):
     """Sparse source estimate of a whole continuous recording, window by window.
 
     Parameters
@@ -965,6 +965,10 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
         Replace ``fname``.
     n_jobs : int
         Processes for the chunks (joblib); the result does not depend on it.
+    client : distributed.Client | None
+        A Dask client: the chunks become tasks of its cluster (``n_jobs`` is
+        then ignored); the prepared operator and settings are scattered to the
+        workers once. The result does not depend on it.
     max_time : float | None
         Time budget of one window's solve (s).
     random_state : int
@@ -1050,7 +1054,13 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
     blender = _Blender(0, writer)
     t0 = time.perf_counter()
     try:
-        if n_jobs == 1:
+        if client is not None:
+            # One task per chunk; the context (operator, settings) sent once to
+            # every worker; results consumed in order, as the serial loop does.
+            shared = client.scatter(ctx, broadcast=True)
+            futures = client.map(_process_chunk, [shared] * len(chunks), chunks, pure=False)
+            results = (f.result() for f in futures)
+        elif n_jobs == 1:
             results = (_process_chunk(ctx, c) for c in chunks)
         else:
             from joblib import Parallel, delayed

@@ -235,6 +235,24 @@ def test_parallel_windows_equal_serial(setup):
     np.testing.assert_array_equal(serial.stc.data, parallel.stc.data)
 
 
+@pytest.mark.slow
+def test_dask_cluster_windows_equal_serial(setup):
+    """The same chunks as tasks of a real dask.distributed LocalCluster: same result."""
+    from distributed import Client, LocalCluster
+
+    raw, fwd, cov = setup
+    serial = localize_continuous(raw, fwd, cov, chunk=1.0, n_jobs=1)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        dask = localize_continuous(raw, fwd, cov, chunk=1.0, client=client)
+    for key in serial.windows:
+        if key != "solve_time":
+            np.testing.assert_allclose(serial.windows[key], dask.windows[key], rtol=1e-9,
+                                       atol=1e-12)
+    np.testing.assert_allclose(serial.stc.data, dask.stc.data, rtol=1e-9,
+                               atol=1e-9 * np.abs(serial.stc.data).max())
+
+
 @pytest.mark.parametrize("n_orient", [1, 3])
 def test_learned_step_gradient_matches_finite_differences(n_orient):
     from meeg_inverse.learned import LearnedSolver
