@@ -137,6 +137,24 @@ class ContinuousResult:
         segments = self._segments if self._segments is not None else _read_segments(self.fname)
         return self._mapper.timeline(segments, self.n_times, self.tmin, n_bins)
 
+    def binned_stc(self, n_bins=1000):
+        """Source estimate of each source's peak amplitude in ``n_bins`` bins (A·m).
+
+        The whole recording on one time axis of bounded size — what the viewer's
+        time slider shows (bin width = duration / ``n_bins``).
+        """
+        segments = self._segments if self._segments is not None else _read_segments(self.fname)
+        mapper = self._mapper
+        blocks, amp, edges = mapper.binned(segments, self.n_times, self.tmin, n_bins)
+        if blocks.size == 0:
+            raise InputError("No source is active in any window of the recording.",
+                             "lower `level`, or check the recording.")
+        rows = blocks * mapper.n_orient  # the amplitude on one orientation row
+        values = amp * 1e-9 / mapper.weighting[rows][:, None]
+        stc = mapper._problem.to_stc(values, active_set=rows, times=edges[:-1])
+        stc.tstep = float(edges[1] - edges[0])  # one sample per bin
+        return stc
+
     def peak_stc(self):
         """One-sample source estimate: each source's largest amplitude over the recording (A·m).
 
@@ -219,6 +237,21 @@ class _SourceMapper:
                                     times=times)
 
     def timeline(self, segments, n_times, tmin, n_bins):
+        sources, amp, edges = self.binned(segments, n_times, tmin, n_bins)
+        index = self._block_index(sources)
+        vertices = self._vertices(index)
+        kinds = [s["type"] for s in self._problem.forward["src"]]
+        sizes = np.cumsum([len(s["vertno"]) for s in self._problem.forward["src"]])
+        labels = []
+        for i, v in zip(index, vertices):
+            space = int(np.searchsorted(sizes, i, side="right"))
+            name = ("lh", "rh")[space] if kinds == ["surf", "surf"] else (
+                "vol" if kinds[space] == "vol" else f"s{space}")
+            labels.append(f"{name} {v}")
+        return labels, edges, amp
+
+    def binned(self, segments, n_times, tmin, n_bins):
+        """(gain blocks, peak amplitude (nA·m) per block and bin, bin edges (s))."""
         o = self.n_orient
         n_bins = int(min(n_bins, n_times))
         sources = np.unique(np.asarray(segments["row"], int) // o)
@@ -233,18 +266,8 @@ class _SourceMapper:
         for (blk, a, b), power in by_block.items():
             k = np.searchsorted(sources, blk)
             np.maximum.at(amp[k], bin_of[a:b], np.sqrt(power) * 1e9)
-        index = self._block_index(sources)
-        vertices = self._vertices(index)
-        kinds = [s["type"] for s in self._problem.forward["src"]]
-        sizes = np.cumsum([len(s["vertno"]) for s in self._problem.forward["src"]])
-        labels = []
-        for i, v in zip(index, vertices):
-            space = int(np.searchsorted(sizes, i, side="right"))
-            name = ("lh", "rh")[space] if kinds == ["surf", "surf"] else (
-                "vol" if kinds[space] == "vol" else f"s{space}")
-            labels.append(f"{name} {v}")
         edges = tmin + np.linspace(0, n_times, n_bins + 1) / self._problem.sfreq
-        return labels, edges, amp
+        return sources, amp, edges
 
     def activity(self, segments, tmin, threshold=0.0):
         """Contiguous non-zero periods of each source, from the stored segments."""

@@ -129,6 +129,15 @@ def localize_continuous_file(recording, out_dir, *, forward_spec=None, noise_cov
             except Exception as exc:  # a rendering problem must not lose the results
                 progress.warn(f"the source map could not be drawn ({exc}); the other "
                               "outputs are complete.")
+            # The viewer, its time slider over the whole recording (peak per bin).
+            from .viz.viewer import write_viewer_html
+
+            write_viewer_html(result.binned_stc(), fwd["src"], folder.staging / "viewer.html",
+                              subject=subject, subjects_dir=subjects_dir,
+                              trans=fwd["mri_head_t"],
+                              title=f"{Path(str(recording)).name}: peak amplitude per "
+                                    f"{result.n_times / result.sfreq / 1000:.3g}-s bin")
+            written["viewer"] = "viewer.html"
         summary["files"] = written
         write_json(summary, folder.staging / "summary.json")
         written["summary"] = "summary.json"

@@ -219,6 +219,9 @@ def test_cli_continuous_writes_the_outputs(raw_file, sample_paths, sample_forwar
         p.name for p in out.iterdir()}
     assert summary["sources"] and summary["sources"][0]["periods"]
     assert (out / "windows.csv").read_text().count("\n") == summary["n_windows"] + 1
+    # the viewer's time slider spans the whole recording (peak amplitude per bin)
+    page = (out / "viewer.html").read_text()
+    assert "<html" in page.lower() and summary["files"]["viewer"] == "viewer.html"
     # Epoch options make no sense here: refused, not ignored.
     assert main(["localize", str(raw_file), "--continuous", "--condition", "1",
                  "--noise-cov", str(sample_paths["cov"]), "--out", str(tmp_path / "o2"),
@@ -233,6 +236,21 @@ def test_parallel_windows_equal_serial(setup):
         if key != "solve_time":  # (a wall time)
             np.testing.assert_array_equal(serial.windows[key], parallel.windows[key])
     np.testing.assert_array_equal(serial.stc.data, parallel.stc.data)
+
+
+def test_binned_stc_spans_the_recording_with_the_peaks(setup):
+    raw, fwd, cov = setup
+    res = localize_continuous(raw, fwd, cov, chunk=1.0)
+    stc = res.binned_stc(n_bins=50)
+    assert stc.data.shape[1] == 50
+    assert stc.times[0] == pytest.approx(res.tmin)
+    assert stc.times[-1] + stc.tstep == pytest.approx(res.tmin + res.n_times / res.sfreq)
+    # each source's largest bin is its peak over the recording
+    peak = res.peak_stc()
+    order = np.argsort(peak.vertices[0].tolist() + (peak.vertices[1] + 10 ** 6).tolist())
+    mine = np.argsort(stc.vertices[0].tolist() + (stc.vertices[1] + 10 ** 6).tolist())
+    # (the activity periods keep their peaks to 4 decimals of nA·m)
+    np.testing.assert_allclose(stc.data[mine].max(axis=1), peak.data[order, 0], rtol=1e-4)
 
 
 @pytest.mark.slow
