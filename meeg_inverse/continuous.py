@@ -857,15 +857,68 @@ def amortized_lambda(gain, n_times, noise, n_orient, level=DEFAULT_LEVEL, n_draw
     return float(gumbel_r.ppf(level, loc, scale))
 
 
+def _is_real(value):
+    """A finite real number (a bool or a numeric string is not one)."""
+    return (isinstance(value, (int, float, np.integer, np.floating))
+            and not isinstance(value, (bool, np.bool_)) and bool(np.isfinite(value)))
+
+
+def _check_types(*, l_freq, h_freq, tmin, tmax, level, alpha, n_jobs, noise_segment=None,
+                 penalty="l21", tol=1e-6, max_time=None, fname=None, warm_start=True,
+                 random_state=0):
+    """Types of the arguments, before any comparison of their values (no TypeError later)."""
+    for name, value in (("l_freq", l_freq), ("h_freq", h_freq), ("tmin", tmin), ("tmax", tmax),
+                        ("max_time", max_time)):
+        if value is not None and not _is_real(value):
+            raise InputError(f"{name} must be a finite number or None, got {value!r}.",
+                             f"give {name} as a number (e.g. {name}=1.0) or leave it None.")
+    if not _is_real(level):
+        raise InputError(f"level must be a number in [0.5, 1), got {level!r}.", "use e.g. 0.99.")
+    if not (alpha == "qut" or _is_real(alpha)):
+        raise InputError(f"alpha must be 'qut' (amortized) or a fraction of each window's "
+                         f"lambda_max in (0, 1), got {alpha!r}.", "use alpha='qut'.")
+    if not (isinstance(n_jobs, (int, np.integer)) and not isinstance(n_jobs, bool)):
+        raise InputError(f"n_jobs must be a positive integer or -1, got {n_jobs!r}.",
+                         "use n_jobs=1 (serial), 2, ... or -1 (all cores).")
+    if noise_segment is not None and (
+            isinstance(noise_segment, (str, bytes)) or not hasattr(noise_segment, "__len__")
+            or len(noise_segment) != 2 or not all(_is_real(x) for x in noise_segment)):
+        raise InputError(f"noise_segment must be (start, stop) in seconds, got "
+                         f"{noise_segment!r}.", "use e.g. noise_segment=(0.0, 20.0).")
+    if max_time is not None and max_time <= 0:
+        raise InputError(f"max_time must be a positive number of seconds or None, got "
+                         f"{max_time!r}.", "use e.g. max_time=30.")
+    if not (_is_real(tol) and 0 < tol < 1):
+        raise InputError(f"tol must be a number in (0, 1), got {tol!r}.", "use e.g. tol=1e-6.")
+    if fname is not None and not isinstance(fname, (str, os.PathLike)):
+        raise InputError(f"fname must be a file path or None, got {fname!r}.",
+                         "use e.g. fname='sources-continuous.h5'.")
+    if not isinstance(warm_start, (bool, np.bool_)):
+        raise InputError(f"warm_start must be True or False, got {warm_start!r}.",
+                         "use warm_start=True.")
+    if not (isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool)):
+        raise InputError(f"random_state must be an integer seed, got {random_state!r}.",
+                         "use e.g. random_state=0.")
+    from .penalties import PENALTIES, make_penalty
+
+    try:
+        make_penalty(penalty, 1.0)
+    except Exception:  # unknown name, or one that needs per-source weights
+        raise InputError(f"penalty {penalty!r} cannot be used on continuous recordings.",
+                         "choose one of: " + ", ".join(
+                             p for p in sorted(PENALTIES) if p != "weighted_l21")) from None
+
+
 def _check_args(raw, window, step, l_freq, h_freq, level, n_jobs, chunk, alpha, tmin, tmax,
-                prune="bic"):
+                prune="bic", **more):
+    """Every argument checked before any work (``more``: the rest of :func:`_check_types`)."""
     import mne
 
     if not isinstance(raw, mne.io.BaseRaw):
         raise InputError(f"raw must be an mne.io.Raw, got {type(raw).__name__}.",
                          "read one with mne.io.read_raw(fname) (preload not needed).")
     for name, value in (("window", window), ("step", step), ("chunk", chunk)):
-        if not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+        if not _is_real(value) or value <= 0:
             raise InputError(f"{name} must be a positive number of seconds, got {value!r}.",
                              "use e.g. window=0.1, step=0.05, chunk=10.")
     if step > window:
@@ -879,6 +932,8 @@ def _check_args(raw, window, step, l_freq, h_freq, level, n_jobs, chunk, alpha, 
     if round(step * sfreq) < 1:
         raise InputError(f"step={step} s is shorter than one sample at {sfreq:g} Hz.",
                          "use a longer step.")
+    _check_types(l_freq=l_freq, h_freq=h_freq, tmin=tmin, tmax=tmax, level=level, alpha=alpha,
+                 n_jobs=n_jobs, **more)
     span0 = raw.times[0] if tmin is None else tmin
     span1 = raw.times[-1] if tmax is None else tmax
     if not (raw.times[0] <= span0 < span1 <= raw.times[-1] + 0.5 / sfreq):
@@ -996,7 +1051,8 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
     timings = {}
     t_start = time.perf_counter()
     _check_args(raw, window, step, l_freq, h_freq, level, n_jobs, chunk, alpha, tmin, tmax,
-                prune)
+                prune, noise_segment=noise_segment, penalty=penalty, tol=tol, max_time=max_time,
+                fname=fname, warm_start=warm_start, random_state=random_state)
     if fname is not None:  # fail before the work, not after it
         fname = Path(fname)
         if fname.exists() and not overwrite:

@@ -70,7 +70,8 @@ def localize_continuous_file(recording, out_dir, *, forward_spec=None, noise_cov
         apply_channel_options(raw, bads=bads, ch_types=ch_types)
         raw = mio.exclude_channels(raw, exclude)
         # Every option is checked before the forward model is read or built.
-        _check_args(raw, window, step, l_freq, h_freq, 0.99, n_jobs, 10.0, alpha, tmin, tmax)
+        _check_args(raw, window, step, l_freq, h_freq, 0.99, n_jobs, 10.0, alpha, tmin, tmax,
+                    noise_segment=noise_segment, penalty=penalty, tol=tol)
         notes = []
         if forward_spec.montage is not None:
             from .forward import ensure_sensor_positions
