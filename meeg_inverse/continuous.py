@@ -909,6 +909,25 @@ def _check_types(*, l_freq, h_freq, tmin, tmax, level, alpha, n_jobs, noise_segm
                              p for p in sorted(PENALTIES) if p != "weighted_l21")) from None
 
 
+def _check_not_all_bad(raw, span0, span1):
+    """One clear error when ``BAD_*`` annotations cover the whole span (nothing to localize)."""
+    from mne.annotations import _annotations_starts_stops
+
+    if not len(raw.annotations):
+        return
+    a, b = raw.time_as_index([span0, span1], use_rounding=True)
+    b = min(int(b) + 1, len(raw.times))
+    starts, stops = _annotations_starts_stops(raw, ("BAD",))
+    covered = np.zeros(b - a, bool)
+    for s0, s1 in zip(starts, stops):
+        covered[max(s0 - a, 0):max(min(s1 - a, b - a), 0)] = True
+    if covered.all():
+        raise InputError(f"Every sample of [{span0:.3f}, {span1:.3f}] s lies in a BAD_ "
+                         "annotation: nothing is left to localize.",
+                         "remove or shorten the BAD_ annotations (raw.annotations), or choose "
+                         "a span outside them with tmin/tmax (--tmin/--tmax).")
+
+
 def _check_args(raw, window, step, l_freq, h_freq, level, n_jobs, chunk, alpha, tmin, tmax,
                 prune="bic", **more):
     """Every argument checked before any work (``more``: the rest of :func:`_check_types`)."""
@@ -940,6 +959,7 @@ def _check_args(raw, window, step, l_freq, h_freq, level, n_jobs, chunk, alpha, 
         raise InputError(f"The span [{span0}, {span1}] s is not inside the recording "
                          f"[{raw.times[0]:.3f}, {raw.times[-1]:.3f}] s.",
                          "choose tmin < tmax inside it.")
+    _check_not_all_bad(raw, span0, span1)
     if window > span1 - span0:
         raise InputError(f"The window ({window} s) is longer than the recording "
                          f"({span1 - span0:.3f} s).", "use a shorter window.")

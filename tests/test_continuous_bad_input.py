@@ -41,3 +41,30 @@ def test_wrong_types_get_one_clear_error(tiny_raw, kw, named):
     with pytest.raises(InputError, match=named) as info:
         localize_continuous(tiny_raw, None, None, **kw)
     assert info.value.fix  # names the fix, too
+
+
+def test_recording_entirely_bad_is_one_clear_error(tiny_raw):
+    raw = tiny_raw.copy()
+    raw.set_annotations(mne.Annotations([0.0], [2.0], ["BAD_all"]))
+    # Was "Fewer than 4 clean windows to measure the noise level on" (fix: "noise_segment").
+    with pytest.raises(InputError, match="Every sample .* BAD_"):
+        localize_continuous(raw, None, None)
+    raw.set_annotations(mne.Annotations([0.5], [0.5], ["BAD_part"]))
+    with pytest.raises(InputError, match=r"Every sample of \[0.600, 0.900\]"):
+        localize_continuous(raw, None, None, tmin=0.6, tmax=0.9)
+
+
+def test_noise_segment_bounds_use_the_end_of_the_recording(tiny_raw):
+    from meeg_inverse.continuous_file import noise_cov_from_segment
+
+    # 200 samples at 100 Hz last 2.00 s (the last sample is at 1.99 s): (0, 2) is inside.
+    # It was refused with "[0.0, 2.0] is not ... inside the recording [0.0, 2.0]".
+    cov = noise_cov_from_segment(tiny_raw, (0.0, 2.0))
+    assert cov.data.shape == (4, 4)
+    with pytest.raises(InputError, match=r"\[0.000, 2.000\]") as info:
+        noise_cov_from_segment(tiny_raw, (0.0, 2.5))
+    assert "0,2.000" in info.value.fix  # an example that fits this recording, not "0,20"
+    short = tiny_raw.copy().crop(0, 0.5)
+    with pytest.raises(InputError, match="too short") as info:
+        noise_cov_from_segment(short, (0.0, 0.5))
+    assert "--noise-cov" in info.value.fix
