@@ -68,3 +68,24 @@ def test_noise_segment_bounds_use_the_end_of_the_recording(tiny_raw):
     with pytest.raises(InputError, match="too short") as info:
         noise_cov_from_segment(short, (0.0, 0.5))
     assert "--noise-cov" in info.value.fix
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--window", "0"], "--window must be a positive"),  # said "window=0.1, step=0.05, chunk=10"
+    (["--step", "-0.05"], "--step must be a positive"),
+    (["--window", "0.1", "--step", "0.2"], "--step 0.2 is longer than --window 0.1"),
+    (["--n-jobs", "0"], "--n-jobs must be"),               # said "n_jobs=1 (serial)"
+    (["--n-jobs", "-2"], "--n-jobs must be"),
+    (["--noise-segment", "0.8,0.2"], "STOP is not after START"),
+])
+def test_cli_messages_name_the_options(tiny_raw, tmp_path, capsys, options, message):
+    from meeg_inverse.cli import main
+
+    fname = tmp_path / "tiny_raw.fif"
+    tiny_raw.save(fname, verbose=False)
+    status = main(["localize", str(fname), "--continuous", "--out", str(tmp_path / "o"), "-q",
+                   "--no-figures"] + options)
+    assert status == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
