@@ -794,7 +794,8 @@ def _noise_reference(ctx, starts, noise_segment, sfreq, tmin_span):
                       float(np.sum(y[:, :-1] * y[:, 1:]) / max(np.sum(y ** 2), 1e-300))))
     if len(stats) < 4:
         raise InputError("Fewer than 4 clean windows to measure the noise level on.",
-                         "give a longer recording, fewer BAD_ annotations, or noise_segment.")
+                         "give a longer recording or fewer BAD_ annotations, or name a quiet "
+                         "clean segment with noise_segment (--noise-segment START,STOP).")
     var = np.array([v for v, _ in stats])
     rho = np.array([r for _, r in stats])
     quiet = var <= np.median(var)
@@ -909,19 +910,25 @@ def _check_types(*, l_freq, h_freq, tmin, tmax, level, alpha, n_jobs, noise_segm
                              p for p in sorted(PENALTIES) if p != "weighted_l21")) from None
 
 
-def _check_not_all_bad(raw, span0, span1):
-    """One clear error when ``BAD_*`` annotations cover the whole span (nothing to localize)."""
+def bad_mask(raw, span0, span1):
+    """Which samples of [span0, span1] s (both included) lie in a ``BAD_*`` annotation."""
     from mne.annotations import _annotations_starts_stops
 
-    if not len(raw.annotations):
-        return
     a, b = raw.time_as_index([span0, span1], use_rounding=True)
-    b = min(int(b) + 1, len(raw.times))
+    a, b = int(a), min(int(b) + 1, len(raw.times))
+    covered = np.zeros(max(b - a, 0), bool)
+    if not len(raw.annotations):
+        return covered
     starts, stops = _annotations_starts_stops(raw, ("BAD",))
-    covered = np.zeros(b - a, bool)
     for s0, s1 in zip(starts, stops):
         covered[max(s0 - a, 0):max(min(s1 - a, b - a), 0)] = True
-    if covered.all():
+    return covered
+
+
+def _check_not_all_bad(raw, span0, span1):
+    """One clear error when ``BAD_*`` annotations cover the whole span (nothing to localize)."""
+    covered = bad_mask(raw, span0, span1)
+    if covered.size and covered.all():
         raise InputError(f"Every sample of [{span0:.3f}, {span1:.3f}] s lies in a BAD_ "
                          "annotation: nothing is left to localize.",
                          "remove or shorten the BAD_ annotations (raw.annotations), or choose "

@@ -160,6 +160,14 @@ def noise_cov_from_segment(raw, segment, *, verbose=False):
                          f"least 1 s inside the recording [{begin:.3f}, {end:.3f}] s.",
                          "give --noise-segment START,STOP inside the recording, e.g. "
                          f"{begin:g},{min(begin + 20.0, end):.3f}.")
+    from .continuous import bad_mask
+
+    clean = int((~bad_mask(raw, start, min(stop, raw.times[-1]))).sum()) / raw.info["sfreq"]
+    if clean < 1.0:  # MNE would stop with "No samples found to compute the covariance matrix"
+        raise InputError(f"Only {clean:.3f} s of the noise segment [{start:g}, {stop:g}] s lie "
+                         "outside BAD_ annotations; at least 1 s is needed.",
+                         "choose a quiet segment outside the BAD_ annotations with "
+                         "--noise-segment, or give --noise-cov FILE / --empty-room FILE.")
     return mne.compute_raw_covariance(mio.with_average_reference(raw), tmin=start,
                                       tmax=min(stop, raw.times[-1]), method="empirical",
                                       rank="info", verbose=verbose)

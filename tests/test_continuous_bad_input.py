@@ -89,3 +89,16 @@ def test_cli_messages_name_the_options(tiny_raw, tmp_path, capsys, options, mess
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_noise_segment_in_bad_annotations_is_one_clear_error(tiny_raw):
+    from meeg_inverse.continuous_file import noise_cov_from_segment
+
+    raw = tiny_raw.copy()
+    raw.set_annotations(mne.Annotations([0.0], [1.5], ["BAD_move"]))
+    # Was a crash (exit 1): MNE's "No samples found to compute the covariance matrix".
+    with pytest.raises(InputError, match=r"Only 0.500 s of the noise segment") as info:
+        noise_cov_from_segment(raw, (0.0, 2.0))
+    assert "--noise-cov" in info.value.fix
+    raw.set_annotations(mne.Annotations([0.0], [0.9], ["BAD_move"]))
+    assert noise_cov_from_segment(raw, (0.0, 2.0)).nfree > 0  # 1.1 s clean: enough
