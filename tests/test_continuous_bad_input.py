@@ -102,3 +102,11 @@ def test_noise_segment_in_bad_annotations_is_one_clear_error(tiny_raw):
     assert "--noise-cov" in info.value.fix
     raw.set_annotations(mne.Annotations([0.0], [0.9], ["BAD_move"]))
     assert noise_cov_from_segment(raw, (0.0, 2.0)).nfree > 0  # 1.1 s clean: enough
+
+
+def test_missing_empty_room_is_named_as_such(tmp_path):
+    from meeg_inverse.io import noise_cov_from_empty_room
+
+    # Said "The recording '...' does not exist", as if the main recording were missing.
+    with pytest.raises(InputError, match="empty-room recording .* does not exist"):
+        noise_cov_from_empty_room(tmp_path / "nope_raw.fif")
