@@ -1084,6 +1084,9 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
         fname = Path(fname)
         if fname.exists() and not overwrite:
             raise InputError(f"{str(fname)!r} exists.", "pass overwrite=True or another name.")
+        if not fname.parent.is_dir():  # was found only after the noise and λ work
+            raise InputError(f"The folder of {str(fname)!r} does not exist.",
+                             "create it first or choose another file name.")
     raw = with_average_reference(raw)
     sfreq = raw.info["sfreq"]
     with mne.utils.use_log_level(verbose):

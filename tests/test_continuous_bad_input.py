@@ -110,3 +110,9 @@ def test_missing_empty_room_is_named_as_such(tmp_path):
     # Said "The recording '...' does not exist", as if the main recording were missing.
     with pytest.raises(InputError, match="empty-room recording .* does not exist"):
         noise_cov_from_empty_room(tmp_path / "nope_raw.fif")
+
+
+def test_output_file_in_a_missing_folder_fails_before_the_work(tiny_raw, tmp_path):
+    # forward=None: the check must come before the operator is even built.
+    with pytest.raises(InputError, match="folder of .* does not exist"):
+        localize_continuous(tiny_raw, None, None, fname=tmp_path / "no" / "x.h5")
