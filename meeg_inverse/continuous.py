@@ -963,13 +963,19 @@ def _check_args(raw, window, step, l_freq, h_freq, level, n_jobs, chunk, alpha, 
     span0 = raw.times[0] if tmin is None else tmin
     span1 = raw.times[-1] if tmax is None else tmax
     if not (raw.times[0] <= span0 < span1 <= raw.times[-1] + 0.5 / sfreq):
-        raise InputError(f"The span [{span0}, {span1}] s is not inside the recording "
+        raise InputError(f"The span [{span0:g}, {span1:g}] s is not inside the recording "
                          f"[{raw.times[0]:.3f}, {raw.times[-1]:.3f}] s.",
                          "choose tmin < tmax inside it.")
     _check_not_all_bad(raw, span0, span1)
-    if window > span1 - span0:
-        raise InputError(f"The window ({window} s) is longer than the recording "
-                         f"({span1 - span0:.3f} s).", "use a shorter window.")
+    # In samples: a span of n samples lasts n / sfreq (a 301-sample recording at 300.3 Hz
+    # holds a 1-s window although its last sample is at 0.999 s).
+    n_span = int(round((span1 - span0) * sfreq)) + 1
+    if round(window * sfreq) > n_span:
+        what = "recording" if tmin is None and tmax is None else "span tmin..tmax"
+        raise InputError(f"The window ({window:g} s) is longer than the {what} "
+                         f"({n_span / sfreq:.3f} s).",
+                         "use a shorter window" + ("." if what == "recording" else
+                                                   ", or a longer span (--tmin/--tmax)."))
     nyq = sfreq / 2.0
     for name, f in (("l_freq", l_freq), ("h_freq", h_freq)):
         if f is not None and not (np.isfinite(f) and 0 < f < nyq):

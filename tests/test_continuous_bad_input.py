@@ -116,3 +116,15 @@ def test_output_file_in_a_missing_folder_fails_before_the_work(tiny_raw, tmp_pat
     # forward=None: the check must come before the operator is even built.
     with pytest.raises(InputError, match="folder of .* does not exist"):
         localize_continuous(tiny_raw, None, None, fname=tmp_path / "no" / "x.h5")
+
+
+def test_window_fits_a_recording_of_exactly_its_length(tiny_raw):
+    # 200 samples at 100 Hz last 2 s: a 2-s window fits (was refused: "longer than the
+    # recording (1.990 s)"); 2.01 s does not, and a short tmin..tmax span is named as such.
+    with pytest.raises(InputError, match="window") as info:
+        localize_continuous(tiny_raw, None, None, window=2.01, step=0.05)
+    assert "(2.000 s)" in str(info.value)
+    with pytest.raises(InputError, match=r"longer than the span tmin..tmax \(0.060 s\)"):
+        localize_continuous(tiny_raw, None, None, tmin=0.5, tmax=0.55)
+    with pytest.raises(InputError, match="forward must be an mne.Forward"):  # past the checks
+        localize_continuous(tiny_raw, None, None, window=2.0, step=0.05)
