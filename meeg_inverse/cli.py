@@ -552,6 +552,20 @@ def _run_continuous(args, spec, progress):
             "drop those options, or drop --continuous to localize an average.")
     for option in ("window", "step", "l_freq", "h_freq"):
         _finite(getattr(args, option), "--" + option.replace("_", "-"))
+    # Checked here too so that the messages name the options, not the Python arguments.
+    for option in ("window", "step"):
+        if getattr(args, option) <= 0:
+            raise InputError(f"--{option} must be a positive number of seconds, got "
+                             f"{getattr(args, option):g}.",
+                             "use e.g. --window 0.1 --step 0.05 (100 ms windows, 50 % overlap).")
+    if args.step > args.window:
+        raise InputError(f"--step {args.step:g} is longer than --window {args.window:g}: samples "
+                         "between windows would get no estimate.",
+                         "use a step no longer than the window, e.g. --step "
+                         f"{args.window / 2:g}.")
+    if args.n_jobs < 1 and args.n_jobs != -1:
+        raise InputError(f"--n-jobs must be a positive number of processes or -1, got "
+                         f"{args.n_jobs}.", "use --n-jobs 1 (serial), 2, ... or -1 (all cores).")
     segment = None
     if args.noise_segment is not None:
         try:
@@ -561,6 +575,10 @@ def _run_continuous(args, spec, progress):
         except ValueError:
             raise InputError(f"--noise-segment must be START,STOP in seconds, got "
                              f"{args.noise_segment!r}.", "e.g. --noise-segment 0,20.") from None
+        if segment[0] >= segment[1]:
+            raise InputError(f"--noise-segment {args.noise_segment}: STOP is not after START.",
+                             f"give START,STOP in that order, e.g. --noise-segment "
+                             f"{segment[1]:g},{segment[0]:g}.")
     alpha = "qut" if args.alpha == "auto" else args.alpha
     if isinstance(alpha, str) and alpha != "qut":
         raise InputError(f"--alpha {alpha} is not available with --continuous.",

@@ -817,7 +817,8 @@ def _noise_reference(ctx, starts, noise_segment, sfreq, tmin_span):
                       float(np.sum(y[:, :-1] * y[:, 1:]) / max(np.sum(y ** 2), 1e-300))))
     if len(stats) < 4:
         raise InputError("Fewer than 4 clean windows to measure the noise level on.",
-                         "give a longer recording, fewer BAD_ annotations, or noise_segment.")
+                         "give a longer recording or fewer BAD_ annotations, or name a quiet "
+                         "clean segment with noise_segment (--noise-segment START,STOP).")
     var = np.array([v for v, _ in stats])
     rho = np.array([r for _, r in stats])
     quiet = var <= np.median(var)
@@ -880,15 +881,93 @@ def amortized_lambda(gain, n_times, noise, n_orient, level=DEFAULT_LEVEL, n_draw
     return float(gumbel_r.ppf(level, loc, scale))
 
 
+def _is_real(value):
+    """A finite real number (a bool or a numeric string is not one)."""
+    return (isinstance(value, (int, float, np.integer, np.floating))
+            and not isinstance(value, (bool, np.bool_)) and bool(np.isfinite(value)))
+
+
+def _check_types(*, l_freq, h_freq, tmin, tmax, level, alpha, n_jobs, noise_segment=None,
+                 penalty="l21", tol=1e-6, max_time=None, fname=None, warm_start=True,
+                 random_state=0):
+    """Types of the arguments, before any comparison of their values (no TypeError later)."""
+    for name, value in (("l_freq", l_freq), ("h_freq", h_freq), ("tmin", tmin), ("tmax", tmax),
+                        ("max_time", max_time)):
+        if value is not None and not _is_real(value):
+            raise InputError(f"{name} must be a finite number or None, got {value!r}.",
+                             f"give {name} as a number (e.g. {name}=1.0) or leave it None.")
+    if not _is_real(level):
+        raise InputError(f"level must be a number in [0.5, 1), got {level!r}.", "use e.g. 0.99.")
+    if not (alpha == "qut" or _is_real(alpha)):
+        raise InputError(f"alpha must be 'qut' (amortized) or a fraction of each window's "
+                         f"lambda_max in (0, 1), got {alpha!r}.", "use alpha='qut'.")
+    if not (isinstance(n_jobs, (int, np.integer)) and not isinstance(n_jobs, bool)):
+        raise InputError(f"n_jobs must be a positive integer or -1, got {n_jobs!r}.",
+                         "use n_jobs=1 (serial), 2, ... or -1 (all cores).")
+    if noise_segment is not None and (
+            isinstance(noise_segment, (str, bytes)) or not hasattr(noise_segment, "__len__")
+            or len(noise_segment) != 2 or not all(_is_real(x) for x in noise_segment)):
+        raise InputError(f"noise_segment must be (start, stop) in seconds, got "
+                         f"{noise_segment!r}.", "use e.g. noise_segment=(0.0, 20.0).")
+    if max_time is not None and max_time <= 0:
+        raise InputError(f"max_time must be a positive number of seconds or None, got "
+                         f"{max_time!r}.", "use e.g. max_time=30.")
+    if not (_is_real(tol) and 0 < tol < 1):
+        raise InputError(f"tol must be a number in (0, 1), got {tol!r}.", "use e.g. tol=1e-6.")
+    if fname is not None and not isinstance(fname, (str, os.PathLike)):
+        raise InputError(f"fname must be a file path or None, got {fname!r}.",
+                         "use e.g. fname='sources-continuous.h5'.")
+    if not isinstance(warm_start, (bool, np.bool_)):
+        raise InputError(f"warm_start must be True or False, got {warm_start!r}.",
+                         "use warm_start=True.")
+    if not (isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool)):
+        raise InputError(f"random_state must be an integer seed, got {random_state!r}.",
+                         "use e.g. random_state=0.")
+    from .penalties import PENALTIES, make_penalty
+
+    try:
+        make_penalty(penalty, 1.0)
+    except Exception:  # unknown name, or one that needs per-source weights
+        raise InputError(f"penalty {penalty!r} cannot be used on continuous recordings.",
+                         "choose one of: " + ", ".join(
+                             p for p in sorted(PENALTIES) if p != "weighted_l21")) from None
+
+
+def bad_mask(raw, span0, span1):
+    """Which samples of [span0, span1] s (both included) lie in a ``BAD_*`` annotation."""
+    from mne.annotations import _annotations_starts_stops
+
+    a, b = raw.time_as_index([span0, span1], use_rounding=True)
+    a, b = int(a), min(int(b) + 1, len(raw.times))
+    covered = np.zeros(max(b - a, 0), bool)
+    if not len(raw.annotations):
+        return covered
+    starts, stops = _annotations_starts_stops(raw, ("BAD",))
+    for s0, s1 in zip(starts, stops):
+        covered[max(s0 - a, 0):max(min(s1 - a, b - a), 0)] = True
+    return covered
+
+
+def _check_not_all_bad(raw, span0, span1):
+    """One clear error when ``BAD_*`` annotations cover the whole span (nothing to localize)."""
+    covered = bad_mask(raw, span0, span1)
+    if covered.size and covered.all():
+        raise InputError(f"Every sample of [{span0:.3f}, {span1:.3f}] s lies in a BAD_ "
+                         "annotation: nothing is left to localize.",
+                         "remove or shorten the BAD_ annotations (raw.annotations), or choose "
+                         "a span outside them with tmin/tmax (--tmin/--tmax).")
+
+
 def _check_args(raw, window, step, l_freq, h_freq, level, n_jobs, chunk, alpha, tmin, tmax,
-                prune="bic"):
+                prune="bic", **more):
+    """Every argument checked before any work (``more``: the rest of :func:`_check_types`)."""
     import mne
 
     if not isinstance(raw, mne.io.BaseRaw):
         raise InputError(f"raw must be an mne.io.Raw, got {type(raw).__name__}.",
                          "read one with mne.io.read_raw(fname) (preload not needed).")
     for name, value in (("window", window), ("step", step), ("chunk", chunk)):
-        if not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+        if not _is_real(value) or value <= 0:
             raise InputError(f"{name} must be a positive number of seconds, got {value!r}.",
                              "use e.g. window=0.1, step=0.05, chunk=10.")
     if step > window:
@@ -902,15 +981,24 @@ def _check_args(raw, window, step, l_freq, h_freq, level, n_jobs, chunk, alpha, 
     if round(step * sfreq) < 1:
         raise InputError(f"step={step} s is shorter than one sample at {sfreq:g} Hz.",
                          "use a longer step.")
+    _check_types(l_freq=l_freq, h_freq=h_freq, tmin=tmin, tmax=tmax, level=level, alpha=alpha,
+                 n_jobs=n_jobs, **more)
     span0 = raw.times[0] if tmin is None else tmin
     span1 = raw.times[-1] if tmax is None else tmax
     if not (raw.times[0] <= span0 < span1 <= raw.times[-1] + 0.5 / sfreq):
-        raise InputError(f"The span [{span0}, {span1}] s is not inside the recording "
+        raise InputError(f"The span [{span0:g}, {span1:g}] s is not inside the recording "
                          f"[{raw.times[0]:.3f}, {raw.times[-1]:.3f}] s.",
                          "choose tmin < tmax inside it.")
-    if window > span1 - span0:
-        raise InputError(f"The window ({window} s) is longer than the recording "
-                         f"({span1 - span0:.3f} s).", "use a shorter window.")
+    _check_not_all_bad(raw, span0, span1)
+    # In samples: a span of n samples lasts n / sfreq (a 301-sample recording at 300.3 Hz
+    # holds a 1-s window although its last sample is at 0.999 s).
+    n_span = int(round((span1 - span0) * sfreq)) + 1
+    if round(window * sfreq) > n_span:
+        what = "recording" if tmin is None and tmax is None else "span tmin..tmax"
+        raise InputError(f"The window ({window:g} s) is longer than the {what} "
+                         f"({n_span / sfreq:.3f} s).",
+                         "use a shorter window" + ("." if what == "recording" else
+                                                   ", or a longer span (--tmin/--tmax)."))
     nyq = sfreq / 2.0
     for name, f in (("l_freq", l_freq), ("h_freq", h_freq)):
         if f is not None and not (np.isfinite(f) and 0 < f < nyq):
@@ -1019,11 +1107,15 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
     timings = {}
     t_start = time.perf_counter()
     _check_args(raw, window, step, l_freq, h_freq, level, n_jobs, chunk, alpha, tmin, tmax,
-                prune)
+                prune, noise_segment=noise_segment, penalty=penalty, tol=tol, max_time=max_time,
+                fname=fname, warm_start=warm_start, random_state=random_state)
     if fname is not None:  # fail before the work, not after it
         fname = Path(fname)
         if fname.exists() and not overwrite:
             raise InputError(f"{str(fname)!r} exists.", "pass overwrite=True or another name.")
+        if not fname.parent.is_dir():  # was found only after the noise and λ work
+            raise InputError(f"The folder of {str(fname)!r} does not exist.",
+                             "create it first or choose another file name.")
     raw = with_average_reference(raw)
     sfreq = raw.info["sfreq"]
     with mne.utils.use_log_level(verbose):

@@ -70,7 +70,8 @@ def localize_continuous_file(recording, out_dir, *, forward_spec=None, noise_cov
         apply_channel_options(raw, bads=bads, ch_types=ch_types)
         raw = mio.exclude_channels(raw, exclude)
         # Every option is checked before the forward model is read or built.
-        _check_args(raw, window, step, l_freq, h_freq, 0.99, n_jobs, 10.0, alpha, tmin, tmax)
+        _check_args(raw, window, step, l_freq, h_freq, 0.99, n_jobs, 10.0, alpha, tmin, tmax,
+                    noise_segment=noise_segment, penalty=penalty, tol=tol)
         notes = []
         if forward_spec.montage is not None:
             from .forward import ensure_sensor_positions
@@ -156,12 +157,29 @@ def noise_cov_from_segment(raw, segment, *, verbose=False):
     rank of the measurement info; ``BAD_*`` annotated samples are left out.
     """
     start, stop = segment
-    if not (raw.times[0] <= start < stop <= raw.times[-1]) or stop - start < 1.0:
-        raise InputError(f"The noise segment [{start}, {stop}] s is not a segment of at least "
-                         f"1 s inside the recording [{raw.times[0]:.1f}, {raw.times[-1]:.1f}] s.",
-                         "give --noise-segment START,STOP inside the recording, e.g. 0,20.")
-    return mne.compute_raw_covariance(mio.with_average_reference(raw), tmin=start, tmax=stop,
-                                      method="empirical", rank="info", verbose=verbose)
+    # The recording ends one sample after its last sample's time (a 301-sample, 300.3 Hz
+    # recording lasts 1.002 s, and 0,1 is inside it).
+    begin, end = raw.times[0], raw.times[-1] + 1.0 / raw.info["sfreq"]
+    if end - begin < 1.0:
+        raise InputError(f"The recording lasts {end - begin:.3f} s: too short for a noise "
+                         "segment of at least 1 s.",
+                         "give a noise covariance instead: --noise-cov FILE or --empty-room FILE.")
+    if not (begin <= start < stop <= end + 0.5 / raw.info["sfreq"]) or stop - start < 1.0:
+        raise InputError(f"The noise segment [{start:g}, {stop:g}] s is not a segment of at "
+                         f"least 1 s inside the recording [{begin:.3f}, {end:.3f}] s.",
+                         "give --noise-segment START,STOP inside the recording, e.g. "
+                         f"{begin:g},{min(begin + 20.0, end):.3f}.")
+    from .continuous import bad_mask
+
+    clean = int((~bad_mask(raw, start, min(stop, raw.times[-1]))).sum()) / raw.info["sfreq"]
+    if clean < 1.0:  # MNE would stop with "No samples found to compute the covariance matrix"
+        raise InputError(f"Only {clean:.3f} s of the noise segment [{start:g}, {stop:g}] s lie "
+                         "outside BAD_ annotations; at least 1 s is needed.",
+                         "choose a quiet segment outside the BAD_ annotations with "
+                         "--noise-segment, or give --noise-cov FILE / --empty-room FILE.")
+    return mne.compute_raw_covariance(mio.with_average_reference(raw), tmin=start,
+                                      tmax=min(stop, raw.times[-1]), method="empirical",
+                                      rank="info", verbose=verbose)
 
 
 def _write_windows_csv(windows, fname):

@@ -483,6 +483,7 @@ def noise_cov_from_baseline(epochs, *, tmax=0.0, method="ledoit_wolf", verbose=F
 
 def noise_cov_from_empty_room(fname, *, method="ledoit_wolf", verbose=False):
     """Estimate the noise covariance from an empty-room recording."""
+    _existing_file(fname, "empty-room recording")  # not "The recording ... does not exist"
     raw = read_recording(fname, verbose=verbose)
     if not isinstance(raw, mne.io.BaseRaw):
         raise InputError(f"{fname!r} is not a raw recording.", "give the empty-room raw file.")
