@@ -540,6 +540,12 @@ class _Blender:
         self.start = upto
 
 
+#: Longest band-pass filter (s) a chunk may be padded with: the padding is real
+#: data read on each side, so this bounds what a chunk reads (MNE's high-pass
+#: filters last 3.3 / l_freq s below 2 Hz: 0.06 Hz and up).
+MAX_FILTER_S = 60.0
+
+
 def blend_weights(n_samples):
     """Hann weights of a window, positive at every sample: ``sin²(π (t + ½) / n)``."""
     return np.sin(np.pi * (np.arange(n_samples) + 0.5) / n_samples) ** 2
@@ -1118,6 +1124,20 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
                              "create it first or choose another file name.")
     raw = with_average_reference(raw)
     sfreq = raw.info["sfreq"]
+    filter_kw, pad = None, 0
+    if l_freq is not None or h_freq is not None:
+        from mne.filter import create_filter
+
+        filter_kw = dict(sfreq=sfreq, l_freq=l_freq, h_freq=h_freq, verbose=False)
+        h = create_filter(None, **filter_kw)
+        pad = int(len(h))  # a whole filter length of real data on each side
+        if pad > MAX_FILTER_S * sfreq:  # each chunk would read minutes around it
+            raise InputError(
+                f"A {l_freq:g}-Hz high-pass needs a {pad / sfreq:.0f}-s filter: every chunk "
+                f"would read that much data on each side (memory and reading no longer "
+                f"bounded by the chunk).",
+                f"use l_freq >= {3.3 / MAX_FILTER_S:.2f} Hz (--l-freq), or high-pass the "
+                "whole recording first (mne.io.Raw.filter) and localize the filtered file.")
     with mne.utils.use_log_level(verbose):
         op = make_sparse_inverse_operator(raw.info, forward, noise_cov, loose=loose,
                                           depth=depth, rank=rank)
@@ -1127,13 +1147,6 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
     n_total = last - first
     n_win = int(round(window * sfreq))
     n_hop = int(round(step * sfreq))
-    filter_kw, pad = None, 0
-    if l_freq is not None or h_freq is not None:
-        from mne.filter import create_filter
-
-        filter_kw = dict(sfreq=sfreq, l_freq=l_freq, h_freq=h_freq, verbose=False)
-        h = create_filter(None, **filter_kw)
-        pad = int(len(h))  # a whole filter length of real data on each side
     timings["prepare"] = time.perf_counter() - t_start
     ctx = _Context(raw=raw, picks=picks, whitener=op.whitener, gain=op.gain,
                    n_orient=op.n_orient, weighting=op.source_weighting, n_win=n_win,

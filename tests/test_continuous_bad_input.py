@@ -128,3 +128,11 @@ def test_window_fits_a_recording_of_exactly_its_length(tiny_raw):
         localize_continuous(tiny_raw, None, None, tmin=0.5, tmax=0.55)
     with pytest.raises(InputError, match="forward must be an mne.Forward"):  # past the checks
         localize_continuous(tiny_raw, None, None, window=2.0, step=0.05)
+
+
+def test_very_low_high_pass_is_refused_before_any_work(tiny_raw):
+    """A 0.01-Hz high-pass needs a ~330-s filter: every chunk would read that much on each side
+    (the memory bound broke); refused before the forward is even looked at."""
+    with pytest.raises(InputError, match="high-pass needs a") as info:
+        localize_continuous(tiny_raw, None, None, l_freq=0.01)
+    assert "0.06 Hz" in info.value.fix
