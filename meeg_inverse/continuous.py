@@ -168,9 +168,7 @@ class ContinuousResult:
         mapper = self._mapper
         index = np.array([a["source_index"] for a in activity])
         peaks = np.array([max(p[2] for p in a["periods"]) for a in activity]) * 1e-9
-        blocks = index if mapper._problem.source_mask is None else np.searchsorted(
-            np.flatnonzero(np.asarray(mapper._problem.source_mask).reshape(
-                -1, mapper.n_orient).any(axis=1)), index)
+        blocks = np.searchsorted(mapper._problem.block_sources(), index)
         rows = blocks * mapper.n_orient  # the amplitude on one orientation row
         values = (peaks / mapper.weighting[rows])[:, None]
         return mapper._problem.to_stc(values, active_set=rows, times=np.array([self.tmin]))
@@ -310,12 +308,7 @@ class _SourceMapper:
 
     def _block_index(self, blocks):
         """Gain blocks → source indices of the unmasked source space."""
-        blocks = np.asarray(blocks, int)
-        mask = self._problem.source_mask
-        if mask is None:
-            return blocks
-        kept = np.flatnonzero(np.asarray(mask).reshape(-1, self.n_orient).any(axis=1))
-        return kept[blocks]
+        return self._problem.block_sources()[np.asarray(blocks, int)]
 
     def _vertices(self, index):
         vertno = np.concatenate([s["vertno"] for s in self._problem.forward["src"]])

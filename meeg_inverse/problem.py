@@ -500,6 +500,19 @@ class InverseProblem:
             weights[self.source_mask] = self.source_weighting
         return coef * weights[:, None]
 
+    def block_sources(self):
+        """Forward source index of each block of :attr:`gain` (the kept sources when masked).
+
+        Returns
+        -------
+        index : ndarray of int, shape (n_gain_columns // n_orient,)
+            Increasing.
+        """
+        n_blocks = self.gain.shape[1] // self.n_orient
+        if self.source_mask is None:
+            return np.arange(n_blocks)
+        return np.flatnonzero(np.asarray(self.source_mask).reshape(-1, self.n_orient).any(1))
+
     def active_sources(self, coef):
         """Indices of source positions with a non-zero block in a full solution."""
         blocks = np.abs(coef).reshape(-1, self.n_orient * coef.shape[1]).max(axis=1)

@@ -333,18 +333,9 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
                            confidence=conf, clusters=clusters, minor_clusters=minor)
 
 
-def _block_index(problem):
-    """Forward source index of each gain block (the kept sources when masked)."""
-    n_blocks = problem.gain.shape[1] // problem.n_orient
-    if problem.source_mask is None:
-        return np.arange(n_blocks)
-    return np.flatnonzero(np.asarray(problem.source_mask).reshape(-1, problem.n_orient).any(1))
-
-
 def _rows_of_sources(problem, sources):
     """Gain columns (rows of the solution) of forward source indices."""
-    index = _block_index(problem)
-    blocks = np.searchsorted(index, np.asarray(sources, int))
+    blocks = np.searchsorted(problem.block_sources(), np.asarray(sources, int))
     n_orient = problem.n_orient
     return (blocks[:, None] * n_orient + np.arange(n_orient)[None]).ravel()
 
@@ -356,7 +347,7 @@ def _clusters(problem, active_set, coef_active):
     if not active_set.any():
         return []
     n_orient = problem.n_orient
-    index = _block_index(problem)
+    index = problem.block_sources()
     blocks = np.flatnonzero(active_set.reshape(-1, n_orient).any(axis=1))
     weights = np.asarray(problem.source_weighting).reshape(-1, n_orient)[:, 0]
     norms = np.linalg.norm(coef_active.reshape(blocks.size, -1), axis=1)
@@ -369,8 +360,7 @@ def _cluster_confidence(problem, data, clusters, penalty, alpha_fraction, n_resa
     """Each cluster's stability-selection frequency, and {source index: it} of its members."""
     from .clusters import cluster_confidence
 
-    index = _block_index(problem)
-    positions, hemis = problem.source_positions(index)
+    positions, hemis = problem.source_positions(problem.block_sources())
     weights = np.asarray(problem.source_weighting).reshape(-1, problem.n_orient)[:, 0]
     penalty_params = {k: v for k, v in params.items() if k in ("gamma", "eps")}
     freq = cluster_confidence(
