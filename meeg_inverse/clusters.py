@@ -78,12 +78,6 @@ class SourceCluster:
         """Source index of the strongest member."""
         return int(self.members[0])
 
-    def as_dict(self):
-        return {"members": [int(m) for m in self.members],
-                "weights": [round(float(w), 4) for w in self.weights],
-                "peak": self.peak, "amplitude": float(self.amplitude), "hemi": self.hemi,
-                "confidence": None if self.confidence is None else round(float(self.confidence), 3)}
-
 
 def cluster_sources(sources, positions, amplitudes, hemis=None, *,
                     radius_mm=CLUSTER_RADIUS_MM):

@@ -123,28 +123,35 @@ def _flatten(d, prefix="", max_items=40):
     return dict(list(out.items())[:max_items])
 
 
+def _source_cells(r, position):
+    """(row class, cells Region … Confidence) of a source record; ``position`` in MNI mm or None."""
+    pos = "—" if position is None else "({:.0f}, {:.0f}, {:.0f})".format(*position)
+    conf = r.get("confidence")
+    cls = ' class="uncertain"' if conf is not None and conf < 0.5 else ""
+    cells = (f"<td>{html.escape(str(r.get('label') or '—'))}</td>"
+             f"<td>{html.escape(str(r.get('hemisphere')))}</td><td>{pos}</td>"
+             f"<td>{r['peak_amplitude_nAm']:.1f}</td><td>{1e3 * r['peak_time_s']:.0f}</td>"
+             f"<td>{'—' if conf is None else f'{conf:.2f}'}</td>")
+    return cls, cells
+
+
+_SOURCE_HEAD = ("<th>Region</th><th>Hemisphere</th><th>{}</th><th>Peak (nA·m)</th>"
+                "<th>Peak time (ms)</th><th>Confidence</th>")
+
+
 def _sources_table(sources):
     """An HTML table of the grid sources (strongest first), with their reported source."""
     if not sources:
         return "<p>No active source.</p>"
     grouped = any("source" in r for r in sources)
     head = ("<tr><th>#</th>" + ("<th>Reported source</th>" if grouped else "")
-            + "<th>Region</th><th>Hemisphere</th><th>MNI (mm)</th>"
-            "<th>Peak (nA·m)</th><th>Peak time (ms)</th><th>Confidence</th>"
-            "<th>Explained variance</th></tr>")
+            + _SOURCE_HEAD.format("MNI (mm)") + "<th>Explained variance</th></tr>")
     rows = []
     for k, r in enumerate(sources, 1):
-        mni = r.get("position_mni_mm")
-        pos = "—" if mni is None else "({:.0f}, {:.0f}, {:.0f})".format(*mni)
-        conf = r.get("confidence")
-        cls = ' class="uncertain"' if conf is not None and conf < 0.5 else ""
+        cls, cells = _source_cells(r, r.get("position_mni_mm"))
         group = f"<td>{r.get('source', '—')}</td>" if grouped else ""
-        rows.append(
-            f"<tr{cls}><td>{k}</td>{group}<td>{html.escape(str(r.get('label') or '—'))}</td>"
-            f"<td>{html.escape(str(r.get('hemisphere')))}</td><td>{pos}</td>"
-            f"<td>{r['peak_amplitude_nAm']:.1f}</td><td>{1e3 * r['peak_time_s']:.0f}</td>"
-            f"<td>{'—' if conf is None else f'{conf:.2f}'}</td>"
-            f"<td>{100 * r['explained_variance']:.1f} %</td></tr>")
+        rows.append(f"<tr{cls}><td>{k}</td>{group}{cells}"
+                    f"<td>{100 * r['explained_variance']:.1f} %</td></tr>")
     return f'<table class="sources">{head}{"".join(rows)}</table>'
 
 
@@ -152,20 +159,12 @@ def _reported_table(reported):
     """An HTML table of the reported sources: clusters of neighbouring grid sources."""
     if not reported:
         return ""
-    head = ("<tr><th>Source</th><th>Region</th><th>Hemisphere</th><th>Centroid MNI (mm)</th>"
-            "<th>Peak (nA·m)</th><th>Peak time (ms)</th><th>Confidence</th>"
-            "<th>Grid sources</th></tr>")
+    head = ("<tr><th>Source</th>" + _SOURCE_HEAD.format("Centroid MNI (mm)")
+            + "<th>Grid sources</th></tr>")
     rows = []
     for r in reported:
-        mni = r.get("centroid_mni_mm") or r.get("centroid_head_mm")
-        pos = "—" if mni is None else "({:.0f}, {:.0f}, {:.0f})".format(*mni)
-        conf = r.get("confidence")
-        cls = ' class="uncertain"' if conf is not None and conf < 0.5 else ""
-        rows.append(
-            f"<tr{cls}><td>{r['source']}</td><td>{html.escape(str(r.get('label') or '—'))}</td>"
-            f"<td>{html.escape(str(r.get('hemisphere')))}</td><td>{pos}</td>"
-            f"<td>{r['peak_amplitude_nAm']:.1f}</td><td>{1e3 * r['peak_time_s']:.0f}</td>"
-            f"<td>{'—' if conf is None else f'{conf:.2f}'}</td><td>{len(r['members'])}</td></tr>")
+        cls, cells = _source_cells(r, r.get("centroid_mni_mm") or r.get("centroid_head_mm"))
+        rows.append(f"<tr{cls}><td>{r['source']}</td>{cells}<td>{len(r['members'])}</td></tr>")
     return (f'<h3>Reported sources</h3><table class="sources">{head}{"".join(rows)}</table>'
             "<h3>Grid sources</h3>")
 
