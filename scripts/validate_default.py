@@ -153,32 +153,13 @@ def confidence_of(result, source_index):
     return values
 
 
-def _rows_of(sim, stc):
-    """Indices (into the inverse forward), peak amplitudes and time courses of non-zero rows."""
-    idx = sim.global_index(stc.vertices)
-    data = stc.data
-    if data.ndim == 3:
-        amp = np.linalg.norm(data, axis=1).max(axis=1)
-        tcs = []
-        for block in data:  # dominant orientation's time course
-            _, s, vt = np.linalg.svd(block, full_matrices=False)
-            tcs.append(s[0] * vt[0])
-        tcs = np.array(tcs).reshape(len(idx), -1)
-    else:
-        amp, tcs = np.abs(data).max(axis=1), data
-    keep = amp > 0
-    return idx[keep], amp[keep], tcs[keep], keep
-
-
 def run_ours_default(sim, evoked):
     from meeg_inverse import sparse_inverse
 
     res = sparse_inverse(evoked, sim.fwd, sim.cov, return_result=True)
     stc = res.estimates[0]
-    idx, amp, tcs, keep = _rows_of(sim, stc)
-    all_idx = sim.global_index(stc.vertices)
-    conf = confidence_of(res, all_idx)
-    grid = (idx, amp, tcs, (None if conf is None else conf[keep]))
+    idx, amp, tcs = vs._from_stc(sim, stc)
+    grid = (idx, amp, tcs, confidence_of(res, idx))
     # Amendment 2: scored on the reported sources (clusters, centroid positions).
     sources = list(getattr(res, "sources", []) or [])
     tc_of = dict(zip(idx.tolist(), tcs))
@@ -213,7 +194,7 @@ def run_mne_sure(sim, evoked, seed):
 
     stc = mixed_norm(evoked, sim.fwd, sim.cov, alpha="sure", loose=0.0, depth=0.8,
                      debias=True, random_state=seed, verbose=False)
-    return (*_rows_of(sim, stc)[:3], None)
+    return (*vs._from_stc(sim, stc), None)
 
 
 def run_gamma_map(sim, evoked):
@@ -225,7 +206,7 @@ def run_gamma_map(sim, evoked):
         if "No active dipoles" not in str(exc):
             raise
         return np.zeros(0, int), np.zeros(0), np.zeros((0, len(evoked.times))), None
-    return (*_rows_of(sim, stc)[:3], None)
+    return (*vs._from_stc(sim, stc), None)
 
 
 def _champagne_class():
@@ -283,7 +264,7 @@ def run_champagne(sim, evoked):
     solver = _champagne_class()(verbose=0)
     solver.make_inverse_operator(fwd_w, ev_w, noise_cov=ident)
     stc = solver.apply_inverse_operator(ev_w)
-    return (*_rows_of(sim, stc)[:3], None)
+    return (*vs._from_stc(sim, stc), None)
 
 
 def run_method(method, sim, evoked, seed):
