@@ -299,22 +299,22 @@ def bench_job(repeats, mne_repeats=None):
     print("   ours: " + " ".join(ours_cmd[1:]))
     mne_repeats = repeats if mne_repeats is None else mne_repeats
     ours, theirs, ours_rss, theirs_rss, ours_tree, theirs_tree = [], [], [], [], [], []
+
+    def timed(k, name, cmd, walls, rsss, trees):
+        wall, rss, tree, proc = _run_timed(cmd, env)
+        walls.append(wall)
+        rsss.append(rss)
+        trees.append(tree)
+        print(f"   run {k + 1}: {name} {wall:.1f} s, max RSS {rss:.0f} MB, "
+              f"process tree peak {tree:.0f} MB", flush=True)
+        return proc
+
     try:
         for k in range(max(repeats, mne_repeats)):
             if k < repeats:
-                wall, rss, tree, _ = _run_timed(ours_cmd, env)
-                ours.append(wall)
-                ours_rss.append(rss)
-                ours_tree.append(tree)
-                print(f"   run {k + 1}: ours {wall:.1f} s, max RSS {rss:.0f} MB, "
-                      f"process tree peak {tree:.0f} MB", flush=True)
+                timed(k, "ours", ours_cmd, ours, ours_rss, ours_tree)
             if k < mne_repeats:
-                wall, rss, tree, proc = _run_timed(mne_cmd, env)
-                theirs.append(wall)
-                theirs_rss.append(rss)
-                theirs_tree.append(tree)
-                print(f"   run {k + 1}: MNE  {wall:.1f} s, max RSS {rss:.0f} MB, "
-                      f"process tree peak {tree:.0f} MB", flush=True)
+                proc = timed(k, "MNE ", mne_cmd, theirs, theirs_rss, theirs_tree)
         with open(tmp / "ours" / "summary.json") as f:
             import json
 
