@@ -127,7 +127,7 @@ def result_warnings(records, *, field_cancellation=float("nan"), residual_ratio=
     return out
 
 
-def reported_sources(records, clusters):
+def reported_sources(records, clusters, frames_of=None):
     """One entry per reported source (a cluster of grid sources), strongest first.
 
     Each record gets ``source``: the 1-based number of its reported source.
@@ -137,11 +137,17 @@ def reported_sources(records, clusters):
     records : list of dict
         Annotated source records (:func:`annotate_records`).
     clusters : list of meeg_inverse.clusters.SourceCluster
+    frames_of : callable | None
+        ``frames_of(indices)`` -> ``{'head'|'mri'|'mni': ndarray (n, 3) in m | None}``:
+        positions of any grid sources (for the sub-grid positions, whose
+        triangle vertices need not be active). None: the centroid is reported.
 
     Returns
     -------
     sources : list of dict
         ``source``, ``hemisphere``, ``label`` (the strongest member's),
+        ``position_{head,mri,mni}_mm`` (the reported position: the sub-grid fit
+        of :mod:`meeg_inverse.subgrid`, or the centroid), ``position_method``,
         ``centroid_{head,mri,mni}_mm`` (energy-weighted centroid of the members),
         ``peak_amplitude_nAm`` (root-sum-square of the members' peaks),
         ``peak_time_s`` (the strongest member's), ``confidence``, ``members``
@@ -161,6 +167,19 @@ def reported_sources(records, clusters):
             pos = [m.get(f"position_{frame}_mm") for m in members]
             entry[f"centroid_{frame}_mm"] = (None if any(p is None for p in pos) else
                                              np.round(weights @ np.array(pos), 2).tolist())
+        method = getattr(cluster, "position_method", "centroid")
+        if frames_of is not None and method != "centroid":
+            frames = frames_of(np.asarray(cluster.position_sources, int))
+            w = np.asarray(cluster.position_weights, float)
+            for frame in ("head", "mri", "mni"):
+                entry[f"position_{frame}_mm"] = (
+                    None if frames.get(frame) is None
+                    else np.round(w @ frames[frame] * 1e3, 2).tolist())
+        else:
+            method = "centroid"
+            for frame in ("head", "mri", "mni"):
+                entry[f"position_{frame}_mm"] = entry[f"centroid_{frame}_mm"]
+        entry["position_method"] = method
         entry["peak_amplitude_nAm"] = float(np.sqrt(sum(m["peak_amplitude_nAm"] ** 2
                                                         for m in members)))
         entry["peak_time_s"] = members[0]["peak_time_s"]

@@ -645,9 +645,9 @@ def _print_result(result, paths, args):
         print(f"{len(reported)} reported source(s) (neighbouring grid sources within "
               f"{summary.get('cluster_radius_mm', 25):.0f} mm merged):")
     for rec in reported[:10]:
-        mni = rec["centroid_mni_mm"]
+        mni = rec["position_mni_mm"]
         where = f"MNI ({mni[0]:.0f}, {mni[1]:.0f}, {mni[2]:.0f}) mm" if mni else \
-            "head ({:.0f}, {:.0f}, {:.0f}) mm".format(*rec["centroid_head_mm"])
+            "head ({:.0f}, {:.0f}, {:.0f}) mm".format(*rec["position_head_mm"])
         label = rec.get("label") or rec["hemisphere"]
         conf = rec.get("confidence")
         conf = "" if conf is None else f"  confidence {conf:.2f}"

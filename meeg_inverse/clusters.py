@@ -20,7 +20,9 @@ the automatic rules report *clusters*:
    whitened channels (the observations of the linear model) drawn without
    replacement, the same penalty solved at the same fraction of λ_max, the
    subsample's own clusters compared with the reported ones
-   (:func:`cluster_confidence`). Channel subsets see a different forward-model
+   (:func:`cluster_confidence`); where the position is refitted between the
+   grid vertices (:mod:`meeg_inverse.subgrid`), the subsample must also
+   confirm that position. Channel subsets see a different forward-model
    mismatch, so companions made by it come and go; noise redraws alone keep
    them (they are in the signal).
 
@@ -64,6 +66,16 @@ class SourceCluster:
         'lh' or 'rh' (None for volume sources).
     confidence : float | None
         Stability-selection frequency, when computed.
+    position : ndarray, shape (3,) | None
+        The reported position (m, the frame of the positions given): the
+        sub-grid fit of :func:`meeg_inverse.subgrid.refine_positions` when it
+        applies, else the centroid.
+    position_sources, position_weights : ndarray | None
+        The grid sources and weights whose weighted position is ``position``
+        (the vertices of the fitted triangle and their barycentric weights; the
+        members and their energy weights for a centroid).
+    position_method : str
+        'sub-grid fit' or 'centroid'.
     """
 
     members: np.ndarray
@@ -72,6 +84,16 @@ class SourceCluster:
     amplitude: float
     hemi: str | None = None
     confidence: float | None = None
+    position: np.ndarray | None = None
+    position_sources: np.ndarray | None = None
+    position_weights: np.ndarray | None = None
+    position_method: str = "centroid"
+
+    def __post_init__(self):
+        if self.position is None:
+            self.position = self.centroid
+            self.position_sources = self.members
+            self.position_weights = self.weights
 
     @property
     def peak(self):
@@ -139,7 +161,7 @@ def minor_clusters(clusters, fraction=MINOR_FRACTION):
 def cluster_confidence(gain, data, clusters, *, penalty, alpha_fraction, n_orient, positions,
                        hemis, amplitude_scale, noise, epochs=None, n_resamples=20,
                        match_mm=MATCH_MM, radius_mm=CLUSTER_RADIUS_MM, tol=1e-6,
-                       random_state=0, callback=None, **penalty_params):
+                       random_state=0, callback=None, stability=None, **penalty_params):
     """Stability-selection frequency of each reported source over channel subsamples.
 
     Parameters
@@ -177,6 +199,10 @@ def cluster_confidence(gain, data, clusters, *, penalty, alpha_fraction, n_orien
     random_state : int | None
     callback : callable | None
         Called with the number of subsamples done.
+    stability : callable | None
+        ``stability(rows, sub_data)`` -> bool per cluster: a further check a
+        subsample must pass to confirm a source (the sub-grid position's, from
+        :func:`meeg_inverse.subgrid.refine_positions`).
     **penalty_params
         ``gamma`` / ``eps`` of the penalty.
 
@@ -226,8 +252,11 @@ def cluster_confidence(gain, data, clusters, *, penalty, alpha_fraction, n_orien
         if found.any() and qut_half < a_max:
             above = solve(sub_gain, sub_data, l21.with_alpha(qut_half), n_orient=n_orient,
                           tol=tol)
-            hits += found & _near(above.coef, centroids, n_blocks, positions, hemis,
+            found = found & _near(above.coef, centroids, n_blocks, positions, hemis,
                                   amplitude_scale, radius_mm, match_mm)
+            if stability is not None and found.any():
+                found = found & stability(rows, sub_data)
+            hits += found
         if callback is not None:
             callback(r + 1)
     return hits / n_resamples

@@ -9,6 +9,9 @@ drawn without replacement, the same penalty is solved at the same fraction of
 there a source within :data:`~meeg_inverse.clusters.MATCH_MM` of it, and does
 it stand above what noise alone produces (the L2,1 fit at the quantile
 universal threshold λ_QUT, :func:`meeg_inverse.rules.quantile_universal_threshold`)?
+and, where the position is a sub-grid fit (:mod:`meeg_inverse.subgrid`), does
+the same fit on those channels land within
+:data:`~meeg_inverse.subgrid.STABLE_MM` of it?
 When the single trials are given they are resampled with replacement as well
 (the nonparametric bootstrap). The computation is
 :func:`meeg_inverse.clusters.cluster_confidence`.

@@ -29,6 +29,9 @@ DEFAULT_RULE = "bic"
 DEFAULT_RULE_PENALTY = "l05"
 
 
+#: The confidence also asks each channel subsample to confirm the sub-grid position.
+POSITION_CHECK = True
+
 def resolve_penalty(penalty, alpha):
     """The penalty to use: ``penalty``, or the default of the λ rule when it is None."""
     if penalty is not None:
@@ -298,12 +301,23 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
         clusters = _clusters(problem, active_set, coef_active)  # refitted amplitudes
     else:
         minor = []
+    if clusters:
+        # Reported positions between grid vertices (meeg_inverse.subgrid).
+        from .subgrid import refine_positions
+
+        t3 = time.perf_counter()
+        stability = refine_positions(problem, data, clusters)
+        if stability is not None:
+            timings["subgrid"] = time.perf_counter() - t3
+    else:
+        stability = None
     conf = None
     if confidence and clusters and problem.data.shape[1] <= MAX_CONFIDENCE_SAMPLES:
         t2 = time.perf_counter()
         conf = _cluster_confidence(problem, data, clusters, penalty,
                                    alpha_abs / problem.alpha_max, int(confidence), epochs,
-                                   random_state, params)
+                                   random_state, params,
+                                   stability if POSITION_CHECK else None)
         timings["confidence"] = time.perf_counter() - t2
     if basis is not None:
         coef_active = coef_active @ basis
@@ -356,7 +370,7 @@ def _clusters(problem, active_set, coef_active):
 
 
 def _cluster_confidence(problem, data, clusters, penalty, alpha_fraction, n_resamples, epochs,
-                        random_state, params):
+                        random_state, params, stability=None):
     """Each cluster's stability-selection frequency, and {source index: it} of its members."""
     from .clusters import cluster_confidence
 
@@ -367,7 +381,7 @@ def _cluster_confidence(problem, data, clusters, penalty, alpha_fraction, n_resa
         problem.gain, data, clusters, penalty=penalty if penalty != "irmxne" else "l21",
         alpha_fraction=alpha_fraction, n_orient=problem.n_orient, positions=positions,
         hemis=hemis, amplitude_scale=weights, noise=problem.noise_estimate, epochs=epochs,
-        n_resamples=n_resamples,
+        n_resamples=n_resamples, stability=stability,
         random_state=0 if random_state is None else random_state, **penalty_params)
     conf = {}
     for c, f in zip(clusters, freq):

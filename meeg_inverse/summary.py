@@ -30,6 +30,30 @@ def mni_transform(subject, subjects_dir):
         return None
 
 
+def source_frames(problem, indices, *, subject=None, subjects_dir=None):
+    """Positions of sources in the head, MRI and MNI frames.
+
+    Parameters
+    ----------
+    problem : InverseProblem
+    indices : array of int
+        Forward source indices.
+    subject, subjects_dir
+        For MNI coordinates (talairach.xfm of the subject).
+
+    Returns
+    -------
+    frames : dict
+        ``{'head': ndarray (n, 3), 'mri': ..., 'mni': ndarray | None}`` in m.
+    hemis : list of str | None
+    """
+    rr_mri, hemis = problem.source_positions(np.asarray(indices, int))
+    rr_head = mne.transforms.apply_trans(problem.forward["mri_head_t"], rr_mri)
+    to_mni = mni_transform(subject, subjects_dir)
+    rr_mni = None if to_mni is None else mne.transforms.apply_trans(to_mni, rr_mri)
+    return {"head": rr_head, "mri": rr_mri, "mni": rr_mni}, hemis
+
+
 def source_records(problem, coef_full, *, subject=None, subjects_dir=None):
     """Describe every active source of a full solution.
 
@@ -53,10 +77,8 @@ def source_records(problem, coef_full, *, subject=None, subjects_dir=None):
         return []
     n_orient, n_times = problem.n_orient, coef_full.shape[1]
     amplitude = np.linalg.norm(physical.reshape(-1, n_orient, n_times)[active], axis=1)
-    rr_mri, hemis = problem.source_positions(active)
-    rr_head = mne.transforms.apply_trans(problem.forward["mri_head_t"], rr_mri)
-    to_mni = mni_transform(subject, subjects_dir)
-    rr_mni = None if to_mni is None else mne.transforms.apply_trans(to_mni, rr_mri)
+    frames, hemis = source_frames(problem, active, subject=subject, subjects_dir=subjects_dir)
+    rr_head, rr_mri, rr_mni = frames["head"], frames["mri"], frames["mni"]
     vertnos = np.concatenate([s["vertno"] for s in problem.forward["src"]])
     data_energy = float(np.sum(problem.data ** 2))
     gain_full = problem.gain

@@ -61,7 +61,11 @@ METHODS = ("ours-default", "mne-sure", "gamma-map", "champagne")
 ANCHORS = METHODS[1:]
 #: Rows derived from the same estimates (amendment 2): ours scored on its grid
 #: rows, and each anchor with ours' reporting (clusters, minor ones dropped).
-DERIVED = ("ours-default grid",) + tuple(f"{m}+clusters" for m in ANCHORS)
+#: Amendment 3: ours' reported sources at their centroids (no sub-grid fit), and
+#: each anchor with the whole reporting (clusters + sub-grid positions).
+DERIVED = (("ours-default grid", "ours-default centroid")
+           + tuple(f"{m}{v}" for m in ANCHORS for v in ("+clusters", "+clusters+subgrid")))
+ANCHOR_ROWS = tuple(f"{m}{v}" for m in ANCHORS for v in ("", "+clusters", "+clusters+subgrid"))
 BEGIN = "<!-- BEGIN AUTO: validate_default.py -->"
 CACHE = ROOT / ".cache" / "validation" / "default"
 GAMMA_MAP_ALPHA = 1.0  # whitened noise variance (nave = 1)
@@ -163,27 +167,44 @@ def run_ours_default(sim, evoked):
     # Amendment 2: scored on the reported sources (clusters, centroid positions).
     sources = list(getattr(res, "sources", []) or [])
     tc_of = dict(zip(idx.tolist(), tcs))
-    reported = (np.array([np.asarray(c.weights) @ sim.pos[np.asarray(c.members)]
+    # Amendment 3: at the reported position (the sub-grid fit where it applies).
+    reported = (np.array([np.asarray(c.position_weights) @ sim.pos[np.asarray(c.position_sources)]
                           for c in sources]).reshape(-1, 3),
                 np.array([c.amplitude for c in sources]),
                 np.array([tc_of.get(int(c.peak), np.zeros(len(evoked.times)))
                           for c in sources]).reshape(len(sources), -1),
-                np.array([np.nan if c.confidence is None else c.confidence for c in sources]))
+                np.array([np.nan if c.confidence is None else c.confidence for c in sources]),
+                # the same sources at their centroids (the row "ours-default centroid")
+                np.array([np.asarray(c.weights) @ sim.pos[np.asarray(c.members)]
+                          for c in sources]).reshape(-1, 3))
     return grid, reported
 
 
-def clustered(sim, idx, amp, tcs):
-    """Amendment 2's reporting applied to any estimate: 25 mm clusters, minor ones dropped."""
+def clustered(sim, idx, amp, tcs, evoked=None):
+    """Amendment 2's reporting applied to any estimate: 25 mm clusters, minor ones dropped;
+    with ``evoked``, also amendment 3's sub-grid positions (meeg_inverse.subgrid)."""
     from meeg_inverse.clusters import cluster_sources, minor_clusters
 
     if len(idx) == 0:
         return np.zeros((0, 3)), np.zeros(0), np.zeros((0, tcs.shape[1])), None
-    n_lh = len(sim.fwd["src"][0]["vertno"])
-    hemis = ["lh" if i < n_lh else "rh" for i in idx]
     strength = np.linalg.norm(tcs, axis=1)
-    kept, _ = minor_clusters(cluster_sources(idx, sim.pos[idx], strength, hemis))
+    if evoked is None:
+        n_lh = len(sim.fwd["src"][0]["vertno"])
+        hemis = ["lh" if i < n_lh else "rh" for i in idx]
+        kept, _ = minor_clusters(cluster_sources(idx, sim.pos[idx], strength, hemis))
+    else:
+        from meeg_inverse.problem import InverseProblem
+        from meeg_inverse.subgrid import refine_positions
+
+        # The problem of ours' default (loose 'auto', depth 0.8): the fit uses its
+        # unweighted free-orientation gain; clusters in its (MRI) positions.
+        problem = InverseProblem.from_evoked(evoked, sim.fwd, sim.cov)
+        mri_pos, hemis = problem.source_positions(np.asarray(idx))
+        kept, _ = minor_clusters(cluster_sources(idx, mri_pos, strength, hemis))
+        refine_positions(problem, problem.data, kept)
     tc_of = dict(zip(np.asarray(idx).tolist(), tcs))
-    pos = np.array([np.asarray(c.weights) @ sim.pos[np.asarray(c.members)] for c in kept])
+    pos = np.array([np.asarray(c.position_weights) @ sim.pos[np.asarray(c.position_sources)]
+                    for c in kept])
     amp_of = dict(zip(np.asarray(idx).tolist(), amp))
     return (pos.reshape(-1, 3), np.array([amp_of[c.peak] for c in kept]),
             np.array([tc_of[c.peak] for c in kept]), None)
@@ -316,11 +337,15 @@ def run_trial(sim, n_src, snr, trial, methods):
                 error = f"{type(exc).__name__}: {exc}"[:200]
             if method == "ours-default":
                 empty = (np.zeros((0, 3)), np.zeros(0), np.zeros((0, len(evoked.times))), None)
-                variants = [(method, *(reported if reported is not None else empty)),
-                            ("ours-default grid", sim.pos[idx], amp, tcs, conf)]
+                rep = reported if reported is not None else empty
+                variants = [(method, *rep[:4]),
+                            ("ours-default grid", sim.pos[idx], amp, tcs, conf),
+                            ("ours-default centroid", *(rep[4:5] or rep[:1]), *rep[1:4])]
             else:
                 variants = [(method, sim.pos[idx], amp, tcs, conf),
-                            (f"{method}+clusters", *clustered(sim, idx, amp, tcs))]
+                            (f"{method}+clusters", *clustered(sim, idx, amp, tcs)),
+                            (f"{method}+clusters+subgrid",
+                             *clustered(sim, idx, amp, tcs, evoked))]
             for name, pos, a, tc, c in variants:
                 s = score(truth, pos, a, tc, c)
                 s.update(method=name, snr=snr, n_sources=n_src, trial=trial, seed=seed,
@@ -421,7 +446,7 @@ def verdicts(rows):
     ours = prim["ours-default"]
     out = [("recall ≥ 0.90", ours["recall"] >= 0.9, f"{ours['recall']:.3f}"),
            ("precision ≥ 0.80", ours["precision"] >= 0.8, f"{ours['precision']:.3f}")]
-    for m in [a for anchor in ANCHORS for a in (anchor, f"{anchor}+clusters")]:
+    for m in ANCHOR_ROWS:
         if m in prim:
             a = prim[m]
             out.append((f"F1 higher than {m}", ours["f1"] > a["f1"],
@@ -462,8 +487,8 @@ def _row(method, a):
 
 
 def markdown(rows, meta):
-    order = ("ours-default", "ours-default grid") + tuple(
-        x for a in ANCHORS for x in (a, f"{a}+clusters")) + ("oracle-nearest",)
+    order = ("ours-default", "ours-default centroid", "ours-default grid") + ANCHOR_ROWS + (
+        "oracle-nearest",)
     methods = [m for m in order if any(r["method"] == m for r in rows)]
     snrs = sorted({float(r["snr"]) for r in rows})
     out = [f"_Generated by `{meta['command']}` on {meta['date']} in {meta['elapsed_min']:.1f} min "

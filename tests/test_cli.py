@@ -239,7 +239,7 @@ def test_default_localize_names_sources_with_a_confidence(sample_paths, sample_f
     # the result page is an mne.Report (issue 19): its HTML, and the HDF5 MNE reads back
     page = (out / "index.html").read_text()
     assert "Sources" in page and summary["sources"][0]["label"] in page
-    assert "Reported sources" in page and "Centroid MNI" in page
+    assert "Reported sources" in page and "Position MNI" in page
     report = mne.open_report(out / "report.h5")
     assert {"Sources", "Interactive 3D viewer", "Provenance"} <= {c.name for c in
                                                                     report._content}
@@ -250,6 +250,11 @@ def test_default_localize_names_sources_with_a_confidence(sample_paths, sample_f
     assert sorted(m for r in reported for m in r["members"]) == sorted(
         rec["source_index"] for rec in summary["sources"])
     assert all(0.0 <= r["confidence"] <= 1.0 and len(r["centroid_mni_mm"]) == 3
+               for r in reported)
+    # the reported position: the sub-grid fit on this surface forward (loose 0.2),
+    # within the cluster's reach of its centroid
+    assert all(r["position_method"] == "sub-grid fit" for r in reported)
+    assert all(np.linalg.norm(np.subtract(r["position_head_mm"], r["centroid_head_mm"])) < 40
                for r in reported)
 
 

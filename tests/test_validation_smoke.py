@@ -244,7 +244,10 @@ def test_quick_mode_writes_a_finite_table(vd, sample_forward, tmp_path, monkeypa
     data = list(vd.read_rows(tmp_path / "cache" / "trials-quick.csv"))
     # amendment 2: ours' grid rows and each anchor with ours' clustering come with them
     assert {r["method"] for r in data} == {"oracle-nearest", "ours-default", "mne-sure",
-                                          "ours-default grid", "mne-sure+clusters"}
+                                          "ours-default grid", "ours-default centroid",
+                                          "mne-sure+clusters", "mne-sure+clusters+subgrid"}
+    centroid = next(r for r in data if r["method"] == "ours-default centroid")
+    assert centroid["n_est"] == next(r for r in data if r["method"] == "ours-default")["n_est"]
     grid = next(r for r in data if r["method"] == "ours-default grid")
     reported = next(r for r in data if r["method"] == "ours-default")
     assert int(reported["n_est"]) <= int(grid["n_est"])  # clusters never outnumber grid rows

@@ -159,11 +159,11 @@ def _reported_table(reported):
     """An HTML table of the reported sources: clusters of neighbouring grid sources."""
     if not reported:
         return ""
-    head = ("<tr><th>Source</th>" + _SOURCE_HEAD.format("Centroid MNI (mm)")
+    head = ("<tr><th>Source</th>" + _SOURCE_HEAD.format("Position MNI (mm)")
             + "<th>Grid sources</th></tr>")
     rows = []
     for r in reported:
-        cls, cells = _source_cells(r, r.get("centroid_mni_mm") or r.get("centroid_head_mm"))
+        cls, cells = _source_cells(r, r.get("position_mni_mm") or r.get("position_head_mm"))
         rows.append(f"<tr{cls}><td>{r['source']}</td>{cells}<td>{len(r['members'])}</td></tr>")
     return (f'<h3>Reported sources</h3><table class="sources">{head}{"".join(rows)}</table>'
             "<h3>Grid sources</h3>")
