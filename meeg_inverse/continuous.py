@@ -122,6 +122,60 @@ class ContinuousResult:
         segments = self._segments if self._segments is not None else _read_segments(self.fname)
         return self._mapper.activity(segments, self.tmin, threshold)
 
+    def reported_sources(self, *, radius_mm=None, track_mm=None, minor_fraction=None):
+        """The parts of the brain active in the recording, each with its events.
+
+        Grid sources are clustered in every time bin (the window step), a
+        bin's cluster continues an event of the previous bin, and events are
+        grouped by position into reported sources
+        (:mod:`meeg_inverse.continuous_sources`). Positions are energy-weighted
+        centroids: between the vertices of the grid.
+
+        Parameters
+        ----------
+        radius_mm : float | None
+            Cluster radius in a bin (default
+            :data:`meeg_inverse.clusters.CLUSTER_RADIUS_MM`).
+        track_mm : float | None
+            Events within this distance are one reported source (default
+            :data:`meeg_inverse.continuous_sources.TRACK_MM`).
+        minor_fraction : float | None
+            A bin's clusters weaker than this fraction of its strongest are left
+            out (default :data:`meeg_inverse.clusters.MINOR_FRACTION`; 0 keeps all).
+
+        Returns
+        -------
+        sources : list of dict
+            Strongest first: ``{"position_mm"`` (MRI coordinates, the
+            energy-weighted centroid of its events), ``"hemi"``,
+            ``"source_indices"`` (grid sources that carried it, strongest
+            first), ``"periods"``: ``[[start_s, stop_s, peak_nAm], ...]``,
+            ``"period_positions_mm"``: each event's own centroid``}``.
+        """
+        from .clusters import CLUSTER_RADIUS_MM, MINOR_FRACTION
+        from .continuous_sources import TRACK_MM, bin_activity, track_sources
+
+        segments = self._segments if self._segments is not None else _read_segments(self.fname)
+        mapper = self._mapper
+        index = mapper._problem.block_sources()
+        positions, hemis = mapper._problem.source_positions(index)
+        activity = bin_activity(segments, mapper.n_orient, int(self.params["n_step_samples"]))
+        found = track_sources(
+            activity, index, positions, hemis, sfreq=self.sfreq, tmin=self.tmin,
+            radius_mm=CLUSTER_RADIUS_MM if radius_mm is None else radius_mm,
+            track_mm=TRACK_MM if track_mm is None else track_mm,
+            minor_fraction=MINOR_FRACTION if minor_fraction is None else minor_fraction)
+
+        def mm(x):
+            return [round(float(v) * 1e3, 2) for v in x]
+
+        return [{"position_mm": mm(s["position"]), "hemi": s["hemi"],
+                 "source_indices": s["source_indices"],
+                 "periods": [[round(e["start"], 4), round(e["stop"], 4), round(e["peak_nAm"], 3)]
+                             for e in s["events"]],
+                 "period_positions_mm": [mm(e["position"]) for e in s["events"]]}
+                for s in found]
+
     def timeline(self, n_bins=2000):
         """Peak amplitude of every source in ``n_bins`` time bins (bounded memory).
 
@@ -193,6 +247,7 @@ class ContinuousResult:
             "duration_s": self.n_times / self.sfreq,
             "timings_s": self.timings,
             "sources": self.source_activity(),
+            "reported_sources": self.reported_sources(),
         }
 
 
