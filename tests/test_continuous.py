@@ -299,7 +299,7 @@ def test_benchmark_scoring_rules():
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    from benchmark_continuous import score
+    from benchmark_continuous import reported_events, score
 
     truth = {"sources": [{"position_mm": [0, 0, 0]}, {"position_mm": [50, 0, 0]}],
              "bursts": [dict(source=0, onset=1.0, duration=0.2, snr=1.0),
@@ -313,8 +313,20 @@ def test_benchmark_scoring_rules():
         {"source_index": 1, "periods": [[3.0, 3.1, 5.0]]},   # 15 mm away: not found, false
         {"source_index": 2, "periods": [[1.0, 1.2, 5.0]]},   # 100 mm away: false
     ]
-    r = score(sources, truth, grid, tol_mm=10.0, tol_s=0.05, duration=10.0)
+    events = [(grid[s["source_index"]] * 1e3, a, b) for s in sources for a, b, _ in s["periods"]]
+    r = score(events, truth, tol_mm=10.0, tol_s=0.05, duration=10.0)
     assert (r["n_found"], r["n_bursts"], r["n_events"], r["n_false"]) == (1, 3, 5, 4)
     assert r["false_per_s"] == pytest.approx(0.4)
-    relaxed = score(sources, truth, grid, tol_mm=20.0, tol_s=0.05, duration=10.0)
+    relaxed = score(events, truth, tol_mm=20.0, tol_s=0.05, duration=10.0)
     assert (relaxed["n_found"], relaxed["n_false"]) == (2, 3)
+    # Amended rule: events of reported sources at the source's position (MRI -> head).
+    fwd = {"mri_head_t": mne.transforms.Transform("mri", "head", np.eye(4))}
+    fwd["mri_head_t"]["trans"][:3, 3] = [0.001, 0, 0]  # 1 mm shift
+    reported = [{"position_mm": [8.5, 0, 0], "periods": [[1.22, 1.3, 5.0], [5.36, 5.4, 5.0]],
+                 "period_positions_mm": [[12.0, 0, 0], [0, 0, 0]]}]
+    at_source = reported_events(reported, fwd, "source")
+    np.testing.assert_allclose(at_source[0][0], [9.5, 0, 0])
+    r = score(at_source, truth, tol_mm=10.0, tol_s=0.05, duration=10.0)
+    assert (r["n_found"], r["n_false"]) == (1, 1)
+    own = score(reported_events(reported, fwd, "event"), truth, 10.0, 0.05, 10.0)
+    assert (own["n_found"], own["n_false"]) == (0, 2)  # 13 mm, then (1 mm) 60 ms late
