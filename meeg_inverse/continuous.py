@@ -18,8 +18,9 @@ estimate over the whole recording:
   for the whole recording from noise draws; a chunk whose own noise level
   differs by more than :data:`NOISE_CHANGE` rescales it, without new draws.
   A window whose λ_max is below it is empty: no solve at all;
-- each solved window is warm-started from the previous window's solution,
-  shifted by the step (``warm_start``);
+- each solved window can be warm-started from the previous window's
+  solution, shifted by the step (``warm_start``; off by default: it did not
+  pay off);
 - overlapping windows are blended with normalized Hann weights
   ``w_k(t) / Σ_j w_j(t)``: a partition of unity for any step ≤ window, so a
   source that every window reconstructs exactly is reconstructed exactly;
@@ -1076,7 +1077,7 @@ def _check_args(raw, window, step, l_freq, h_freq, level, n_jobs, chunk, alpha, 
 def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_freq=None,
                         h_freq=None, tmin=None, tmax=None, alpha="qut", level=DEFAULT_LEVEL,
                         penalty="l21", prune="bic", loose="auto", depth=0.8, rank=None, tol=1e-6,
-                        warm_start=True, learned=None, noise_segment=None, chunk=10.0,
+                        warm_start=False, learned=None, noise_segment=None, chunk=10.0,
                         fname=None, overwrite=False, n_jobs=1, max_time=30.0,
                         random_state=0, progress=None, verbose=False, client=None):
     """Sparse source estimate of a whole continuous recording, window by window.
@@ -1111,7 +1112,9 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
     tol : float
         Solver tolerance (relative).
     warm_start : bool
-        Start each window from the previous one's solution.
+        Start each window from the previous one's solution, shifted by the step.
+        Off by default: it did not pay off in the benchmark (the same outer
+        iterations, a little more time; docs/continuous.md).
     learned : bool | LearnedSolver | None
         An amortized solver (:mod:`meeg_inverse.learned`) whose output starts
         each solve instead of the previous window (the exact solver then
@@ -1229,12 +1232,14 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
     weights = blend_weights(n_win)
     blender = _Blender(0, writer)
     t0 = time.perf_counter()
+    pending = []  # Dask futures, cancelled if the run fails
     try:
         if client is not None:
             # One task per chunk; the context (operator, settings) sent once to
             # every worker; results consumed in order, as the serial loop does.
             shared = client.scatter(ctx, broadcast=True)
             futures = client.map(_process_chunk, [shared] * len(chunks), chunks, pure=False)
+            pending = [shared, *futures]
             results = (f.result() for f in futures)
         elif n_jobs == 1:
             results = (_process_chunk(ctx, c) for c in chunks)
@@ -1275,6 +1280,13 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
                                  timings=timings))
     except BaseException:
         writer.abort()
+        if pending:
+            # A failed chunk (or an interruption) must not leave the other chunks
+            # running or held on the cluster.
+            try:
+                client.cancel(pending)
+            except Exception:  # the cluster may be gone: the original error matters
+                pass
         raise
     return ContinuousResult(
         windows=windows, alpha=alpha_abs, noise=noise_d, sfreq=sfreq,

@@ -316,7 +316,7 @@ def part_ablation(args):
 
     raw, fwd, cov, truth, _ = inputs(args.minutes, args.seed)
     tmax = 60.0
-    variants = {"default (all on)": {}, "warm starts off": dict(warm_start=False),
+    variants = {"default (warm starts off)": {}, "warm starts on": dict(warm_start=True),
                 "learned solver on": dict(learned=True), "BIC pruning off": dict(prune=None)}
     out = {}
     run(raw, fwd, cov, tmax=10.0)  # kernels loaded

@@ -183,6 +183,22 @@ def test_summary_has_activity_periods_of_the_bursts(setup):
         assert any(p[0] < onset + 0.3 and p[1] > onset for p in periods)
 
 
+def test_reported_sources_of_the_bursts(setup):
+    """One source bursting twice: one reported source with both bursts as events, at
+    the true grid source (on the grid here)."""
+    raw, fwd, cov = setup
+    res = _run(raw, fwd, cov)
+    reported = res.summary()["reported_sources"]
+    assert reported == res.reported_sources()
+    top = reported[0]
+    for onset in (1.0, 2.6):
+        assert any(p[0] < onset + 0.3 and p[1] > onset for p in top["periods"])
+    assert len(top["period_positions_mm"]) == len(top["periods"])
+    assert len(reported) == 1 and top["source_indices"] == [40]
+    true_mm = res._mapper._problem.source_positions([40])[0][0] * 1e3  # MRI coordinates
+    np.testing.assert_allclose(top["position_mm"], true_mm, atol=0.01)  # (rounded to 0.01 mm)
+
+
 def test_cli_continuous_bad_input_exits_2(raw_file, sample_paths, tmp_path, capsys):
     from meeg_inverse.cli import main
 
@@ -269,6 +285,48 @@ def test_dask_cluster_windows_equal_serial(setup):
                                        atol=1e-12)
     np.testing.assert_allclose(serial.stc.data, dask.stc.data, rtol=1e-9,
                                atol=1e-9 * np.abs(serial.stc.data).max())
+
+
+@pytest.mark.slow
+def test_dask_futures_are_cancelled_when_a_chunk_fails(setup, tmp_path):
+    """A chunk that fails on a worker: the error comes back, and the run's other
+    futures are cancelled, not left running or held on the cluster."""
+    import time
+    import traceback
+
+    from distributed import Client, LocalCluster
+
+    raw, fwd, cov = setup
+    fname = tmp_path / "cut_raw.fif"
+    raw.save(fname, verbose=False)
+    lazy = mne.io.read_raw_fif(fname, preload=False, verbose=False)
+    # Cut the file at its third 1-s data buffer: the first 2 s read (the noise
+    # segment, in this process), the rest fails (in the workers).
+    assert list(lazy._raw_extras[0]["bounds"]) == [0, 600, 1200, 1800, 2400]
+    with open(fname, "r+b") as f:
+        f.truncate(lazy._raw_extras[0]["ent"][2].pos)
+
+    def n_tasks():
+        return client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        try:
+            localize_continuous(lazy, fwd, cov, chunk=0.5, noise_segment=(0.0, 0.5),
+                                client=client, fname=tmp_path / "out.h5")
+        except ValueError as exc:
+            # The exception's traceback still references the run's futures (as a
+            # caller that keeps it would): only a cancel releases them.
+            failed = exc
+        else:
+            pytest.fail("the cut recording was read whole")
+        deadline = time.monotonic() + 10
+        while n_tasks() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert n_tasks() == 0
+        # (the error is the workers' one, raised while consuming the chunks' results)
+        assert "_read_chunk" in {f.name for f in traceback.extract_tb(failed.__traceback__)}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut_raw.fif"]  # no output at all
 
 
 @pytest.mark.parametrize("n_orient", [1, 3])
