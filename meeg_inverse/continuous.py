@@ -152,20 +152,34 @@ class ContinuousResult:
             ``"source_indices"`` (grid sources that carried it, strongest
             first), ``"periods"``: ``[[start_s, stop_s, peak_nAm], ...]``,
             ``"period_positions_mm"``: each event's own centroid``}``.
+
+        Raises
+        ------
+        InputError
+            A distance that is not a positive number, a fraction outside [0, 1).
         """
         from .clusters import CLUSTER_RADIUS_MM, MINOR_FRACTION
         from .continuous_sources import TRACK_MM, bin_activity, track_sources
 
+        radius_mm = CLUSTER_RADIUS_MM if radius_mm is None else radius_mm
+        track_mm = TRACK_MM if track_mm is None else track_mm
+        minor_fraction = MINOR_FRACTION if minor_fraction is None else minor_fraction
+        for name, value, usual in (("radius_mm", radius_mm, CLUSTER_RADIUS_MM),
+                                   ("track_mm", track_mm, TRACK_MM)):
+            if not _is_real(value) or value <= 0:
+                raise InputError(f"{name} must be a positive distance in mm, got {value!r}.",
+                                 f"use e.g. {name}={usual:g}.")
+        if not _is_real(minor_fraction) or not 0 <= minor_fraction < 1:
+            raise InputError(f"minor_fraction must be in [0, 1), got {minor_fraction!r}.",
+                             f"use e.g. {MINOR_FRACTION:g} (0 keeps every cluster).")
         segments = self._segments if self._segments is not None else _read_segments(self.fname)
         mapper = self._mapper
         index = mapper._problem.block_sources()
         positions, hemis = mapper._problem.source_positions(index)
         activity = bin_activity(segments, mapper.n_orient, int(self.params["n_step_samples"]))
-        found = track_sources(
-            activity, index, positions, hemis, sfreq=self.sfreq, tmin=self.tmin,
-            radius_mm=CLUSTER_RADIUS_MM if radius_mm is None else radius_mm,
-            track_mm=TRACK_MM if track_mm is None else track_mm,
-            minor_fraction=MINOR_FRACTION if minor_fraction is None else minor_fraction)
+        found = track_sources(activity, index, positions, hemis, sfreq=self.sfreq,
+                              tmin=self.tmin, radius_mm=radius_mm, track_mm=track_mm,
+                              minor_fraction=minor_fraction)
 
         def mm(x):
             return [round(float(v) * 1e3, 2) for v in x]

@@ -197,6 +197,10 @@ def test_reported_sources_of_the_bursts(setup):
     assert len(reported) == 1 and top["source_indices"] == [40]
     true_mm = res._mapper._problem.source_positions([40])[0][0] * 1e3  # MRI coordinates
     np.testing.assert_allclose(top["position_mm"], true_mm, atol=0.01)  # (rounded to 0.01 mm)
+    for kw in (dict(radius_mm=0), dict(track_mm=-5), dict(track_mm="15"),
+               dict(minor_fraction=1.0)):
+        with pytest.raises(InputError, match=next(iter(kw))):
+            res.reported_sources(**kw)
 
 
 def test_cli_continuous_bad_input_exits_2(raw_file, sample_paths, tmp_path, capsys):
