@@ -1252,8 +1252,9 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
             # One task per chunk; the context (operator, settings) sent once to
             # every worker; results consumed in order, as the serial loop does.
             shared = client.scatter(ctx, broadcast=True)
+            pending = [shared]
             futures = client.map(_process_chunk, [shared] * len(chunks), chunks, pure=False)
-            pending = [shared, *futures]
+            pending += futures
             results = (f.result() for f in futures)
         elif n_jobs == 1:
             results = (_process_chunk(ctx, c) for c in chunks)

@@ -7,19 +7,25 @@ burst became several events, each one grid step off. As for averages
 (:mod:`meeg_inverse.clusters`), the user is told about *parts of the brain*:
 
 1. the estimate is cut into time bins (by default the window step); in each
-   bin the active grid sources are clustered (:func:`~meeg_inverse.clusters.cluster_sources`:
-   same hemisphere, within :data:`~meeg_inverse.clusters.CLUSTER_RADIUS_MM` of
-   a stronger one) and each cluster sits at its energy-weighted centroid;
+   bin the active grid sources are clustered
+   (:func:`~meeg_inverse.clusters.cluster_sources`: same hemisphere, within
+   :data:`~meeg_inverse.clusters.CLUSTER_RADIUS_MM` of a stronger one) and
+   each cluster sits at its energy-weighted centroid;
 2. **events**: a bin's cluster continues an event of the previous bin whose
    position is within the cluster radius (nearest first), else starts one; an
    event's position is the energy-weighted centroid of all its bins' members —
    a position between grid vertices, from every window of the burst;
-3. **reported sources**: the events are grouped by position as grid sources are
-   hemisphere whose position (the energy-weighted mean of its events') is
-   within :data:`TRACK_MM`, else starts one.
+3. **reported sources**: the events are grouped by position as grid sources
+   are in a bin (strongest event first, taking the free events of its
+   hemisphere within :data:`TRACK_MM` of it); a reported source sits at the
+   energy-weighted centroid of all its events' members.
 
 One burst is one event however many grid sources carry it, so the neighbours
-that pick up the same burst are no longer separate (false) events.
+that pick up the same burst are no longer separate (false) events. What it
+does not fix: a source that the estimates carry only on vertices on one side
+of it stays a grid step off, and clusters never cross hemispheres, so a
+source on the midline can be reported twice (docs/continuous.md, the scored
+run).
 """
 
 import numpy as np
@@ -28,7 +34,8 @@ from .clusters import CLUSTER_RADIUS_MM, cluster_sources
 
 __all__ = ["TRACK_MM", "bin_activity", "track_sources"]
 
-#: An event joins a reported source whose position is within this distance (mm).
+#: Events within this distance of a stronger one are one reported source (mm);
+#: chosen on development simulations (10 / 15 / 20 mm), docs/continuous.md.
 TRACK_MM = 15.0
 
 
@@ -114,14 +121,16 @@ def track_sources(activity, index, positions, hemis, *, sfreq, tmin, radius_mm=C
         Cluster radius within a bin; also the largest step of an event's
         position from one bin to the next.
     track_mm : float
-        An event joins a reported source whose position is within this.
+        Events within this distance of a stronger event are one reported
+        source (grouped strongest first).
     minor_fraction : float | None
         Drop a bin's clusters weaker than this fraction of its strongest.
 
     Returns
     -------
     sources : list of dict
-        Strongest first: ``position`` (m, energy-weighted mean of its events'),
+        Strongest first: ``position`` (m, energy-weighted centroid of its
+        events' members),
         ``hemi``, ``source_indices`` (grid sources that carried it, strongest
         first), ``energy``, ``events``: list of ``{"start", "stop"`` (s),
         ``"peak_nAm"``, ``"position"`` (m, the event's energy-weighted
