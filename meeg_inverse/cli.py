@@ -602,7 +602,8 @@ def _print_continuous(result, paths, args):
         return
     print(f"{summary['n_windows']} windows: {summary['n_windows_solved']} with sources, "
           f"{summary['n_windows_empty']} below the threshold, {summary['n_windows_bad']} "
-          f"skipped (BAD_); {len(summary['sources'])} source(s) active at some time; "
+          f"skipped (BAD_); {len(summary['sources'])} grid source(s) active at some time, "
+          f"{len(summary['reported_sources'])} reported source(s) (clusters); "
           f"{summary['timings_s']['total']:.0f} s for {summary['duration_s']:.0f} s of data")
     print(f"outputs in {paths['summary'].parent}")
 

@@ -18,8 +18,9 @@ estimate over the whole recording:
   for the whole recording from noise draws; a chunk whose own noise level
   differs by more than :data:`NOISE_CHANGE` rescales it, without new draws.
   A window whose λ_max is below it is empty: no solve at all;
-- each solved window is warm-started from the previous window's solution,
-  shifted by the step (``warm_start``);
+- each solved window can be warm-started from the previous window's
+  solution, shifted by the step (``warm_start``; off by default: it did not
+  pay off);
 - overlapping windows are blended with normalized Hann weights
   ``w_k(t) / Σ_j w_j(t)``: a partition of unity for any step ≤ window, so a
   source that every window reconstructs exactly is reconstructed exactly;
@@ -122,6 +123,74 @@ class ContinuousResult:
         segments = self._segments if self._segments is not None else _read_segments(self.fname)
         return self._mapper.activity(segments, self.tmin, threshold)
 
+    def reported_sources(self, *, radius_mm=None, track_mm=None, minor_fraction=None):
+        """The parts of the brain active in the recording, each with its events.
+
+        Grid sources are clustered in every time bin (the window step), a
+        bin's cluster continues an event of the previous bin, and events are
+        grouped by position into reported sources
+        (:mod:`meeg_inverse.continuous_sources`). Positions are energy-weighted
+        centroids: between the vertices of the grid.
+
+        Parameters
+        ----------
+        radius_mm : float | None
+            Cluster radius in a bin (default
+            :data:`meeg_inverse.clusters.CLUSTER_RADIUS_MM`).
+        track_mm : float | None
+            Events within this distance are one reported source (default
+            :data:`meeg_inverse.continuous_sources.TRACK_MM`).
+        minor_fraction : float | None
+            A bin's clusters weaker than this fraction of its strongest are left
+            out (default :data:`meeg_inverse.clusters.MINOR_FRACTION`; 0 keeps all).
+
+        Returns
+        -------
+        sources : list of dict
+            Strongest first: ``{"position_mm"`` (MRI coordinates, the
+            energy-weighted centroid of its events), ``"hemi"``,
+            ``"source_indices"`` (grid sources that carried it, strongest
+            first), ``"periods"``: ``[[start_s, stop_s, peak_nAm], ...]``,
+            ``"period_positions_mm"``: each event's own centroid``}``.
+
+        Raises
+        ------
+        InputError
+            A distance that is not a positive number, a fraction outside [0, 1).
+        """
+        from .clusters import CLUSTER_RADIUS_MM, MINOR_FRACTION
+        from .continuous_sources import TRACK_MM, bin_activity, track_sources
+
+        radius_mm = CLUSTER_RADIUS_MM if radius_mm is None else radius_mm
+        track_mm = TRACK_MM if track_mm is None else track_mm
+        minor_fraction = MINOR_FRACTION if minor_fraction is None else minor_fraction
+        for name, value, usual in (("radius_mm", radius_mm, CLUSTER_RADIUS_MM),
+                                   ("track_mm", track_mm, TRACK_MM)):
+            if not _is_real(value) or value <= 0:
+                raise InputError(f"{name} must be a positive distance in mm, got {value!r}.",
+                                 f"use e.g. {name}={usual:g}.")
+        if not _is_real(minor_fraction) or not 0 <= minor_fraction < 1:
+            raise InputError(f"minor_fraction must be in [0, 1), got {minor_fraction!r}.",
+                             f"use e.g. {MINOR_FRACTION:g} (0 keeps every cluster).")
+        segments = self._segments if self._segments is not None else _read_segments(self.fname)
+        mapper = self._mapper
+        index = mapper._problem.block_sources()
+        positions, hemis = mapper._problem.source_positions(index)
+        activity = bin_activity(segments, mapper.n_orient, int(self.params["n_step_samples"]))
+        found = track_sources(activity, index, positions, hemis, sfreq=self.sfreq,
+                              tmin=self.tmin, radius_mm=radius_mm, track_mm=track_mm,
+                              minor_fraction=minor_fraction)
+
+        def mm(x):
+            return [round(float(v) * 1e3, 2) for v in x]
+
+        return [{"position_mm": mm(s["position"]), "hemi": s["hemi"],
+                 "source_indices": s["source_indices"],
+                 "periods": [[round(e["start"], 4), round(e["stop"], 4), round(e["peak_nAm"], 3)]
+                             for e in s["events"]],
+                 "period_positions_mm": [mm(e["position"]) for e in s["events"]]}
+                for s in found]
+
     def timeline(self, n_bins=2000):
         """Peak amplitude of every source in ``n_bins`` time bins (bounded memory).
 
@@ -193,6 +262,7 @@ class ContinuousResult:
             "duration_s": self.n_times / self.sfreq,
             "timings_s": self.timings,
             "sources": self.source_activity(),
+            "reported_sources": self.reported_sources(),
         }
 
 
@@ -1021,7 +1091,7 @@ def _check_args(raw, window, step, l_freq, h_freq, level, n_jobs, chunk, alpha, 
 def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_freq=None,
                         h_freq=None, tmin=None, tmax=None, alpha="qut", level=DEFAULT_LEVEL,
                         penalty="l21", prune="bic", loose="auto", depth=0.8, rank=None, tol=1e-6,
-                        warm_start=True, learned=None, noise_segment=None, chunk=10.0,
+                        warm_start=False, learned=None, noise_segment=None, chunk=10.0,
                         fname=None, overwrite=False, n_jobs=1, max_time=30.0,
                         random_state=0, progress=None, verbose=False, client=None):
     """Sparse source estimate of a whole continuous recording, window by window.
@@ -1056,7 +1126,9 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
     tol : float
         Solver tolerance (relative).
     warm_start : bool
-        Start each window from the previous one's solution.
+        Start each window from the previous one's solution, shifted by the step.
+        Off by default: it did not pay off in the benchmark (the same outer
+        iterations, a little more time; docs/continuous.md).
     learned : bool | LearnedSolver | None
         An amortized solver (:mod:`meeg_inverse.learned`) whose output starts
         each solve instead of the previous window (the exact solver then
@@ -1174,12 +1246,15 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
     weights = blend_weights(n_win)
     blender = _Blender(0, writer)
     t0 = time.perf_counter()
+    pending = []  # Dask futures, cancelled if the run fails
     try:
         if client is not None:
             # One task per chunk; the context (operator, settings) sent once to
             # every worker; results consumed in order, as the serial loop does.
             shared = client.scatter(ctx, broadcast=True)
+            pending = [shared]
             futures = client.map(_process_chunk, [shared] * len(chunks), chunks, pure=False)
+            pending += futures
             results = (f.result() for f in futures)
         elif n_jobs == 1:
             results = (_process_chunk(ctx, c) for c in chunks)
@@ -1220,6 +1295,13 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
                                  timings=timings))
     except BaseException:
         writer.abort()
+        if pending:
+            # A failed chunk (or an interruption) must not leave the other chunks
+            # running or held on the cluster.
+            try:
+                client.cancel(pending)
+            except Exception:  # the cluster may be gone: the original error matters
+                pass
         raise
     return ContinuousResult(
         windows=windows, alpha=alpha_abs, noise=noise_d, sfreq=sfreq,

@@ -183,6 +183,26 @@ def test_summary_has_activity_periods_of_the_bursts(setup):
         assert any(p[0] < onset + 0.3 and p[1] > onset for p in periods)
 
 
+def test_reported_sources_of_the_bursts(setup):
+    """One source bursting twice: one reported source with both bursts as events, at
+    the true grid source (on the grid here)."""
+    raw, fwd, cov = setup
+    res = _run(raw, fwd, cov)
+    reported = res.summary()["reported_sources"]
+    assert reported == res.reported_sources()
+    top = reported[0]
+    for onset in (1.0, 2.6):
+        assert any(p[0] < onset + 0.3 and p[1] > onset for p in top["periods"])
+    assert len(top["period_positions_mm"]) == len(top["periods"])
+    assert len(reported) == 1 and top["source_indices"] == [40]
+    true_mm = res._mapper._problem.source_positions([40])[0][0] * 1e3  # MRI coordinates
+    np.testing.assert_allclose(top["position_mm"], true_mm, atol=0.01)  # (rounded to 0.01 mm)
+    for kw in (dict(radius_mm=0), dict(track_mm=-5), dict(track_mm="15"),
+               dict(minor_fraction=1.0)):
+        with pytest.raises(InputError, match=next(iter(kw))):
+            res.reported_sources(**kw)
+
+
 def test_cli_continuous_bad_input_exits_2(raw_file, sample_paths, tmp_path, capsys):
     from meeg_inverse.cli import main
 
@@ -271,6 +291,48 @@ def test_dask_cluster_windows_equal_serial(setup):
                                atol=1e-9 * np.abs(serial.stc.data).max())
 
 
+@pytest.mark.slow
+def test_dask_futures_are_cancelled_when_a_chunk_fails(setup, tmp_path):
+    """A chunk that fails on a worker: the error comes back, and the run's other
+    futures are cancelled, not left running or held on the cluster."""
+    import time
+    import traceback
+
+    from distributed import Client, LocalCluster
+
+    raw, fwd, cov = setup
+    fname = tmp_path / "cut_raw.fif"
+    raw.save(fname, verbose=False)
+    lazy = mne.io.read_raw_fif(fname, preload=False, verbose=False)
+    # Cut the file at its third 1-s data buffer: the first 2 s read (the noise
+    # segment, in this process), the rest fails (in the workers).
+    assert list(lazy._raw_extras[0]["bounds"]) == [0, 600, 1200, 1800, 2400]
+    with open(fname, "r+b") as f:
+        f.truncate(lazy._raw_extras[0]["ent"][2].pos)
+
+    def n_tasks():
+        return client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks))
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        try:
+            localize_continuous(lazy, fwd, cov, chunk=0.5, noise_segment=(0.0, 0.5),
+                                client=client, fname=tmp_path / "out.h5")
+        except ValueError as exc:
+            # The exception's traceback still references the run's futures (as a
+            # caller that keeps it would): only a cancel releases them.
+            failed = exc
+        else:
+            pytest.fail("the cut recording was read whole")
+        deadline = time.monotonic() + 10
+        while n_tasks() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert n_tasks() == 0
+        # (the error is the workers' one, raised while consuming the chunks' results)
+        assert "_read_chunk" in {f.name for f in traceback.extract_tb(failed.__traceback__)}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut_raw.fif"]  # no output at all
+
+
 @pytest.mark.parametrize("n_orient", [1, 3])
 def test_learned_step_gradient_matches_finite_differences(n_orient):
     from meeg_inverse.learned import LearnedSolver
@@ -299,7 +361,7 @@ def test_benchmark_scoring_rules():
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    from benchmark_continuous import score
+    from benchmark_continuous import reported_events, score
 
     truth = {"sources": [{"position_mm": [0, 0, 0]}, {"position_mm": [50, 0, 0]}],
              "bursts": [dict(source=0, onset=1.0, duration=0.2, snr=1.0),
@@ -313,8 +375,20 @@ def test_benchmark_scoring_rules():
         {"source_index": 1, "periods": [[3.0, 3.1, 5.0]]},   # 15 mm away: not found, false
         {"source_index": 2, "periods": [[1.0, 1.2, 5.0]]},   # 100 mm away: false
     ]
-    r = score(sources, truth, grid, tol_mm=10.0, tol_s=0.05, duration=10.0)
+    events = [(grid[s["source_index"]] * 1e3, a, b) for s in sources for a, b, _ in s["periods"]]
+    r = score(events, truth, tol_mm=10.0, tol_s=0.05, duration=10.0)
     assert (r["n_found"], r["n_bursts"], r["n_events"], r["n_false"]) == (1, 3, 5, 4)
     assert r["false_per_s"] == pytest.approx(0.4)
-    relaxed = score(sources, truth, grid, tol_mm=20.0, tol_s=0.05, duration=10.0)
+    relaxed = score(events, truth, tol_mm=20.0, tol_s=0.05, duration=10.0)
     assert (relaxed["n_found"], relaxed["n_false"]) == (2, 3)
+    # Amended rule: events of reported sources at the source's position (MRI -> head).
+    fwd = {"mri_head_t": mne.transforms.Transform("mri", "head", np.eye(4))}
+    fwd["mri_head_t"]["trans"][:3, 3] = [0.001, 0, 0]  # 1 mm shift
+    reported = [{"position_mm": [8.5, 0, 0], "periods": [[1.22, 1.3, 5.0], [5.36, 5.4, 5.0]],
+                 "period_positions_mm": [[12.0, 0, 0], [0, 0, 0]]}]
+    at_source = reported_events(reported, fwd, "source")
+    np.testing.assert_allclose(at_source[0][0], [9.5, 0, 0])
+    r = score(at_source, truth, tol_mm=10.0, tol_s=0.05, duration=10.0)
+    assert (r["n_found"], r["n_false"]) == (1, 1)
+    own = score(reported_events(reported, fwd, "event"), truth, 10.0, 0.05, 10.0)
+    assert (own["n_found"], own["n_false"]) == (0, 2)  # 13 mm, then (1 mm) 60 ms late
