@@ -123,14 +123,17 @@ class ContinuousResult:
         segments = self._segments if self._segments is not None else _read_segments(self.fname)
         return self._mapper.activity(segments, self.tmin, threshold)
 
-    def reported_sources(self, *, radius_mm=None, track_mm=None, minor_fraction=None):
+    def reported_sources(self, *, radius_mm=None, track_mm=None, minor_fraction=None,
+                         position="sub-grid"):
         """The parts of the brain active in the recording, each with its events.
 
         Grid sources are clustered in every time bin (the window step), a
         bin's cluster continues an event of the previous bin, and events are
         grouped by position into reported sources
-        (:mod:`meeg_inverse.continuous_sources`). Positions are energy-weighted
-        centroids: between the vertices of the grid.
+        (:mod:`meeg_inverse.continuous_sources`). A source's position is fitted
+        between the grid vertices to the data of all its events
+        (:func:`~meeg_inverse.continuous_sources.refine_tracked`), or is the
+        energy-weighted centroid of its events' grid sources.
 
         Parameters
         ----------
@@ -143,23 +146,32 @@ class ContinuousResult:
         minor_fraction : float | None
             A bin's clusters weaker than this fraction of its strongest are left
             out (default :data:`meeg_inverse.clusters.MINOR_FRACTION`; 0 keeps all).
+        position : 'sub-grid' | 'centroid'
+            'sub-grid': fitted to the recording's data (read again, event by
+            event), when the data can be read (a result of
+            :func:`localize_continuous`, or of :func:`read_continuous` given
+            the ``raw``) and the source space has a mesh and free or loose
+            orientations; else the centroid. 'centroid': always the centroid.
 
         Returns
         -------
         sources : list of dict
-            Strongest first: ``{"position_mm"`` (MRI coordinates, the
-            energy-weighted centroid of its events), ``"hemi"``,
-            ``"source_indices"`` (grid sources that carried it, strongest
-            first), ``"periods"``: ``[[start_s, stop_s, peak_nAm], ...]``,
-            ``"period_positions_mm"``: each event's own centroid``}``.
+            Strongest first: ``{"position_mm"`` (MRI coordinates),
+            ``"position_method"`` ('sub-grid fit' or 'centroid'),
+            ``"centroid_mm"`` (the energy-weighted centroid of its events'
+            grid sources), ``"hemi"``, ``"source_indices"`` (grid sources that
+            carried it, strongest first), ``"periods"``: ``[[start_s, stop_s,
+            peak_nAm], ...]``, ``"period_positions_mm"``: each event's own
+            centroid``}``.
 
         Raises
         ------
         InputError
-            A distance that is not a positive number, a fraction outside [0, 1).
+            A distance that is not a positive number, a fraction outside [0, 1),
+            an unknown ``position``.
         """
         from .clusters import CLUSTER_RADIUS_MM, MINOR_FRACTION
-        from .continuous_sources import TRACK_MM, bin_activity, track_sources
+        from .continuous_sources import TRACK_MM, bin_activity, refine_tracked, track_sources
 
         radius_mm = CLUSTER_RADIUS_MM if radius_mm is None else radius_mm
         track_mm = TRACK_MM if track_mm is None else track_mm
@@ -172,6 +184,9 @@ class ContinuousResult:
         if not _is_real(minor_fraction) or not 0 <= minor_fraction < 1:
             raise InputError(f"minor_fraction must be in [0, 1), got {minor_fraction!r}.",
                              f"use e.g. {MINOR_FRACTION:g} (0 keeps every cluster).")
+        if position not in ("sub-grid", "centroid"):
+            raise InputError(f"position must be 'sub-grid' or 'centroid', got {position!r}.",
+                             "use position='sub-grid' (fitted) or 'centroid'.")
         segments = self._segments if self._segments is not None else _read_segments(self.fname)
         mapper = self._mapper
         index = mapper._problem.block_sources()
@@ -180,11 +195,20 @@ class ContinuousResult:
         found = track_sources(activity, index, positions, hemis, sfreq=self.sfreq,
                               tmin=self.tmin, radius_mm=radius_mm, track_mm=track_mm,
                               minor_fraction=minor_fraction)
+        ctx = self._context
+        if position == "sub-grid" and ctx is not None and ctx.raw is not None:
+            from ._blas import one_blas_thread
+
+            with one_blas_thread():  # small matrices: threads only cost on a shared machine
+                refine_tracked(mapper._problem, found, lambda a, b: _read_chunk(ctx, a, b)[0])
+        else:
+            refine_tracked(None, found, None)  # centroids, labelled as such
 
         def mm(x):
             return [round(float(v) * 1e3, 2) for v in x]
 
-        return [{"position_mm": mm(s["position"]), "hemi": s["hemi"],
+        return [{"position_mm": mm(s["position"]), "position_method": s["position_method"],
+                 "centroid_mm": mm(s["centroid"]), "hemi": s["hemi"],
                  "source_indices": s["source_indices"],
                  "periods": [[round(e["start"], 4), round(e["stop"], 4), round(e["peak_nAm"], 3)]
                              for e in s["events"]],
@@ -508,7 +532,7 @@ def _read_segments(fname):
         return {k: h5["segments"][k][()] for k in ("row", "start", "stop", "offset", "values")}
 
 
-def read_continuous(fname, forward, noise_cov=None, info=None):
+def read_continuous(fname, forward, noise_cov=None, info=None, raw=None):
     """Read a continuous localization written by :func:`localize_continuous`.
 
     Parameters
@@ -520,6 +544,11 @@ def read_continuous(fname, forward, noise_cov=None, info=None):
     noise_cov, info
         The noise covariance and measurement info it was computed with (the
         operator is prepared again to map rows to sources).
+    raw : mne.io.Raw | None
+        The recording it was computed from (need not be preloaded): with it,
+        :meth:`ContinuousResult.reported_sources` fits sub-grid positions to
+        the data (read again event by event); its info is used if ``info`` is
+        None.
 
     Returns
     -------
@@ -544,13 +573,49 @@ def read_continuous(fname, forward, noise_cov=None, info=None):
         raise InputError(f"{str(fname)!r} is not a meeg-inverse continuous result ({exc}).",
                          "give a file written by localize_continuous.") from None
     params = json.loads(attrs["params"])
+    ctx = None
+    if raw is not None:
+        from .io import with_average_reference
+
+        raw = with_average_reference(raw)
+        info = raw.info if info is None else info
     op = make_sparse_inverse_operator(info, forward, noise_cov, loose=params["loose"],
                                       depth=params["depth"])
+    if raw is not None:
+        ctx = _reading_context(raw, op, params, int(attrs["n_times"]), float(attrs["sfreq"]))
     return ContinuousResult(windows=windows, alpha=float(attrs["alpha"]),
                             noise=json.loads(attrs["noise"]), sfreq=float(attrs["sfreq"]),
                             tmin=float(attrs["tmin"]), n_times=int(attrs["n_times"]),
                             params=params, timings=json.loads(attrs["timings"]), fname=fname,
-                            _mapper=_SourceMapper(op))
+                            _mapper=_SourceMapper(op), _context=ctx)
+
+
+def _reading_context(raw, op, params, n_times, sfreq):
+    """A context that reads whitened data of the estimate's samples (:func:`_read_chunk`)."""
+    missing = [c for c in op.ch_names if c not in raw.ch_names]
+    if missing or abs(raw.info["sfreq"] - sfreq) > 1e-6:
+        raise InputError(f"The raw recording does not match the result (sampling rate "
+                         f"{raw.info['sfreq']:g} Hz for {sfreq:g} Hz; channels missing: "
+                         f"{missing[:5]}).", "give the recording the result was computed from.")
+    sfreq = raw.info["sfreq"]
+    filter_kw, pad = None, 0
+    if params.get("l_freq") is not None or params.get("h_freq") is not None:
+        from mne.filter import create_filter
+
+        filter_kw = dict(sfreq=sfreq, l_freq=params["l_freq"], h_freq=params["h_freq"],
+                         verbose=False)
+        pad = int(len(create_filter(None, **filter_kw)))
+    first = int(round((params["tmin"] - raw.times[0]) * sfreq))
+    if first < 0 or first + n_times > len(raw.times):
+        raise InputError("The raw recording is shorter than the result's span.",
+                         "give the recording the result was computed from.")
+    return _Context(raw=raw, picks=[raw.ch_names.index(c) for c in op.ch_names],
+                    whitener=op.whitener, gain=op.gain, n_orient=op.n_orient,
+                    weighting=op.source_weighting, n_win=int(params["n_window_samples"]),
+                    n_hop=int(params["n_step_samples"]), pad=pad, n_total=n_times,
+                    offset=first, penalty=params.get("penalty", "l21"), fixed_fraction=None,
+                    alpha_unit=np.nan, noise_variance=1.0, tol=1e-6, warm_start=False,
+                    filter_kw=filter_kw, max_time=None)
 
 
 # ------------------------------------------------------------------ blending

@@ -28,7 +28,8 @@ stays the cluster's energy-weighted centroid.
 
 import numpy as np
 
-__all__ = ["SCAN_RADIUS_MM", "STABLE_MM", "STEP", "SWEEPS", "refine_positions", "free_gain_blocks"]
+__all__ = ["SCAN_RADIUS_MM", "STABLE_MM", "STEP", "SWEEPS", "Scanner", "refine_positions",
+           "free_gain_blocks", "inversion_mesh"]
 
 #: Triangles with a vertex within this distance of a cluster's centroid are scanned (mm).
 SCAN_RADIUS_MM = 15.0
@@ -94,8 +95,29 @@ def _project_out(basis, m):
     return m if basis is None else m - basis @ (basis.T @ m)
 
 
-class _Scanner:
-    """The scan of one source's position around a centre, on (a subset of) the channels."""
+def inversion_mesh(problem):
+    """Triangles of the inversion grid (source indices, shape (n_tris, 3)), or None.
+
+    None when no sub-grid scan applies: volume or discrete sources, fixed
+    orientation, masked sources, or a source space without its mesh (``use_tris``).
+    """
+    return _mesh(problem)
+
+
+class Scanner:
+    """The scan of one source's position around a centre, on (a subset of) the channels.
+
+    Parameters
+    ----------
+    problem : InverseProblem
+        Whitened, weighted gain with ``n_orient == 3``.
+    tris : ndarray of int, shape (n_tris, 3)
+        From :func:`inversion_mesh`.
+    scan_radius_mm : float
+        Triangles with a vertex this close to the centre are scanned.
+    step : int
+        Barycentric step 1/step inside each triangle.
+    """
 
     def __init__(self, problem, tris, scan_radius_mm, step):
         self.problem, self.tris = problem, tris
@@ -115,6 +137,64 @@ class _Scanner:
 
     def field_at(self, verts, weights, rows=slice(None)):
         return np.einsum("k,ckj->cj", weights, self.fields(verts)[rows])
+
+    def candidates(self, centre, hemi):
+        """Triangles with a vertex within the scan radius of ``centre`` (of ``hemi``;
+        None: either hemisphere)."""
+        near = np.linalg.norm(self.positions - centre, axis=1) <= self.radius
+        if hemi is not None:
+            near &= self.hemis == hemi
+        return self.tris[near[self.tris].any(axis=1)]
+
+    def scan_pooled(self, items, centre, hemi):
+        """Best (triangle, barycentric weights) for several data blocks at once.
+
+        The score of a candidate point is the sum over ``items`` of the energy
+        of each block's data that a free-orientation dipole at the point
+        explains once that block's ``others`` fields are projected out: one
+        position shared by the blocks (e.g. all events of one reported source),
+        an orientation and a time course of its own in each.
+
+        Parameters
+        ----------
+        items : list of (ndarray, ndarray | None)
+            ``(data (n_channels, k), others (n_channels, m) | None)``.
+        centre : ndarray, shape (3,)
+            MRI coordinates (m).
+        hemi : str | None
+            Scan only this hemisphere's triangles (None: both).
+
+        Returns
+        -------
+        found : (ndarray of int, ndarray) | None
+            The triangle's source indices and the barycentric weights; None
+            when no triangle is near or no item is given.
+        """
+        cand = self.candidates(centre, hemi)
+        if cand.size == 0 or not items:
+            return None
+        verts = np.unique(cand)
+        g = self.fields(verts)[:, np.searchsorted(verts, cand)]  # (c, tri, 3, 3)
+        interp = np.einsum("pk,ctkj->tpcj", self.bary, g).reshape(-1, g.shape[0], 3)
+        score = np.zeros(len(interp))
+        plain = [d for d, o in items if o is None or o.shape[1] == 0]
+        if plain:  # one QR for all blocks without other sources: Σ_j q_jᵀ (D Dᵀ) q_j
+            q = np.linalg.qr(interp)[0]
+            d = np.hstack(plain)
+            gram = d @ d.T
+            score += np.einsum("njc,ncj->n", np.transpose(q, (0, 2, 1)) @ gram, q)
+        for d, others in items:
+            if others is None or others.shape[1] == 0:
+                continue
+            basis = np.linalg.qr(others)[0]
+            resid = _project_out(basis, d)
+            proj = interp - np.einsum("ck,nkj->ncj", basis,
+                                      np.einsum("ck,ncj->nkj", basis, interp))
+            q = np.linalg.qr(proj)[0]
+            qd = np.einsum("ncj,ct->njt", q, resid)
+            score += np.einsum("njt,njt->n", qd, qd)
+        t, p = divmod(int(np.argmax(score)), len(self.bary))
+        return cand[t], self.bary[p]
 
     def scan(self, data, centre, hemi, others, rows=slice(None)):
         """Best (triangle, barycentric weights) near ``centre`` for ``data`` (rows given)
@@ -177,7 +257,7 @@ def refine_positions(problem, data, clusters, *, scan_radius_mm=SCAN_RADIUS_MM, 
     tris = _mesh(problem)
     if tris is None or not clusters:
         return None
-    scanner = _Scanner(problem, tris, scan_radius_mm, step)
+    scanner = Scanner(problem, tris, scan_radius_mm, step)
     data = np.asarray(data, float)
     # Start: each source's field is its strongest member's free-orientation field.
     fits = [(np.array([c.peak]), np.ones(1)) for c in clusters]
@@ -207,3 +287,6 @@ def refine_positions(problem, data, clusters, *, scan_radius_mm=SCAN_RADIUS_MM, 
         return stable
 
     return stability
+
+
+_Scanner = Scanner  # the name before it was public

@@ -185,7 +185,7 @@ def test_summary_has_activity_periods_of_the_bursts(setup):
 
 def test_reported_sources_of_the_bursts(setup):
     """One source bursting twice: one reported source with both bursts as events, at
-    the true grid source (on the grid here)."""
+    the true grid source (on the grid here: the sub-grid fit lands on its vertex)."""
     raw, fwd, cov = setup
     res = _run(raw, fwd, cov)
     reported = res.summary()["reported_sources"]
@@ -197,10 +197,30 @@ def test_reported_sources_of_the_bursts(setup):
     assert len(reported) == 1 and top["source_indices"] == [40]
     true_mm = res._mapper._problem.source_positions([40])[0][0] * 1e3  # MRI coordinates
     np.testing.assert_allclose(top["position_mm"], true_mm, atol=0.01)  # (rounded to 0.01 mm)
+    assert top["position_method"] == "sub-grid fit"
+    centroid = res.reported_sources(position="centroid")[0]
+    assert centroid["position_method"] == "centroid"
+    assert centroid["position_mm"] == centroid["centroid_mm"] == top["centroid_mm"]
     for kw in (dict(radius_mm=0), dict(track_mm=-5), dict(track_mm="15"),
-               dict(minor_fraction=1.0)):
+               dict(minor_fraction=1.0), dict(position="fitted")):
         with pytest.raises(InputError, match=next(iter(kw))):
             res.reported_sources(**kw)
+
+
+def test_read_back_with_the_raw_fits_sub_grid_positions(setup, raw_file, tmp_path):
+    """A result read from its file fits positions only when given the recording (read
+    again lazily); without it, the centroid, labelled as such."""
+    raw, fwd, cov = setup
+    lazy = mne.io.read_raw_fif(raw_file, preload=False, verbose=False)
+    res = _run(lazy, fwd, cov, fname=tmp_path / "r.h5")
+    direct = res.reported_sources()
+    back = read_continuous(tmp_path / "r.h5", fwd, cov, raw=lazy).reported_sources()
+    assert back == direct and back[0]["position_method"] == "sub-grid fit"
+    plain = read_continuous(tmp_path / "r.h5", fwd, cov, res._mapper._problem.info)
+    assert plain.reported_sources()[0]["position_method"] == "centroid"
+    short = lazy.copy().crop(0, 2.0)
+    with pytest.raises(InputError, match="shorter"):
+        read_continuous(tmp_path / "r.h5", fwd, cov, raw=short)
 
 
 def test_cli_continuous_bad_input_exits_2(raw_file, sample_paths, tmp_path, capsys):

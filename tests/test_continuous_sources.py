@@ -116,3 +116,104 @@ def test_empty_activity_has_no_sources():
     seg["values"] = np.zeros(0)
     assert track_sources(bin_activity(seg, 1, N_BIN), INDEX, POS, HEMIS, sfreq=SFREQ,
                          tmin=0.0) == []
+
+
+# ------------------------------------------------- sub-grid positions (refine_tracked)
+@pytest.fixture(scope="module")
+def problem(sample_evoked, sample_forward, sample_cov):
+    from meeg_inverse.problem import InverseProblem
+
+    return InverseProblem.from_evoked(sample_evoked, sample_forward, sample_cov,
+                                      tmin=0.05, tmax=0.15)
+
+
+def _events(spans):
+    return [dict(start=a / SFREQ, stop=b / SFREQ, peak_nAm=1.0, position=np.zeros(3),
+                 samples=(a, b)) for a, b in spans]
+
+
+def _planted(problem):
+    """Whitened data: a source inside a mesh triangle bursting 3 times (own orientation and
+    time course each), and a vertex of the other hemisphere active during the 2nd burst."""
+    from meeg_inverse.subgrid import free_gain_blocks, inversion_mesh
+
+    tris = inversion_mesh(problem)
+    tri = tris[40]
+    weights = np.array([1 / 2, 1 / 3, 1 / 6])
+    field = np.einsum("k,ckj->cj", weights, free_gain_blocks(problem, tri))
+    positions, hemis = problem.source_positions(np.arange(problem.n_sources))
+    other = next(i for i in range(problem.n_sources) if hemis[i] != hemis[tri[0]])
+    field2 = free_gain_blocks(problem, [other])[:, 0]
+    rng = np.random.default_rng(1)
+    data = np.zeros((field.shape[0], 1000))
+    spans = [(100, 160), (400, 520), (800, 850)]
+    for a, b in spans:
+        t = np.arange(b - a)
+        data[:, a:b] += np.outer(field @ rng.standard_normal(3),
+                                 np.sin(2 * np.pi * rng.uniform(0.02, 0.05) * t))
+    data[:, 380:540] += np.outer(field2 @ np.array([0.2, 0.7, -0.6]),
+                                 np.cos(2 * np.pi * 0.03 * np.arange(160)))
+    truth = weights @ positions[tri]
+    return data, tri, weights, other, spans, truth, positions, hemis
+
+
+def test_refine_tracked_fits_a_planted_sub_grid_source_over_its_events(problem):
+    from meeg_inverse.continuous_sources import refine_tracked
+
+    data, tri, weights, other, spans, truth, positions, hemis = _planted(problem)
+    # Tracking put the source 6 mm off (a centroid), on its neighbour's vertex.
+    sources = [dict(position=truth + [0.006, 0, 0], hemi=hemis[tri[0]], energy=3.0,
+                    source_indices=[int(tri[1])], events=_events(spans)),
+               dict(position=positions[other], hemi=hemis[other], energy=1.0,
+                    source_indices=[int(other)], events=_events([(380, 540)]))]
+    assert refine_tracked(problem, sources, lambda a, b: data[:, a:b])
+    assert len(sources) == 2
+    first, second = sources
+    assert first["position_method"] == "sub-grid fit"
+    got = dict(zip(first["position_sources"], first["position_weights"]))
+    assert got == pytest.approx(dict(zip(tri.tolist(), weights)), abs=1e-9)
+    np.testing.assert_allclose(first["position"], truth, atol=1e-9)
+    np.testing.assert_allclose(first["centroid"], truth + [0.006, 0, 0])
+    np.testing.assert_allclose(second["position"], positions[other], atol=1e-9)
+
+
+def test_one_source_carried_by_two_groups_is_merged_and_its_events_joined(problem):
+    """The same source reported twice (the second group labelled with the other
+    hemisphere, as at the midline, 9 mm off): fitted alone, both land on it -> one source,
+    the events that overlap in time one event."""
+    from meeg_inverse.continuous_sources import refine_tracked
+
+    data, tri, weights, other, spans, truth, positions, hemis = _planted(problem)
+    data[:, 380:540] = 0.0  # no other source here
+    twin_hemi = "rh" if hemis[tri[0]] == "lh" else "lh"
+
+    def make():
+        return [dict(position=truth + [0.004, 0, 0], hemi=hemis[tri[0]], energy=3.0,
+                     source_indices=[int(tri[0])], events=_events(spans[:2])),
+                dict(position=truth + [0, 0.009, 0], hemi=twin_hemi, energy=1.0,
+                     source_indices=[int(tri[2])], events=_events([(410, 500), spans[2]]))]
+
+    sources = make()
+    assert refine_tracked(problem, sources, lambda a, b: data[:, a:b])
+    assert len(sources) == 1
+    np.testing.assert_allclose(sources[0]["position"], truth, atol=1e-9)
+    assert [e["samples"] for e in sources[0]["events"]] == spans  # (410, 500) joined (400, 520)
+    assert sources[0]["source_indices"] == [int(tri[0]), int(tri[2])]
+    kept = make()
+    refine_tracked(problem, kept, lambda a, b: data[:, a:b], merge_mm=None)
+    assert len(kept) == 2
+
+
+def test_refine_tracked_keeps_centroids_without_a_mesh_or_data(sample_evoked, sample_forward,
+                                                                sample_cov):
+    from meeg_inverse.continuous_sources import refine_tracked
+    from meeg_inverse.problem import InverseProblem
+
+    fixed = InverseProblem.from_evoked(sample_evoked, sample_forward, sample_cov, loose=0.0,
+                                       tmin=0.05, tmax=0.15)
+    for prob, read in ((fixed, lambda a, b: fixed.data), (None, None)):
+        sources = [dict(position=np.array([0.01, 0.02, 0.03]), hemi="lh", energy=1.0,
+                        source_indices=[10], events=_events([(0, 10)]))]
+        assert not refine_tracked(prob, sources, read)
+        assert sources[0]["position_method"] == "centroid"
+        np.testing.assert_allclose(sources[0]["position"], sources[0]["centroid"])
