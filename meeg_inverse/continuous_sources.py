@@ -25,7 +25,14 @@ that pick up the same burst are no longer separate (false) events. A centroid
 cannot undo a bias whose vertices all lie on one side of the source (docs/
 continuous.md, the scored run of 2026-11-30): :func:`refine_tracked` then
 puts each reported source at a **sub-grid position** fitted to the data of
-all its events (:mod:`meeg_inverse.subgrid`).
+all its events (:mod:`meeg_inverse.subgrid`), and merges the sources that
+the fit puts together (one source carried by two groups of grid sources, or
+by both hemispheres at the midline).
+
+What it does not fix: the fit's fields are interpolated linearly between the
+vertices of the inversion mesh; where they are 11-16 mm apart, the
+interpolated field that best matches a real source can lie 14-15 mm from it
+even without noise (docs/continuous.md, the scored run of amendment 2).
 """
 
 import numpy as np
