@@ -11,7 +11,7 @@ from simulate_continuous import _setup
 from meeg_inverse.continuous import read_continuous
 from meeg_inverse.subgrid import Scanner, inversion_mesh
 sim, _, _ = _setup()
-for minutes, seed, dip in [(10, 10, 1), (10, 10, 0), (10, 10, 2), (10, 0, 0), (10, 0, 1)]:
+for minutes, seed, dip in [(10, 10, 1), (10, 10, 0), (10, 10, 2), (10, 0, 0), (10, 0, 1), (10, 0, 2)]:
     raw, fwd, cov, truth, _ = bc.inputs(minutes, seed)
     res = read_continuous(bc.OUT / bc._speed_name(argparse.Namespace(minutes=minutes, seed=seed)), fwd, cov, raw=raw)
     prob = res._mapper._problem
