@@ -28,8 +28,8 @@ stays the cluster's energy-weighted centroid.
 
 import numpy as np
 
-__all__ = ["SCAN_RADIUS_MM", "STABLE_MM", "STEP", "SWEEPS", "Scanner", "refine_positions",
-           "free_gain_blocks", "inversion_mesh"]
+__all__ = ["MAX_SOURCES", "SCAN_RADIUS_MM", "STABLE_MM", "STEP", "SWEEPS",
+           "Scanner", "refine_positions", "free_gain_blocks", "inversion_mesh"]
 
 #: Triangles with a vertex within this distance of a cluster's centroid are scanned (mm).
 SCAN_RADIUS_MM = 15.0
@@ -37,6 +37,8 @@ SCAN_RADIUS_MM = 15.0
 STEP = 6
 #: Coordinate-ascent sweeps over the reported sources.
 SWEEPS = 2
+#: More reported sources than this keep their centroids (no sub-grid fit).
+MAX_SOURCES = 10
 #: A channel subsample's fit within this distance confirms a position (mm).
 STABLE_MM = 7.0
 
@@ -246,7 +248,8 @@ def refine_positions(problem, data, clusters, *, scan_radius_mm=SCAN_RADIUS_MM, 
         out) puts the source within :data:`STABLE_MM` of its fitted position —
         the position check of the confidence. None when the source space allows
         no refinement (volume or discrete sources, fixed orientation, no mesh,
-        masked sources): the clusters then keep their centroid as position.
+        masked sources) or there are more than :data:`MAX_SOURCES` clusters: the
+        clusters then keep their centroid as position.
 
     Notes
     -----
@@ -255,7 +258,9 @@ def refine_positions(problem, data, clusters, *, scan_radius_mm=SCAN_RADIUS_MM, 
     weights) of each cluster, and ``position_method = 'sub-grid fit'``.
     """
     tris = _mesh(problem)
-    if tris is None or not clusters:
+    # Beyond a few sources the answer is not "which few parts of the brain", and
+    # the scans' cost grows with the square of their number (75 s for 35).
+    if tris is None or not clusters or len(clusters) > MAX_SOURCES:
         return None
     scanner = Scanner(problem, tris, scan_radius_mm, step)
     data = np.asarray(data, float)

@@ -62,6 +62,18 @@ def test_fixed_orientation_keeps_the_centroid(sample_evoked, sample_forward, sam
     assert clusters[0].position == pytest.approx(clusters[0].centroid)
 
 
+def test_many_sources_keep_their_centroids(problem):
+    # Beyond MAX_SOURCES the fit is skipped (its cost grows with the square of the
+    # number of sources: 75 s for 35 at a tiny alpha), not run for minutes.
+    from meeg_inverse.subgrid import MAX_SOURCES
+
+    sources = np.arange(0, 4 * (MAX_SOURCES + 1), 4)[:MAX_SOURCES + 1]
+    clusters = _clusters_at(problem, sources)
+    assert len(clusters) == MAX_SOURCES + 1
+    assert refine_positions(problem, problem.data, clusters) is None
+    assert all(c.position_method == "centroid" for c in clusters)
+
+
 def test_real_off_grid_sources_are_placed_closer_than_the_grid(sample_paths, sample_evoked,
                                                                sample_forward, sample_cov):
     """Dipoles at cortical vertices the inversion grid does not use, real BEM forward
