@@ -267,6 +267,12 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
             pen = make_penalty(penalty, alpha_abs, **params)
         except ValueError as exc:
             raise InputError(f"Bad penalty: {exc}", "see the documentation of `penalty`.") from None
+        # What the operator and λ_max computed already: the blocks' eigendecompositions
+        # and, without time PCA, the first outer iteration's product YᵀG.
+        if problem.operator is not None and problem.n_orient > 1:
+            solve_kw["block_eigh"] = problem.operator.block_eigh()
+        if basis is None and problem.data_correlation is not None:
+            solve_kw["data_correlation"] = problem.data_correlation
         result = solve_from_convex(problem.gain, data, pen, n_orient=problem.n_orient, tol=tol,
                                    verbose=verbose, callback=solver_callback, **solve_kw)
         timings["solve"] = time.perf_counter() - t0
