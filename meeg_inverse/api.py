@@ -426,23 +426,26 @@ def apply_sparse_inverse(operator, evoked, alpha="auto", *, maxit=3000, tol=1e-4
             timings=solution.timings, confidence=solution.confidence,
             noise=problem.noise_estimate, sources=solution.clusters,
             minor_sources=solution.minor_clusters,
-            warnings=_result_warnings(problem, solution.full_coef(), solution, cancellation,
-                                      penalty))
+            warnings=_result_warnings(problem, solution, cancellation, penalty))
     out = estimates if is_list else estimates[0]
     if return_residual:
         return out, (residuals if is_list else residuals[0])
     return out
 
 
-def _result_warnings(problem, coef, solution, cancellation, penalty):
+def _result_warnings(problem, solution, cancellation, penalty):
     """The assessment's warnings of a fit (see :mod:`meeg_inverse.assessment`)."""
     from .assessment import annotate_records, result_warnings
     from .summary import source_records
 
-    records = annotate_records(source_records(problem, coef), confidence=solution.confidence)
+    # source_records reads rows of the unmasked source space (weights_min masks some).
+    coef_full = problem.full_coef(solution.coef_active, solution.active_set)
+    records = annotate_records(source_records(problem, coef_full),
+                               confidence=solution.confidence)
     selection = solution.selection
     return result_warnings(records, field_cancellation=cancellation,
-                           residual_ratio=problem.residual_ratio(coef),
+                           residual_ratio=problem.residual_ratio(solution.coef_active,
+                                                                 solution.active_set),
                            at_bound=bool(getattr(selection, "at_bound", False)),
                            penalty=penalty)
 

@@ -577,10 +577,31 @@ def correlation_scores(code, param, corr_t, coef_blocks, support, alphas, lipsch
     grad_ratios = np.zeros(n_blocks)
     value = 0.0
     for k in range(n_blocks):
+        sq = 0.0
         for a in range(n_orient):
             col = k * n_orient + a
             for t in range(n_times):
-                grad[a * n_times + t] = -corr_t[t, col]
+                g = -corr_t[t, col]
+                grad[a * n_times + t] = g
+                sq += g * g  # ‖∇_k‖², in _norm's order
+        if not support[k] and not fixed_point and code != CODE_L1:
+            # Zero block of a radial penalty (most blocks): the three scores
+            # from the one norm (the calls below would compute it three times).
+            nrm = math.sqrt(sq)
+            alpha = alphas[k]
+            if lipschitz[k] > 0.0:
+                scores[k] = max(nrm - radius_at_zero(code, alpha, param), 0.0)
+            if not math.isfinite(alpha):
+                ratios[k] = 0.0
+            elif alpha <= 0.0:
+                ratios[k] = math.inf if nrm > 0.0 else 0.0
+            else:
+                ratios[k] = nrm / alpha
+            if lipschitz[k] <= 0.0:
+                grad_ratios[k] = -1.0
+            elif alpha > 0.0 and math.isfinite(alpha):
+                grad_ratios[k] = nrm / alpha
+            continue
         coef_k = coef_blocks[k] if support[k] else zero
         if support[k]:
             value += block_value(code, coef_k, alphas[k], param)

@@ -261,6 +261,10 @@ class InverseProblem:
         ``source_nn``, ``mri_head_t``.
     operator : SparseInverseOperator
         The prepared operator this problem applies to :attr:`data`.
+    data_correlation : ndarray, shape (n_times, n_sources * n_orient) | None
+        ``dataᵀ gain``, kept from the λ_max computation (None when it was not
+        formed, e.g. for data longer than their number of channels): the
+        solver's first outer iteration from zero is this product.
     """
 
     gain: np.ndarray
@@ -281,6 +285,7 @@ class InverseProblem:
     nave: int = 1
     operator: object = field(default=None, repr=False)
     noise: object = None
+    data_correlation: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def noise_estimate(self):
@@ -492,12 +497,17 @@ class InverseProblem:
             RuntimeWarning, stacklevel=stacklevel)
         return True
 
-    def to_physical(self, coef):
-        """Rows of a (full, unmasked-space) solution in A·m."""
+    def to_physical(self, coef, rows=None):
+        """Rows of a (full, unmasked-space) solution in A·m.
+
+        With ``rows`` (indices in the unmasked space), ``coef`` holds only those rows.
+        """
         weights = self.source_weighting
         if self.source_mask is not None:
             weights = np.zeros(len(self.source_mask))
             weights[self.source_mask] = self.source_weighting
+        if rows is not None:
+            weights = weights[rows]
         return coef * weights[:, None]
 
     def block_sources(self):

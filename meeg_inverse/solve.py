@@ -267,6 +267,16 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
             pen = make_penalty(penalty, alpha_abs, **params)
         except ValueError as exc:
             raise InputError(f"Bad penalty: {exc}", "see the documentation of `penalty`.") from None
+        # What the operator and λ_max computed already: the blocks' eigendecompositions
+        # and, without time PCA, the first outer iteration's product YᵀG.
+        operator = problem.operator
+        if (problem.n_orient > 1 and operator is not None
+                and getattr(operator, "gain", None) is problem.gain):
+            solve_kw["block_eigh"] = operator.block_eigh()
+        corr = problem.data_correlation
+        if basis is None and corr is not None and corr.shape == (data.shape[1],
+                                                                  problem.gain.shape[1]):
+            solve_kw["data_correlation"] = corr
         result = solve_from_convex(problem.gain, data, pen, n_orient=problem.n_orient, tol=tol,
                                    verbose=verbose, callback=solver_callback, **solve_kw)
         timings["solve"] = time.perf_counter() - t0

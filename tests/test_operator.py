@@ -210,3 +210,46 @@ def test_blas_threads_follow_the_machine_load(monkeypatch):
     from threadpoolctl import threadpool_info
 
     assert seen[-1] == {d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"}
+
+
+def test_block_diagonal_whitening_equals_one_product():
+    """The per-block whitening (MNE's whitener is block-diagonal by channel type) gives
+    the product over all channels, also when the channels' forward rows are not in
+    the whitener's order (padded blocks) and for a full whitener (one product)."""
+    from meeg_inverse.operator import _whiten_gain, _whitener_blocks
+
+    rng = np.random.default_rng(0)
+    n_fwd, n_cols = 9, 12
+    sol = np.asfortranarray(rng.standard_normal((n_fwd, n_cols)))
+    whitener = np.zeros((6, 7))  # rows 0-3 on channels 0-4, rows 4-5 on channels 5-6
+    whitener[:4, :5] = rng.standard_normal((4, 5))
+    whitener[4:, 5:] = rng.standard_normal((2, 2))
+    assert [(b[0].start, b[0].stop, b[1].start, b[1].stop)
+            for b in _whitener_blocks(whitener)] == [(0, 4, 0, 5), (4, 6, 5, 7)]
+    assert _whitener_blocks(rng.standard_normal((6, 7))) is None
+    for rows in (np.arange(1, 8), np.array([8, 0, 3, 1, 6, 2, 5])):
+        gain = _whiten_gain(sol, rows, whitener)[0]
+        assert gain.flags.f_contiguous
+        np.testing.assert_allclose(gain, whitener @ sol[rows], rtol=1e-13, atol=1e-13)
+    full = rng.standard_normal((6, 7))
+    np.testing.assert_allclose(_whiten_gain(sol, np.arange(7), full)[0], full @ sol[:7],
+                               rtol=1e-13, atol=1e-13)
+
+
+def test_solver_reuses_lambda_max_correlation(evoked_window, sample_forward, sample_cov):
+    """The problem's YᵀG (from λ_max) as the solver's first product, and the
+    operator's block eigendecompositions: the same solution as without them."""
+    from meeg_inverse.solvers import solve
+
+    problem = InverseProblem.from_evoked(evoked_window, sample_forward, sample_cov, loose=1.0)
+    assert problem.data_correlation.shape == (problem.data.shape[1], problem.gain.shape[1])
+    alpha = 0.3 * problem.alpha_max
+    plain = solve(problem.gain, problem.data, "l21", alpha=alpha, n_orient=3, tol=1e-8)
+    reused = solve(problem.gain, problem.data, "l21", alpha=alpha, n_orient=3, tol=1e-8,
+                   data_correlation=problem.data_correlation,
+                   block_eigh=problem.operator.block_eigh())
+    np.testing.assert_array_equal(reused.active_set, plain.active_set)
+    np.testing.assert_allclose(reused.coef, plain.coef, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="data_correlation"):
+        solve(problem.gain, problem.data, "l21", alpha=alpha, n_orient=3,
+              data_correlation=problem.data_correlation[:, :-3])

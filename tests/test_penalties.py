@@ -224,6 +224,18 @@ def test_correlation_scores_match_block_layout_helpers(name, n_orient):
     expected = np.linalg.norm(grad, axis=1) / alphas
     expected[3] = -1.0
     np.testing.assert_allclose(grad_ratios, expected, rtol=1e-12)
+    # Zero blocks take a one-norm shortcut: also with an excluded (α = ∞) and an
+    # unpenalised (α = 0) zero block, the same values as the helpers.
+    zero_blocks = np.flatnonzero(~support)
+    alphas = alphas.copy()
+    alphas[zero_blocks[-1]], alphas[zero_blocks[-2]] = np.inf, 0.0
+    scores, ratios, _, _ = correlation_scores(
+        pen.code, pen.param, corr_t, coef, support, alphas, lips, pen.uses_fixed_point,
+        n_orient)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.testing.assert_allclose(scores, optimality_scores(
+            pen.code, coef, grad, alphas, pen.param, lips, pen.uses_fixed_point), rtol=1e-12)
+        np.testing.assert_allclose(ratios, dual_ratios(pen.code, grad, alphas), rtol=1e-12)
 
 
 def test_dual_ratio_of_an_unpenalised_block():
