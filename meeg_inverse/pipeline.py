@@ -20,11 +20,11 @@ from .errors import InputError
 from .forward import (TEMPLATE_SUBJECT, check_forward_matches, make_subject_forward,
                       make_template_forward, read_forward)
 from .problem import InverseProblem
-from .progress import Progress  # noqa: F401 (its home until the launcher needed it light)
+from .progress import Progress
 from .clusters import CLUSTER_RADIUS_MM, MATCH_MM
 from .confidence import CONFIDENT, DEFAULT_REDRAWS
 from .solve import DEFAULT_MAX_TIME, DEFAULT_RULE
-from .summary import source_frames, source_records, write_json
+from .summary import source_frames, source_records
 
 
 @dataclass

@@ -34,7 +34,6 @@ space.  The elementwise L1 penalty gives, per time sample ``t``, the system
 ``G_{S_t}ᵀG_{S_t} J_{S_t,t} = −λ w sign(B_{S_t,t})``.
 """
 
-import os
 import time
 import warnings
 from dataclasses import dataclass
