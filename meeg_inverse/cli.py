@@ -638,7 +638,7 @@ def _print_result(summary, paths, args):
     records = summary["sources"]
     print(f"{len(records)} active source(s); explained variance "
           f"{100 * summary['explained_variance']:.1f} %")
-    from .problem import FIELD_CANCELLATION_WARNING
+    from ._choices import FIELD_CANCELLATION_WARNING
 
     cancellation = summary.get("field_cancellation")
     if cancellation is not None and cancellation > FIELD_CANCELLATION_WARNING:
