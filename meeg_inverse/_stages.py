@@ -220,6 +220,7 @@ def stage_main(argv):
 
     stage, staging, cli_argv = argv[0], Path(argv[1]), argv[2:]
     _exit_with_launcher()
+    _spawn_while_small()
     cli._install_signal_handlers()
     args = cli.build_parser().parse_args(cli_argv)
     progress = Progress(enabled=not args.quiet, warnings=True)
@@ -264,6 +265,18 @@ def _exit_with_launcher():
         pass
     if parent and os.getppid() != parent:
         sys.exit(128 + int(signal.SIGTERM))
+
+
+def _spawn_while_small():
+    """Run now, while this process is small, what would fork it later when it is large.
+
+    h5py's import (the stc's HDF5 file, the report) asks ``platform.processor()``,
+    which runs ``uname -p`` in a subprocess; a fork of a 300 MB process counts
+    twice in the process tree's memory while it lasts. The answer is cached.
+    """
+    import platform
+
+    platform.processor()
 
 
 def _compute(args, staging, progress):
