@@ -43,9 +43,12 @@ OUTCOME = ".meeg-inverse-stage-outcome.json"
 STOP_GRACE_S = 5.0
 _PARENT_ENV = "MEEG_INVERSE_STAGE_PARENT"
 # The child puts the package that runs the launcher first on its path: the same code,
-# whatever the current folder or PYTHONPATH.
-_BOOT = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
-         "from meeg_inverse._stages import stage_main; sys.exit(stage_main(sys.argv[1:]))")
+# whatever the current folder or PYTHONPATH. Ctrl-C while it imports: no traceback (the
+# launcher says it).
+_BOOT = ("import sys\ntry:\n    sys.path.insert(0, sys.argv.pop(1))\n"
+         "    from meeg_inverse._stages import stage_main\n"
+         "    sys.exit(stage_main(sys.argv[1:]))\n"
+         "except KeyboardInterrupt:\n    sys.exit(130)\n")
 
 
 class StageFailed(RuntimeError):
@@ -181,11 +184,20 @@ def _relay(pipe, target):
 
 
 def _stop(proc, signum):
-    """Stop a stage after the launcher was interrupted; it removes nothing itself."""
-    if proc.poll() is not None:
-        return
+    """Stop a stage after the launcher was interrupted; it removes nothing itself.
+
+    A terminal's Ctrl-C reaches the stage too (same process group): it is given a
+    second to end by itself, then SIGTERM (the launcher alone was signalled);
+    past :data:`STOP_GRACE_S`, SIGKILL.
+    """
     try:
-        if signum != signal.SIGINT:  # Ctrl-C reached the whole process group already
+        if signum == signal.SIGINT:
+            try:
+                proc.wait(timeout=1.0)
+                return
+            except subprocess.TimeoutExpired:
+                signum = signal.SIGTERM
+        if proc.poll() is None:
             proc.send_signal(signum)
         proc.wait(timeout=STOP_GRACE_S)
         return
@@ -261,7 +273,7 @@ def _exit_with_launcher():
         import ctypes
 
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the launcher's Ctrl-C still stops it
+    except (OSError, AttributeError, TypeError):  # not Linux: the launcher still stops it
         pass
     if parent and os.getppid() != parent:
         sys.exit(128 + int(signal.SIGTERM))

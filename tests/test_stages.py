@@ -178,16 +178,18 @@ def _gone(pid, timeout=10):
     return False
 
 
-@pytest.mark.parametrize("how", ["SIGTERM to the launcher", "Ctrl-C (SIGINT to the group)"])
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["SIGTERM to the launcher", "Ctrl-C (SIGINT to the group)",
+                                 "SIGINT to the launcher alone"])
 def test_stopping_the_launcher_stops_the_stage_and_leaves_no_output(sample_paths, fwd_file,
                                                                     tmp_path, stage_patch, how):
     proc, stage_pid, out = _launch_and_wait_for_the_stage(sample_paths, fwd_file, tmp_path,
                                                           stage_patch)
     sig = signal.SIGTERM if how.startswith("SIGTERM") else signal.SIGINT
-    if sig == signal.SIGTERM:
-        proc.send_signal(sig)
-    else:
+    if how.startswith("Ctrl-C"):
         os.killpg(proc.pid, sig)  # what a terminal does on Ctrl-C
+    else:
+        proc.send_signal(sig)  # the stage is stopped by the launcher
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode in (128 + sig, -sig), stderr
     assert f"interrupted ({signal.Signals(sig).name}); no output was written" in stderr
@@ -196,6 +198,7 @@ def test_stopping_the_launcher_stops_the_stage_and_leaves_no_output(sample_paths
     assert not out.exists() and not _leftovers(tmp_path)
 
 
+@pytest.mark.slow
 def test_a_stage_ends_when_its_launcher_is_killed(sample_paths, fwd_file, tmp_path,
                                                   stage_patch):
     """SIGKILL of the launcher (no cleanup possible there): its stage gets SIGTERM, and the
