@@ -7,6 +7,8 @@ figures' titles and the viewer — not only to stderr.
 
 import numpy as np
 
+# The fields-cancel threshold lives where the CLI launcher reads it without numpy.
+from ._choices import FIELD_CANCELLATION_WARNING
 from .anatomy import source_labels
 from .confidence import CONFIDENT
 
@@ -19,9 +21,6 @@ __all__ = ["annotate_records", "result_warnings", "IMPLAUSIBLE_AMPLITUDE_NAM",
 IMPLAUSIBLE_AMPLITUDE_NAM = 500.0
 #: More active sources than this is no longer "a few parts of the brain".
 MANY_SOURCES = 10
-#: Sum of the sources' field energies over the fit's energy above which the
-#: fields cancel on the sensors (see InverseProblem.field_cancellation).
-FIELD_CANCELLATION_WARNING = 10.0
 #: Whitened residual variance over the noise variance below which the fit
 #: explains noise (the discrepancy principle's floor).
 RESIDUAL_FLOOR = 0.8

@@ -103,9 +103,9 @@ def _parse_loose(text):
 
 
 def _penalty_choices():
-    from .penalties import PENALTIES
+    from ._choices import PENALTY_NAMES  # not .penalties: that imports numba
 
-    return sorted(PENALTIES)
+    return sorted(PENALTY_NAMES)
 
 
 def build_parser():
@@ -448,11 +448,16 @@ def _finite(value, option):
                          f"give a number, e.g. {option} 0.1.")
 
 
-def _check_penalty(args):
-    """The penalty, its shape parameter and alpha, checked before any file is read."""
+def _check_penalty(args, *, light=False):
+    """The penalty, its shape parameter and alpha, checked before any file is read.
+
+    ``light``: without the range check of ``--gamma``, which builds the penalty
+    (numba); the launcher of :mod:`meeg_inverse._stages` stays light, and its
+    compute stage runs the whole check.
+    """
     penalty = args.penalty
     if penalty is None:  # the λ rule's default penalty
-        from .solve import resolve_penalty
+        from ._choices import resolve_penalty
 
         penalty = resolve_penalty(None, args.alpha)
     if args.penalty in API_ONLY_PENALTIES:
@@ -475,6 +480,8 @@ def _check_penalty(args):
                              f"shape of {', '.join(SHAPE_PARAMETER)} only.",
                              f"drop --gamma, or choose one of {', '.join(SHAPE_PARAMETER)}.")
         params[SHAPE_PARAMETER[penalty]] = gamma
+        if light:
+            return params
         from .penalties import make_penalty
 
         try:
@@ -485,8 +492,9 @@ def _check_penalty(args):
     return params
 
 
-def _check_localize_args(args):
-    """Refuse bad option values at once, before any file is read."""
+def _check_localize_args(args, *, light=False):
+    """Refuse bad option values at once, before any file is read (``light``: see
+    :func:`_check_penalty`)."""
     from ._output_dir import resolve_output_dir
 
     resolve_output_dir(args.out)
@@ -511,31 +519,27 @@ def _check_localize_args(args):
     if args.seed < 0:
         raise InputError(f"--seed must be >= 0, got {args.seed}.", "use e.g. --seed 0.")
     _parse_reject(args.reject)
-    return _check_penalty(args)
+    return _check_penalty(args, light=light)
 
 
-def _run_localize(args, progress):
-    from .pipeline import ForwardSpec, localize_file
+def _run_localize(args, progress, argv):
+    """``localize``: continuous recordings here; averages in stages (:mod:`._stages`).
 
-    penalty_params = _check_localize_args(args)
-    spec = ForwardSpec(forward=args.forward, subject=args.subject, subjects_dir=args.subjects_dir,
-                       trans=args.trans, bem=args.bem, src=args.src, spacing=args.spacing,
-                       montage=args.montage, montage_match=args.montage_match)
+    Returns ``(result, paths)`` for ``--continuous``, else ``(summary, paths)``.
+    """
     if args.continuous:
+        from .pipeline import ForwardSpec
+
+        _check_localize_args(args)
+        spec = ForwardSpec(forward=args.forward, subject=args.subject,
+                           subjects_dir=args.subjects_dir, trans=args.trans, bem=args.bem,
+                           src=args.src, spacing=args.spacing, montage=args.montage,
+                           montage_match=args.montage_match)
         return _run_continuous(args, spec, progress)
-    result, paths = localize_file(
-        args.recording, args.out, forward_spec=spec, noise_cov=args.noise_cov,
-        empty_room=args.empty_room, condition=args.condition, events=args.events,
-        epoch_tmin=args.epoch_tmin, epoch_tmax=args.epoch_tmax,
-        baseline=None if args.no_baseline else (None, 0), reject=_parse_reject(args.reject),
-        tmin=args.tmin, tmax=args.tmax, alpha=args.alpha, penalty=args.penalty,
-        penalty_params=penalty_params, loose=args.loose, depth=args.depth,
-        pick_ori=args.pick_ori, rank=args.rank, tol=args.tol, debias=not args.no_debias,
-        random_state=args.seed, bads=args.bads, ch_types=_channel_types(args),
-        sure_curve=args.sure_curve, figures=not args.no_figures,
-        progress=progress, verbose=args.verbose, overwrite=args.overwrite,
-        exclude=args.exclude, allow_missing_types=args.allow_missing_types)
-    return result, paths
+    _check_localize_args(args, light=True)  # the compute stage checks --gamma's range
+    from ._stages import run_localize
+
+    return run_localize(args, argv, progress)
 
 
 _EPOCH_OPTIONS = ("condition", "events", "reject", "pick_ori", "gamma", "sure_curve")
@@ -624,16 +628,17 @@ def _run_demo(args, progress):
                     overwrite=args.overwrite)
 
 
-def _print_result(result, paths, args):
-    summary = result.summary()
+def _print_result(summary, paths, args):
+    """What the result says, from its summary (``summary.json``'s content)."""
     if args.json:
         summary["files"] = {k: [str(x) for x in v] if isinstance(v, list) else str(v)
                             for k, v in paths.items()}
         print(json.dumps(summary, indent=2, default=str))
         return
-    print(f"{len(result.records)} active source(s); explained variance "
-          f"{100 * result.explained_variance:.1f} %")
-    from .problem import FIELD_CANCELLATION_WARNING
+    records = summary["sources"]
+    print(f"{len(records)} active source(s); explained variance "
+          f"{100 * summary['explained_variance']:.1f} %")
+    from ._choices import FIELD_CANCELLATION_WARNING
 
     cancellation = summary.get("field_cancellation")
     if cancellation is not None and cancellation > FIELD_CANCELLATION_WARNING:
@@ -657,7 +662,7 @@ def _print_result(result, paths, args):
     for warning in summary.get("warnings") or []:
         if warning["code"] != "field_cancellation":  # printed above
             print(f"warning: {warning['message']} Fix: {warning['fix']}", file=sys.stderr)
-    if result.records and not result.records[0]["position_mni_mm"]:
+    if records and not records[0]["position_mni_mm"]:
         print("  (head coordinates: MNI needs the subject's MRI, --subjects-dir)")
     print(f"outputs in {paths['summary'].parent}")
 
@@ -799,18 +804,21 @@ def _main(argv, wants_json):
         parser.print_help()
         return EXIT_BAD_INPUT
     json_out = getattr(args, "json", False)
-    from .pipeline import Progress
+    from ._stages import StageFailed
+    from .progress import Progress
 
     progress = Progress(enabled=not args.quiet, warnings=True)
     try:
-        import mne
+        staged = args.command == "localize" and not args.continuous
+        if not staged:  # the stages of localize set it themselves; this process stays light
+            import mne
 
-        mne.set_log_level("INFO" if args.verbose else "ERROR")
+            mne.set_log_level("INFO" if args.verbose else "ERROR")
         with warnings.catch_warnings():
             if not args.verbose:
                 warnings.simplefilter("ignore")
             if args.command == "localize":
-                result, paths = _run_localize(args, progress)
+                result, paths = _run_localize(args, progress, argv)
             elif args.command == "demo":
                 result, paths = _run_demo(args, progress)
             else:
@@ -824,12 +832,17 @@ def _main(argv, wants_json):
         if getattr(args, "continuous", False):
             _print_continuous(result, paths, args)
         else:
-            _print_result(result, paths, args)
+            _print_result(result if isinstance(result, dict) else result.summary(), paths,
+                          args)
         return EXIT_OK
     except InputError as exc:
         progress.done()
         _error(json_out, exc.problem, exc.fix)
         return EXIT_BAD_INPUT
+    except StageFailed as exc:  # a bug in a stage, or a stage killed
+        progress.done()
+        _error(json_out, exc.problem, exc.fix, prefix="meeg-inverse: ")
+        return EXIT_FAILURE
     except (_DatasetFailure, _EnvironmentFailure) as exc:
         progress.done()
         _error(json_out, str(exc), prefix="meeg-inverse: ")

@@ -6,8 +6,6 @@ objects in hand.
 """
 
 import os
-import shutil
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,60 +14,17 @@ import mne
 import numpy as np
 
 from . import io as mio
+from . import outputs
 from ._output_dir import OutputFolder
 from .errors import InputError
 from .forward import (TEMPLATE_SUBJECT, check_forward_matches, make_subject_forward,
                       make_template_forward, read_forward)
 from .problem import InverseProblem
+from .progress import Progress
 from .clusters import CLUSTER_RADIUS_MM, MATCH_MM
 from .confidence import CONFIDENT, DEFAULT_REDRAWS
 from .solve import DEFAULT_MAX_TIME, DEFAULT_RULE
-from .summary import source_frames, source_records, write_json
-
-
-class Progress:
-    """Prints what the pipeline is doing and how long each step took.
-
-    Parameters
-    ----------
-    enabled : bool
-        False makes it silent.
-    stream : file-like | None
-        Where to print (default: standard error).
-    warnings : bool
-        Print :meth:`warn` messages even when not ``enabled``.
-    """
-
-    def __init__(self, enabled=True, stream=None, warnings=False):
-        import sys
-
-        self.enabled = enabled
-        self.warnings = warnings
-        self.stream = stream if stream is not None else sys.stderr
-        self._t0 = None
-
-    def step(self, message):
-        """Start a step; the previous one is reported done."""
-        self.done()
-        self._t0 = time.perf_counter()
-        if self.enabled:
-            print(f"[meeg-inverse] {message} ...", end="", file=self.stream, flush=True)
-
-    def done(self):
-        if self._t0 is not None and self.enabled:
-            print(f" {time.perf_counter() - self._t0:.1f} s", file=self.stream, flush=True)
-        self._t0 = None
-
-    def info(self, message):
-        self.done()
-        if self.enabled:
-            print(f"[meeg-inverse] {message}", file=self.stream, flush=True)
-
-    def warn(self, message):
-        """A change of what was asked (channels left out, ...): shown even when quiet."""
-        self.done()
-        if self.enabled or self.warnings:
-            print(f"meeg-inverse: warning: {message}", file=self.stream, flush=True)
+from .summary import source_frames, source_records
 
 
 @dataclass
@@ -555,48 +510,23 @@ def write_outputs(result, out_dir, *, basename="sources", figures=True, progress
         Name → path of each file written.
     """
     progress = progress or Progress(enabled=False)
-    if not result.records:
-        raise InputError(
-            f"The estimate is empty: no source is active at alpha = {result.alpha_fraction:.3g} "
-            "x lambda_max, so there is nothing to write.",
-            "give a smaller --alpha explicitly (e.g. 0.2).")
+    _check_not_empty(result)
     own = folder is None
     if own:
         folder = OutputFolder(out_dir, overwrite=overwrite).acquire()
     staging = folder.staging
     try:
         progress.step("writing the source estimate and summary")
-        written = {}
-        stc = result.stc
-        stc_base = staging / basename
-        if isinstance(stc, mne.SourceEstimate):
-            stc.save(stc_base, ftype="stc", overwrite=True, verbose=False)
-            written["stc"] = [f"{basename}-lh.stc", f"{basename}-rh.stc"]
-        stc.save(str(stc_base) + "-stc.h5", ftype="h5", overwrite=True, verbose=False)
-        written["stc_h5"] = f"{basename}-stc.h5"
-        for name, source in (extra_files or {}).items():
-            source = Path(source)
-            (shutil.copytree if source.is_dir() else shutil.copy2)(source, staging / name)
-            written[name] = name
+        written = outputs.write_estimate(result, staging, basename=basename,
+                                         extra_files=extra_files)
         summary = result.summary()
         if figures:
             progress.step("drawing figures")
-            extra = {}
-            if result.selection is not None:
-                from .sure import plot_sure_curve
-
-                plot_sure_curve(result.selection, staging / "sure_curve.png")
-                extra["sure_curve"] = staging / "sure_curve.png"
-            written.update(_draw_figures(result, staging, extra))
+            inputs = outputs.FigureInputs.of(result, report_inputs)
+            written.update(outputs.draw_figures(staging, summary, inputs))
             progress.step("writing the report")
-            from .report import write_result_report
-
-            summary["files"] = written
-            written.update(write_result_report(staging, summary, dict(written),
-                                               inputs=report_inputs))
-        summary["files"] = written
-        write_json(summary, staging / "summary.json")
-        written["summary"] = "summary.json"
+            outputs.write_report(staging, summary, written, inputs)
+        outputs.write_summary(staging, summary, written)
         progress.step("moving the outputs into place")
         folder.commit()
         progress.done()
@@ -608,18 +538,36 @@ def write_outputs(result, out_dir, *, basename="sources", figures=True, progress
             for name, files in written.items()}
 
 
-def _draw_figures(result, folder, extra_figures=None):
-    """Draw the figures of a result into ``folder``; returns name → relative path."""
-    from .viz import render_all
+def _check_not_empty(result):
+    if not result.records:
+        raise InputError(
+            f"The estimate is empty: no source is active at alpha = {result.alpha_fraction:.3g} "
+            "x lambda_max, so there is nothing to write.",
+            "give a smaller --alpha explicitly (e.g. 0.2).")
 
-    problem = result.problem
-    paths = render_all(
-        result.stc, problem.forward["src"], folder,
-        data=problem.data, fit=problem.fit(result.coef), times=problem.times,
-        subject=result.subject, subjects_dir=result.subjects_dir,
-        trans=problem.forward["mri_head_t"], summary=result.summary(),
-        nave=problem.nave, extra_figures=extra_figures)
-    return {name: str(Path(p).relative_to(folder)) for name, p in paths.items()}
+
+def hand_off_outputs(result, staging, *, figures=True, progress=None, extra_files=None,
+                     report_inputs=None):
+    """The compute stage's part of :func:`write_outputs` (see :mod:`meeg_inverse._stages`).
+
+    Writes the source estimate into ``staging``; with ``figures``, pickles what
+    the figures stage draws from (:class:`meeg_inverse.outputs.FigureInputs`,
+    the summary, the files written) into ``staging`` too, else writes
+    ``summary.json`` at once. Nothing is put in place: the launcher does that.
+    """
+    from ._stages import dump_handoff
+
+    progress = progress or Progress(enabled=False)
+    _check_not_empty(result)
+    progress.step("writing the source estimate and summary")
+    written = outputs.write_estimate(result, staging, extra_files=extra_files)
+    summary = result.summary()
+    if figures:
+        dump_handoff({"summary": summary, "written": written,
+                      "inputs": outputs.FigureInputs.of(result, report_inputs)}, staging)
+    else:
+        outputs.write_summary(staging, summary, written)
+    progress.done()
 
 
 def localize_file(recording, out_dir, *, forward_spec=None, noise_cov=None, empty_room=None,
@@ -673,10 +621,13 @@ def _localize_file(recording, folder, *, forward_spec, noise_cov, empty_room, co
                    epoch_tmin, epoch_tmax, baseline, reject, tmin, tmax, alpha, penalty,
                    penalty_params, loose, depth, pick_ori, rank, tol, random_state, sure_curve,
                    debias, figures, progress, verbose, exclude, allow_missing_types,
-                   extra_files, bads=None, ch_types=None):
+                   extra_files, bads=None, ch_types=None, staged=False):
+    """``staged``: the compute stage of :mod:`meeg_inverse._stages` — the outputs
+    and the figures' inputs are left in ``folder.staging`` (:func:`hand_off_outputs`);
+    returns ``(result, None)``."""
     from .channel_report import channel_report, check_channel_types
 
-    if figures:
+    if figures and not staged:
         # The off-screen rendering check (a VTK subprocess, 1-2 s) runs meanwhile.
         from .viz._render import start_backend_probe
 
@@ -750,8 +701,11 @@ def _localize_file(recording, folder, *, forward_spec, noise_cov, empty_room, co
         "head only (position_head_mm): no subjects folder, so MNI is unknown")
     progress.info(f"{len(result.records)} active source(s), explained variance "
                   f"{100 * result.explained_variance:.1f} %")
+    report_inputs = {"evoked": loaded.evoked, "noise_cov": cov, "forward": fwd}
+    if staged:
+        hand_off_outputs(result, folder.staging, figures=figures, progress=progress,
+                         extra_files=extra_files, report_inputs=report_inputs)
+        return result, None
     paths = write_outputs(result, folder.path, figures=figures, progress=progress, folder=folder,
-                          extra_files=extra_files,
-                          report_inputs={"evoked": loaded.evoked, "noise_cov": cov,
-                                         "forward": fwd})
+                          extra_files=extra_files, report_inputs=report_inputs)
     return result, paths

@@ -21,17 +21,8 @@ from dataclasses import dataclass, field
 import mne
 import numpy as np
 
+from ._choices import FIELD_CANCELLATION_WARNING  # there: the CLI launcher reads it
 from .errors import InputError, check_finite
-
-#: Field-cancellation ratio above which a solution is flagged (see
-#: :meth:`InverseProblem.field_cancellation`).  Simulated sources on the sample
-#: head (docs/validation.md, λ by SURE): at most 1.1 on the cortical grid (90
-#: trials each), 6.9 off it (30 trials each); on the 5 mm volume MCP and SCAD
-#: reach 11-106 (with +28-38 % amplitude bias and time-course correlations of
-#: 0.66-0.76: the estimates the warning is for) while L0.5, log-sum and L2,1 stay
-#: ≤ 2.8; on the real averages SCAD reaches 10-26 and MCP 53 ('Right visual',
-#: 1 µA·m peaks).
-FIELD_CANCELLATION_WARNING = 10.0
 
 
 def _triage_loose(src, loose):

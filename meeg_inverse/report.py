@@ -56,7 +56,8 @@ def write_result_report(folder, summary, figures, *, title=None, inputs=None):
     title : str | None
     inputs : dict | None
         ``evoked`` (mne.Evoked), ``noise_cov`` and ``forward`` (objects or
-        files) shown for provenance; missing ones are left out.
+        files) shown for provenance; missing ones are left out. ``rows``
+        (:func:`input_rows`) may stand for ``evoked`` and ``noise_cov``.
 
     Returns
     -------
@@ -96,7 +97,32 @@ def _result_report(folder, summary, figures, title, inputs):
     # The inputs as tables: MNE's add_evokeds / add_covariance draw joint plots
     # and topomaps per channel type (24 of the job's 52 s under cProfile, issue 15);
     # the data and the fit are already drawn in the figures above.
-    evoked, cov = inputs.get("evoked"), inputs.get("noise_cov")
+    rows = inputs.get("rows")
+    if rows is None:
+        rows = input_rows(inputs.get("evoked"), inputs.get("noise_cov"))
+    if rows:
+        report.add_html(_table(rows), "Inputs: evoked and noise covariance", section="Inputs")
+    fwd = inputs.get("forward")
+    if fwd is not None:
+        report.add_forward(fwd, title="Input: forward solution", section="Inputs")
+    provenance = [("recording", summary.get("recording")),
+                  ("noise covariance", cohort.get("noise_cov")),
+                  ("anatomy", cohort.get("anatomy")),
+                  ("content key", cohort.get("key")),
+                  ("meeg-inverse version", cohort.get("version"))]
+    report.add_html(_table([(k, v) for k, v in provenance if v is not None]), "Provenance",
+                    section="Inputs")
+    return _save(report, folder)
+
+
+def input_rows(evoked, cov):
+    """The evoked and the noise covariance as (name, value) rows of the report's table.
+
+    ``cov``: an ``mne.Covariance``, its file, or None; ``evoked`` an ``mne.Evoked``
+    or None.
+    """
+    import mne
+
     if isinstance(cov, (str, Path)) and Path(cov).is_file():  # a cohort's: its file
         cov = mne.read_cov(cov, verbose=False)
     rows = []
@@ -114,19 +140,7 @@ def _result_report(folder, summary, figures, title, inputs):
                  ("covariance projectors", len(cov["projs"]))]
     elif cov is not None:
         rows.append(("noise covariance", str(cov)))
-    if rows:
-        report.add_html(_table(rows), "Inputs: evoked and noise covariance", section="Inputs")
-    fwd = inputs.get("forward")
-    if fwd is not None:
-        report.add_forward(fwd, title="Input: forward solution", section="Inputs")
-    provenance = [("recording", summary.get("recording")),
-                  ("noise covariance", cohort.get("noise_cov")),
-                  ("anatomy", cohort.get("anatomy")),
-                  ("content key", cohort.get("key")),
-                  ("meeg-inverse version", cohort.get("version"))]
-    report.add_html(_table([(k, v) for k, v in provenance if v is not None]), "Provenance",
-                    section="Inputs")
-    return _save(report, folder)
+    return rows
 
 
 def write_group_report(folder, *, title, table_html, figure=None, links=(), failures=()):

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._blas import load_aware
+# In _choices so that the light command-line launcher reads them without numpy.
+from ._choices import DEFAULT_RULE_PENALTY, resolve_penalty  # noqa: F401
 from .errors import InputError
 
 #: The automatic λ rules ``alpha`` may name: 'auto' is the default rule
@@ -24,19 +26,10 @@ AUTOMATIC_ALPHA = ("auto", "bic", "qut", "sure")
 #: What ``alpha='auto'`` means: chosen by the study of docs/studies/ (rules
 #: written before it was run) among SURE, refit Cp/BIC/discrepancy and QUT.
 DEFAULT_RULE = "bic"
-#: The penalty of the default rule when none is given: BIC along the L0.5 path
-#: won the study (amendment 5); a number or 'sure' keeps MNE's L2,1.
-DEFAULT_RULE_PENALTY = "l05"
-
 
 #: The confidence also asks each channel subsample to confirm the sub-grid position.
 POSITION_CHECK = True
 
-def resolve_penalty(penalty, alpha):
-    """The penalty to use: ``penalty``, or the default of the λ rule when it is None."""
-    if penalty is not None:
-        return penalty
-    return DEFAULT_RULE_PENALTY if alpha == "auto" else "l21"
 #: Below this fraction of λ_max a solve is refused: the solution is then
 #: practically the minimum-norm least-squares fit with hundreds of active
 #: sources, and the solver's cost grows without bound.

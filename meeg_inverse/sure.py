@@ -34,7 +34,6 @@ space.  The elementwise L1 penalty gives, per time sample ``t``, the system
 ``G_{S_t}ᵀG_{S_t} J_{S_t,t} = −λ w sign(B_{S_t,t})``.
 """
 
-import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -55,6 +54,8 @@ from .solvers import alpha_max as _alpha_max
 from .solvers import solve, solve_path
 from .solvers.convex_start import convex_start
 from .solvers.support_newton import SupportSystem
+# Drawn in viz (no solver import there): the figures stage of the command line.
+from .viz.selection import plot_sure_curve  # noqa: F401
 
 __all__ = ["AlphaSelection", "SureCriterion", "select_alpha", "plot_sure_curve",
            "heldout_curve"]
@@ -693,39 +694,3 @@ def _gradient_descent(fun, x0, lo, hi, max_iter, rtol, max_log_step, c1=1e-4,
         if abs(np.expm1(dx)) <= rtol:
             return x, it, True
     return x, max_iter, False
-
-
-# --------------------------------------------------------------------------
-# Plot
-# --------------------------------------------------------------------------
-def plot_sure_curve(selection, fname):
-    """Plot the criterion curve and the outer iterations; atomic write to ``fname``."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 4))
-    FigureCanvasAgg(fig)  # Agg canvas, no pyplot state touched
-    ax = fig.add_subplot(111)
-    a_max = selection.alpha_max
-    if selection.curve is not None:
-        ca, cs = selection.curve
-        ax.plot(np.asarray(ca) / a_max, cs, "-o", ms=3, color="0.5", label="grid")
-    h = selection.history
-    if h["alphas"] and selection.method == "sure-hypergradient":
-        ax.plot(np.asarray(h["alphas"]) / a_max, h["sure"], "x-", color="C1",
-                label="outer iterations")
-    ax.axvline(selection.alpha_fraction, color="C3", ls="--",
-               label=f"selected {selection.alpha_fraction:.3f} λmax"
-               + (" (EMPTY)" if selection.empty else ""))
-    ax.set_xscale("log")
-    ax.set_xlabel("λ / λmax")
-    ax.set_ylabel("held-out MSE" if selection.method == "heldout" else "SURE")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    from .viz._utils import atomic_path
-
-    fname = os.fspath(fname)
-    ext = os.path.splitext(fname)[1] or ".png"
-    with atomic_path(fname) as tmp:  # no half-written figure, the usual file mode
-        fig.savefig(tmp, format=ext[1:])
-    return fname

@@ -22,9 +22,11 @@ One process runs every competitor side by side (alternating, medians of
    stc, one ``plot_sparse_source_estimates``-style figure: the source-space
    surface with the active sources as spheres, off-screen, and their time
    courses). Peak memory of each: the maximum resident set size of one
-   process (``/usr/bin/time -v``) and the peak of the summed resident set
+   process (``/usr/bin/time -v``), the peak of the summed resident set
    sizes of the whole process tree (sampled every 20 ms: a child that renders
-   or probes while its parent works adds to what the machine must hold).
+   or probes while its parent works adds to what the machine must hold), and
+   the peak of each process (ours: the launcher and its compute, figures and
+   report stages, run one after the other; the VTK probe).
 4. ``meeg-inverse --help`` wall time.
 
 The load of the machine (``uptime``) is printed before and after: on a
@@ -234,12 +236,13 @@ def mne_job(out_dir):
     print(f"MNE: {len(np.concatenate(stc.vertices))} active sources")
 
 
-def _tree_rss_mb(root_pid):
-    """Summed resident set size (MB) of a process and all its descendants (Linux /proc).
+def _tree_rss(root_pid):
+    """Resident set size (MB) of a process and each of its descendants (Linux /proc).
 
-    What the machine has to hold at that moment: a child process that renders
-    or probes while its parent solves adds its memory to the parent's (shared
-    library pages are counted once per process, so this is an upper bound).
+    Returns ``{pid: (MB, label)}``: the summed value is what the machine has to
+    hold at that moment (a child that renders or probes while its parent works
+    adds to it; shared library pages are counted once per process, so the sum
+    is an upper bound).
     """
     children = {}
     for entry in os.listdir("/proc"):
@@ -251,7 +254,7 @@ def _tree_rss_mb(root_pid):
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(ppid, []).append(int(entry))
-    total, todo = 0, [root_pid]
+    found, todo = {}, [root_pid]
     while todo:
         pid = todo.pop()
         todo.extend(children.get(pid, []))
@@ -259,30 +262,55 @@ def _tree_rss_mb(root_pid):
             with open(f"/proc/{pid}/status") as f:
                 for line in f:
                     if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
+                        found[pid] = (int(line.split()[1]) / 1024, _label(pid))
                         break
         except OSError:
             continue
-    return total / 1024
+    return found
+
+
+def _tree_rss_mb(root_pid):
+    """Summed resident set size (MB) of a process and all its descendants."""
+    return sum(mb for mb, _ in _tree_rss(root_pid).values())
+
+
+def _label(pid):
+    """What a process of the job is: a stage of meeg-inverse localize, the VTK probe, ..."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().decode(errors="replace").split("\0")
+    except OSError:
+        return "?"
+    if any("meeg_inverse._stages" in a for a in argv) and len(argv) > 4:
+        return f"{argv[4]} stage"
+    if any("pyvista" in a for a in argv):
+        return "VTK probe"
+    if "meeg_inverse.cli" in argv:
+        return "launcher"
+    return Path(argv[0]).name
 
 
 def _run_timed(cmd, env):
-    """Wall time, maximum RSS (MB) and peak summed RSS of the process tree (MB).
+    """Wall time, maximum RSS (MB), peak summed RSS of the process tree (MB), the process.
 
     The maximum RSS is ``/usr/bin/time -v``'s (the largest single process); the
-    summed peak samples the whole tree every 20 ms (children included).
+    summed peak samples the whole tree every 20 ms (children included), and the
+    peak of each kind of process (:func:`_label`) is kept in ``proc.peaks``.
     """
     import threading
 
     t0 = time.perf_counter()
     proc = subprocess.Popen(["/usr/bin/time", "-v", *cmd], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
-    peak = [0.0]
+    peak, peaks = [0.0], {}
     done = threading.Event()
 
     def sample():
         while not done.is_set():
-            peak[0] = max(peak[0], _tree_rss_mb(proc.pid))
+            found = _tree_rss(proc.pid)
+            peak[0] = max(peak[0], sum(mb for mb, _ in found.values()))
+            for mb, label in found.values():
+                peaks[label] = max(peaks.get(label, 0.0), mb)
             done.wait(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -295,7 +323,10 @@ def _run_timed(cmd, env):
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{stdout[-2000:]}\n{stderr[-3000:]}")
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", stderr).group(1))
     # /usr/bin/time itself (~2 MB) is in the tree; it is not the job's.
-    return wall, rss / 1024, peak[0], subprocess.CompletedProcess(cmd, 0, stdout, stderr)
+    peaks.pop("time", None)
+    done_proc = subprocess.CompletedProcess(cmd, 0, stdout, stderr)
+    done_proc.peaks = peaks
+    return wall, rss / 1024, peak[0], done_proc
 
 
 def bench_job(repeats, mne_repeats=None):
@@ -321,8 +352,10 @@ def bench_job(repeats, mne_repeats=None):
         walls.append(wall)
         rsss.append(rss)
         trees.append(tree)
+        each = ", ".join(f"{label} {mb:.0f}" for label, mb in proc.peaks.items())
         print(f"   run {k + 1}: {name} {wall:.1f} s, max RSS {rss:.0f} MB, "
-              f"process tree peak {tree:.0f} MB", flush=True)
+              f"process tree peak {tree:.0f} MB (peak of each process, MB: {each})",
+              flush=True)
         return proc
 
     try:

@@ -169,3 +169,32 @@ def sample_forward(sample_paths, sample_evoked):
     mne.write_forward_solution(tmp, fwd, overwrite=True, verbose=False)
     tmp.replace(cached)
     return fwd
+
+
+_STAGE_SITECUSTOMIZE = '''\
+import os
+
+# Test-only: run the patch of the test in the stage processes of `meeg-inverse localize`.
+if os.environ.get("MEEG_INVERSE_STAGE_PARENT") and os.environ.get("MEEG_INVERSE_TEST_STAGE_PATCH"):
+    exec(os.environ["MEEG_INVERSE_TEST_STAGE_PATCH"])
+'''
+
+
+@pytest.fixture
+def stage_patch(tmp_path_factory, monkeypatch):
+    """``stage_patch(code)``: run ``code`` at the start of every stage process.
+
+    ``meeg-inverse localize`` computes and draws in child processes
+    (:mod:`meeg_inverse._stages`), which an in-process ``monkeypatch`` does not
+    reach: this puts a ``sitecustomize`` on their path that runs ``code`` there.
+    """
+    folder = tmp_path_factory.mktemp("stage-patch")
+    (folder / "sitecustomize.py").write_text(_STAGE_SITECUSTOMIZE)
+
+    def apply(code):
+        path = os.pathsep.join(filter(None, [str(folder), str(ROOT),
+                                             os.environ.get("PYTHONPATH")]))
+        monkeypatch.setenv("PYTHONPATH", path)
+        monkeypatch.setenv("MEEG_INVERSE_TEST_STAGE_PATCH", code)
+
+    return apply

@@ -554,18 +554,20 @@ def r_unreadable_file(ctx):
     shutil.copy(ctx.d.paths["cov"], locked)
     locked.chmod(0)
     if os.geteuid() == 0:  # root reads anything: make the open itself fail as for a user
-        import builtins
+        # (in the compute stage, a child process: see the stage_patch fixture)
+        ctx.request.getfixturevalue("stage_patch")(f"""
+import builtins
+import meeg_inverse.io as mio
 
-        import meeg_inverse.io as mio
+real_open = builtins.open
 
-        real_open = builtins.open
+def guarded(file, *a, **k):
+    if str(file) == {str(locked)!r}:
+        raise PermissionError(13, "Permission denied", str(file))
+    return real_open(file, *a, **k)
 
-        def guarded(file, *a, **k):
-            if str(file) == str(locked):
-                raise PermissionError(13, "Permission denied", str(file))
-            return real_open(file, *a, **k)
-
-        ctx.monkeypatch.setattr(mio, "open", guarded, raising=False)
+mio.open = guarded
+""")
     out = ctx.tmp / "r"
     return run_main(ctx, localize_args(ctx.d, out, cov=locked), out)
 

@@ -163,6 +163,7 @@ def _render_pyvista(layers, views, hemi, size, background):
     import pyvista as pv
 
     pv.OFF_SCREEN = True
+    _skip_pyvista_display_check()
     pl = pv.Plotter(off_screen=True, window_size=list(size), lighting="light_kit")
     try:
         pl.set_background(background)
@@ -203,6 +204,21 @@ def _render_pyvista(layers, views, hemi, size, background):
     finally:
         pl.close()
     return images
+
+
+def _skip_pyvista_display_check():
+    """Tell pyvista that plotting works: :func:`get_backend` found VTK renders off-screen.
+
+    Otherwise its first plotter asks ``xset -q`` (a subprocess forked from this
+    process, large by then) whether an X server runs, which off-screen rendering
+    does not need.
+    """
+    try:
+        from pyvista.plotting import tools
+    except ImportError:  # pragma: no cover - another pyvista layout: it checks itself
+        return
+    if getattr(tools, "SUPPORTS_PLOTTING", True) is None:
+        tools.SUPPORTS_PLOTTING = True
 
 
 def _render_matplotlib(layers, view, hemi, size, background):
