@@ -198,3 +198,13 @@ def stage_patch(tmp_path_factory, monkeypatch):
         monkeypatch.setenv("MEEG_INVERSE_TEST_STAGE_PATCH", code)
 
     return apply
+
+
+@pytest.fixture(scope="session")
+def sample_fwd_file(sample_forward, tmp_path_factory):
+    """The sample forward written to a file (what the command line reads)."""
+    import mne
+
+    fname = tmp_path_factory.mktemp("fwd") / "sample-small-fwd.fif"
+    mne.write_forward_solution(fname, sample_forward, verbose=False)
+    return fname

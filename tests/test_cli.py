@@ -9,13 +9,6 @@ import pytest
 from meeg_inverse.cli import main
 
 
-@pytest.fixture(scope="module")
-def sample_fwd_file(sample_forward, tmp_path_factory):
-    fname = tmp_path_factory.mktemp("fwd") / "sample-small-fwd.fif"
-    mne.write_forward_solution(fname, sample_forward, verbose=False)
-    return fname
-
-
 def _localize_args(sample_paths, fwd_file, out, *extra):
     return ["localize", str(sample_paths["evoked"]), "--condition", "Left Auditory",
             "--noise-cov", str(sample_paths["cov"]), "--forward", str(fwd_file),

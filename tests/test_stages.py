@@ -14,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-import mne
 import pytest
 
 from meeg_inverse.cli import main
@@ -23,10 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def fwd_file(sample_forward, tmp_path_factory):
-    fname = tmp_path_factory.mktemp("stages-fwd") / "sample-small-fwd.fif"
-    mne.write_forward_solution(fname, sample_forward, verbose=False)
-    return fname
+def fwd_file(sample_fwd_file):
+    return sample_fwd_file
 
 
 def _args(sample_paths, fwd_file, out, *extra):
