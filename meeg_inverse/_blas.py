@@ -22,6 +22,11 @@ def one_blas_thread():
     return _controller().limit(limits=1, user_api="blas")
 
 
+#: Set to "1" to run every load-aware computation with one BLAS thread, whatever
+#: the load: results then do not depend on the machine's load in the last bits.
+PIN_ENV = "MEEG_INVERSE_BLAS_THREADS"
+
+
 def blas_threads_for_load(load=None, n_cpus=None):
     """BLAS threads for the large products (whitening, ``GᵀR``) on this machine now.
 
@@ -44,10 +49,14 @@ def blas_threads_for_load(load=None, n_cpus=None):
     Returns
     -------
     threads : int | None
-        1, or None to leave BLAS alone.
+        1, or None to leave BLAS alone. Always 1 when the environment variable
+        ``MEEG_INVERSE_BLAS_THREADS`` is ``1`` (:data:`PIN_ENV`).
     """
     import os
 
+    # Pinned (tests comparing two runs bit for bit; reproducible benchmarks).
+    if os.environ.get(PIN_ENV) == "1":
+        return 1
     if load is None:
         try:
             load = os.getloadavg()[0]

@@ -200,6 +200,9 @@ def test_blas_threads_follow_the_machine_load(monkeypatch):
     assert _blas.blas_threads_for_load(load=2.0, n_cpus=2) == 1
     assert _blas.blas_threads_for_load(load=9.0, n_cpus=16) is None
     assert _blas.blas_threads_for_load(load=50.0, n_cpus=1) is None  # nothing to limit
+    with monkeypatch.context() as m:  # pinned: one thread whatever the load
+        m.setenv(_blas.PIN_ENV, "1")
+        assert _blas.blas_threads_for_load(load=0.3, n_cpus=2) == 1
 
     seen = []
 

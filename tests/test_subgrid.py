@@ -80,7 +80,8 @@ def test_real_off_grid_sources_are_placed_closer_than_the_grid(sample_paths, sam
     and real noise: the default's reported position beats the nearest grid vertex."""
     import mne
 
-    from meeg_inverse import sparse_inverse
+    from meeg_inverse.problem import InverseProblem
+    from meeg_inverse.solve import solve_inverse
 
     src = sample_forward["src"]
     used = np.concatenate([s["rr"][s["vertno"]] for s in src])
@@ -112,9 +113,11 @@ def test_real_off_grid_sources_are_placed_closer_than_the_grid(sample_paths, sam
         noise = np.linalg.pinv(W) @ rng.standard_normal(signal.shape)
         ev = mne.EvokedArray(signal * scale + noise, evoked.info, tmin=0.05, nave=1,
                              verbose=False)
-        res = sparse_inverse(ev, sample_forward, noise_cov, return_result=True)
+        # The default's estimate (alpha 'auto'), without the confidence's resamples.
+        problem = InverseProblem.from_evoked(ev, sample_forward, noise_cov)
+        solution = solve_inverse(problem, alpha="auto")
         true_pos = s["rr"][picks[j]]
-        top = res.sources[0]
+        top = solution.clusters[0]
         pos_head = np.asarray(top.position_weights) @ used[np.asarray(top.position_sources)]
         errors.append(np.linalg.norm(pos_head - true_pos))
         grid_dist.append(np.linalg.norm(used - true_pos, axis=1).min())
