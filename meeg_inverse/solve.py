@@ -27,8 +27,6 @@ AUTOMATIC_ALPHA = ("auto", "bic", "qut", "sure")
 #: written before it was run) among SURE, refit Cp/BIC/discrepancy and QUT.
 DEFAULT_RULE = "bic"
 
-#: The confidence also asks each channel subsample to confirm the sub-grid position.
-POSITION_CHECK = True
 
 #: Below this fraction of λ_max a solve is refused: the solution is then
 #: practically the minimum-norm least-squares fit with hundreds of active
@@ -320,7 +318,7 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
         conf = _cluster_confidence(problem, data, clusters, penalty,
                                    alpha_abs / problem.alpha_max, int(confidence), epochs,
                                    random_state, params,
-                                   stability if POSITION_CHECK else None)
+                                   stability)
         timings["confidence"] = time.perf_counter() - t2
     if basis is not None:
         coef_active = coef_active @ basis

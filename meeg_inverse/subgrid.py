@@ -72,8 +72,21 @@ def free_gain_blocks(problem, blocks):
     return np.einsum("cbj,bji->cbi", g, nn)
 
 
-def _mesh(problem):
-    """Triangles of the inversion grid (global source indices), or None."""
+def _project_out(basis, m):
+    return m if basis is None else m - basis @ (basis.T @ m)
+
+
+def _project_out_fields(basis, fields):
+    """:func:`_project_out` of each of a stack of fields, (n, n_channels, 3)."""
+    return fields - np.einsum("ck,nkj->ncj", basis, np.einsum("ck,ncj->nkj", basis, fields))
+
+
+def inversion_mesh(problem):
+    """Triangles of the inversion grid (source indices, shape (n_tris, 3)), or None.
+
+    None when no sub-grid scan applies: volume or discrete sources, fixed
+    orientation, masked sources, or a source space without its mesh (``use_tris``).
+    """
     src = problem.forward["src"]
     if src.kind != "surface" or problem.n_orient != 3 or problem.source_mask is not None:
         return None
@@ -91,19 +104,6 @@ def _mesh(problem):
         tris.append(idx[ok] + offset)
         offset += len(s["vertno"])
     return np.concatenate(tris)
-
-
-def _project_out(basis, m):
-    return m if basis is None else m - basis @ (basis.T @ m)
-
-
-def inversion_mesh(problem):
-    """Triangles of the inversion grid (source indices, shape (n_tris, 3)), or None.
-
-    None when no sub-grid scan applies: volume or discrete sources, fixed
-    orientation, masked sources, or a source space without its mesh (``use_tris``).
-    """
-    return _mesh(problem)
 
 
 class Scanner:
@@ -140,6 +140,12 @@ class Scanner:
     def field_at(self, verts, weights, rows=slice(None)):
         return np.einsum("k,ckj->cj", weights, self.fields(verts)[rows])
 
+    def _interpolated(self, cand, rows=slice(None)):
+        """Fields at every barycentric point of the triangles ``cand``, (n, n_rows, 3)."""
+        verts = np.unique(cand)
+        g = self.fields(verts)[rows][:, np.searchsorted(verts, cand)]  # (c, tri, 3, 3)
+        return np.einsum("pk,ctkj->tpcj", self.bary, g).reshape(-1, g.shape[0], 3)
+
     def candidates(self, centre, hemi):
         """Triangles with a vertex within the scan radius of ``centre`` (of ``hemi``;
         None: either hemisphere)."""
@@ -175,9 +181,7 @@ class Scanner:
         cand = self.candidates(centre, hemi)
         if cand.size == 0 or not items:
             return None
-        verts = np.unique(cand)
-        g = self.fields(verts)[:, np.searchsorted(verts, cand)]  # (c, tri, 3, 3)
-        interp = np.einsum("pk,ctkj->tpcj", self.bary, g).reshape(-1, g.shape[0], 3)
+        interp = self._interpolated(cand)
         score = np.zeros(len(interp))
         plain = [d for d, o in items if o is None or o.shape[1] == 0]
         if plain:  # one QR for all blocks without other sources: Σ_j q_jᵀ (D Dᵀ) q_j
@@ -190,9 +194,7 @@ class Scanner:
                 continue
             basis = np.linalg.qr(others)[0]
             resid = _project_out(basis, d)
-            proj = interp - np.einsum("ck,nkj->ncj", basis,
-                                      np.einsum("ck,ncj->nkj", basis, interp))
-            q = np.linalg.qr(proj)[0]
+            q = np.linalg.qr(_project_out_fields(basis, interp))[0]
             qd = np.einsum("ncj,ct->njt", q, resid)
             score += np.einsum("njt,njt->n", qd, qd)
         t, p = divmod(int(np.argmax(score)), len(self.bary))
@@ -201,19 +203,14 @@ class Scanner:
     def scan(self, data, centre, hemi, others, rows=slice(None)):
         """Best (triangle, barycentric weights) near ``centre`` for ``data`` (rows given)
         once the fields ``others`` (n_rows, m) are projected out; None if no triangle."""
-        near = (np.linalg.norm(self.positions - centre, axis=1) <= self.radius) & (
-            self.hemis == hemi)
-        cand = self.tris[near[self.tris].any(axis=1)]
+        cand = self.candidates(centre, hemi)
         if cand.size == 0:
             return None
         basis = np.linalg.qr(others)[0] if others is not None and others.shape[1] else None
         resid = _project_out(basis, data)
-        verts = np.unique(cand)
-        g = self.fields(verts)[rows][:, np.searchsorted(verts, cand)]  # (c, tri, 3, 3)
-        interp = np.einsum("pk,ctkj->tpcj", self.bary, g).reshape(-1, g.shape[0], 3)
+        interp = self._interpolated(cand, rows)
         if basis is not None:
-            interp = interp - np.einsum("ck,nkj->ncj", basis,
-                                        np.einsum("ck,ncj->nkj", basis, interp))
+            interp = _project_out_fields(basis, interp)
         q = np.linalg.qr(interp)[0]  # (n_cand, n_rows, 3)
         explained = np.einsum("ncj,ct->njt", q, resid)
         score = np.einsum("njt,njt->n", explained, explained)
@@ -257,7 +254,7 @@ def refine_positions(problem, data, clusters, *, scan_radius_mm=SCAN_RADIUS_MM, 
     triangle with a non-zero weight) and ``position_weights`` (their barycentric
     weights) of each cluster, and ``position_method = 'sub-grid fit'``.
     """
-    tris = _mesh(problem)
+    tris = inversion_mesh(problem)
     # Beyond a few sources the answer is not "which few parts of the brain", and
     # the scans' cost grows with the square of their number (75 s for 35).
     if tris is None or not clusters or len(clusters) > MAX_SOURCES:
@@ -293,5 +290,3 @@ def refine_positions(problem, data, clusters, *, scan_radius_mm=SCAN_RADIUS_MM, 
 
     return stability
 
-
-_Scanner = Scanner  # the name before it was public

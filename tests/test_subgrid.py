@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from meeg_inverse.clusters import cluster_sources
-from meeg_inverse.subgrid import _mesh, free_gain_blocks, refine_positions
+from meeg_inverse.subgrid import free_gain_blocks, inversion_mesh, refine_positions
 
 N_OFF_GRID = 8
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -25,7 +25,7 @@ def _clusters_at(problem, sources):
 
 
 def test_scan_finds_a_planted_interpolated_source_beside_another(problem):
-    tris = _mesh(problem)
+    tris = inversion_mesh(problem)
     assert tris is not None and len(tris) > 100
     rng = np.random.default_rng(0)
     tri = tris[40]
