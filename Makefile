@@ -2,12 +2,13 @@
 #   make demo   installs meeg-inverse and runs the built-in example
 #   make test   installs it with the test extras (and the system packages for
 #               off-screen rendering and headless Chromium) and runs the tests
+#               (`make test-all` also runs those marked slow)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= demo_output
 
-.PHONY: demo test install install-test system-deps
+.PHONY: demo test test-all install install-test system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,5 +26,9 @@ system-deps:
 demo: install
 	$(BIN)/meeg-inverse demo --out $(OUT) --overwrite
 
+# The suite CI runs; studies and long end-to-end checks are marked `slow`.
 test: install-test
+	$(BIN)/python -m pytest -m "not slow"
+
+test-all: install-test
 	$(BIN)/python -m pytest

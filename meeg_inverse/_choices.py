@@ -12,6 +12,17 @@ PENALTY_NAMES = ("l21", "weighted_l21", "l1", "mcp", "scad", "l05", "l23", "log"
 #: The penalty of the default rule when none is given: BIC along the L0.5 path
 #: won the study (amendment 5); a number or 'sure' keeps MNE's L2,1.
 DEFAULT_RULE_PENALTY = "l05"
+#: Exclusive lower bound of each penalty's shape parameter (``gamma`` of MCP and
+#: SCAD, ``eps`` of log-sum); the penalties refuse values at or below it.
+SHAPE_PARAMETER_BOUND = {"mcp": 0.0, "scad": 2.0, "log": 0.0}
+
+
+def check_shape_parameter(penalty, value):
+    """Raise ValueError when ``value`` is not a valid shape parameter of ``penalty``."""
+    bound = SHAPE_PARAMETER_BOUND[penalty]
+    name = "eps" if penalty == "log" else "gamma"
+    if not value > bound or value == float("inf"):
+        raise ValueError(f"{penalty} needs a finite {name} > {bound:g}, got {value!r}")
 
 
 def resolve_penalty(penalty, alpha):

@@ -296,7 +296,7 @@ def _compute(args, staging, progress):
     from . import cli
     from .pipeline import ForwardSpec, _localize_file
 
-    penalty_params = cli._check_localize_args(args)  # the whole check (--gamma's range)
+    penalty_params = cli._check_localize_args(args)
     spec = ForwardSpec(forward=args.forward, subject=args.subject, subjects_dir=args.subjects_dir,
                        trans=args.trans, bem=args.bem, src=args.src, spacing=args.spacing,
                        montage=args.montage, montage_match=args.montage_match)

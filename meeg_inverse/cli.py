@@ -448,13 +448,9 @@ def _finite(value, option):
                          f"give a number, e.g. {option} 0.1.")
 
 
-def _check_penalty(args, *, light=False):
-    """The penalty, its shape parameter and alpha, checked before any file is read.
-
-    ``light``: without the range check of ``--gamma``, which builds the penalty
-    (numba); the launcher of :mod:`meeg_inverse._stages` stays light, and its
-    compute stage runs the whole check.
-    """
+def _check_penalty(args):
+    """The penalty, its shape parameter and alpha, checked before any file is read
+    (without numpy: the launcher of :mod:`meeg_inverse._stages` stays light)."""
     penalty = args.penalty
     if penalty is None:  # the λ rule's default penalty
         from ._choices import resolve_penalty
@@ -480,21 +476,18 @@ def _check_penalty(args, *, light=False):
                              f"shape of {', '.join(SHAPE_PARAMETER)} only.",
                              f"drop --gamma, or choose one of {', '.join(SHAPE_PARAMETER)}.")
         params[SHAPE_PARAMETER[penalty]] = gamma
-        if light:
-            return params
-        from .penalties import make_penalty
+        from ._choices import check_shape_parameter
 
         try:
-            make_penalty(penalty, 1.0, **params)
+            check_shape_parameter(penalty, gamma)
         except ValueError as exc:
             raise InputError(f"Bad --gamma for --penalty {penalty}: {exc}.",
                              "see `meeg-inverse localize --help` for the allowed range.") from None
     return params
 
 
-def _check_localize_args(args, *, light=False):
-    """Refuse bad option values at once, before any file is read (``light``: see
-    :func:`_check_penalty`)."""
+def _check_localize_args(args):
+    """Refuse bad option values at once, before any file is read."""
     from ._output_dir import resolve_output_dir
 
     resolve_output_dir(args.out)
@@ -519,7 +512,7 @@ def _check_localize_args(args, *, light=False):
     if args.seed < 0:
         raise InputError(f"--seed must be >= 0, got {args.seed}.", "use e.g. --seed 0.")
     _parse_reject(args.reject)
-    return _check_penalty(args, light=light)
+    return _check_penalty(args)
 
 
 def _run_localize(args, progress, argv):
@@ -536,7 +529,7 @@ def _run_localize(args, progress, argv):
                            src=args.src, spacing=args.spacing, montage=args.montage,
                            montage_match=args.montage_match)
         return _run_continuous(args, spec, progress)
-    _check_localize_args(args, light=True)  # the compute stage checks --gamma's range
+    _check_localize_args(args)
     from ._stages import run_localize
 
     return run_localize(args, argv, progress)

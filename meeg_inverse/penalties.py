@@ -26,7 +26,10 @@ shape ``(n_blocks * n_orient, n_times)`` reshaped (for free) to
 import math
 
 import numpy as np
+
 from numba import njit
+
+from ._choices import check_shape_parameter
 
 # Integer codes understood by the numba dispatchers below.
 CODE_L21 = 0
@@ -803,8 +806,7 @@ class BlockMCP(BlockPenalty):
 
     def __init__(self, alpha, gamma=3.0, weights=None):
         super().__init__(alpha, weights)
-        if not gamma > 0:
-            raise ValueError(f"MCP needs gamma > 0, got {gamma!r}")
+        check_shape_parameter("mcp", gamma)
         self.param = float(gamma)
 
 
@@ -818,8 +820,7 @@ class BlockSCAD(BlockPenalty):
 
     def __init__(self, alpha, gamma=3.7, weights=None):
         super().__init__(alpha, weights)
-        if not gamma > 2:
-            raise ValueError(f"SCAD needs gamma > 2, got {gamma!r}")
+        check_shape_parameter("scad", gamma)
         self.param = float(gamma)
 
 
@@ -864,8 +865,7 @@ class BlockLog(BlockPenalty):
 
     def __init__(self, alpha, eps=1.0, weights=None):
         super().__init__(alpha, weights)
-        if not eps > 0:
-            raise ValueError(f"log penalty needs eps > 0, got {eps!r}")
+        check_shape_parameter("log", eps)
         self.param = float(eps)
 
 

@@ -216,14 +216,33 @@ def test_a_stage_ends_when_its_launcher_is_killed(sample_paths, fwd_file, tmp_pa
     assert not _leftovers(tmp_path)
 
 
-def test_gamma_range_is_checked_in_the_compute_stage(sample_paths, fwd_file, tmp_path,
-                                                     capsys):
-    """The launcher checks names without numba; --gamma's range needs the penalty built."""
+@pytest.mark.parametrize("penalty, gamma", [("scad", "1"), ("scad", "2"), ("mcp", "0"),
+                                            ("log", "-1"), ("mcp", "inf"), ("mcp", "nan")])
+def test_gamma_range_is_refused_by_the_launcher(sample_paths, fwd_file, tmp_path, penalty,
+                                                gamma):
+    """A bad --gamma is refused before any stage starts: one message, exit 2, no
+    numpy/numba imported, no output."""
     out = tmp_path / "r"
-    assert main(_args(sample_paths, fwd_file, out, "--penalty", "scad", "--gamma", "1")) == 2
-    err = capsys.readouterr().err
-    assert "--gamma" in err and "Fix:" in err and "Traceback" not in err
+    code = ("import sys; from meeg_inverse.cli import main; "
+            f"status = main({_args(sample_paths, fwd_file, out, '--penalty', penalty, '--gamma', gamma)!r}); "
+            "print(status, sorted(m for m in ('numpy', 'mne', 'numba') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert res.stdout.split("\n")[-2] == "2 []", res.stdout + res.stderr
+    assert "--gamma" in res.stderr and "Fix:" in res.stderr and "Traceback" not in res.stderr
     assert not out.exists() and not _leftovers(tmp_path)
+
+
+def test_shape_parameter_bounds_are_the_penalties():
+    """The launcher's bound of each shape parameter is the one the penalty enforces."""
+    from meeg_inverse._choices import SHAPE_PARAMETER_BOUND
+    from meeg_inverse.penalties import make_penalty
+
+    for name, bound in SHAPE_PARAMETER_BOUND.items():
+        key = "eps" if name == "log" else "gamma"
+        with pytest.raises(ValueError):
+            make_penalty(name, 1.0, **{key: bound})
+        make_penalty(name, 1.0, **{key: bound + 1e-3})
 
 
 def test_penalty_names_of_the_launcher_are_the_penalties():
