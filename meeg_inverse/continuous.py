@@ -106,6 +106,8 @@ class ContinuousResult:
     _mapper: object = field(default=None, repr=False)
     _context: object = field(default=None, repr=False)  # for benchmarks: one window again
     _reported: dict = field(default_factory=dict, repr=False)  # reported_sources() by arguments
+    _noise_cov: object = field(default=None, repr=False)  # for the dipole fits
+    _head_model: object = field(default=None, repr=False)  # bem=/trans= given: dipole fits
 
     @property
     def stc(self):
@@ -126,16 +128,17 @@ class ContinuousResult:
         return self._mapper.activity(segments, self.tmin, threshold)
 
     def reported_sources(self, *, radius_mm=None, track_mm=None, minor_fraction=None,
-                         position="sub-grid"):
+                         position="auto", bem=None, trans=None):
         """The parts of the brain active in the recording, each with its events.
 
         Grid sources are clustered in every time bin (the window step), a
         bin's cluster continues an event of the previous bin, and events are
         grouped by position into reported sources
-        (:mod:`meeg_inverse.continuous_sources`). A source's position is fitted
-        between the grid vertices to the data of all its events
-        (:func:`~meeg_inverse.continuous_sources.refine_tracked`), or is the
-        energy-weighted centroid of its events' grid sources.
+        (:mod:`meeg_inverse.continuous_sources`). A source's position is a
+        dipole fit with the user's BEM to the data of all its events
+        (:mod:`meeg_inverse.dipole_positions`), or fitted between the grid
+        vertices to those data (:func:`~meeg_inverse.continuous_sources.refine_tracked`),
+        or the energy-weighted centroid of its events' grid sources.
 
         Parameters
         ----------
@@ -148,12 +151,23 @@ class ContinuousResult:
         minor_fraction : float | None
             A bin's clusters weaker than this fraction of its strongest are left
             out (default :data:`meeg_inverse.clusters.MINOR_FRACTION`; 0 keeps all).
-        position : 'sub-grid' | 'centroid'
-            'sub-grid': fitted to the recording's data (read again, event by
-            event), when the data can be read (a result of
+        position : 'auto' | 'dipole' | 'sub-grid' | 'centroid'
+            'dipole': a BEM dipole fit (:func:`mne.fit_dipole`) to the
+            dominant pattern of each source's events, after the sub-grid fit
+            (which gives the fields projected out of the events and merges);
+            needs a head model (``bem``, here or given to
+            :func:`localize_continuous` / :func:`read_continuous`).
+            'sub-grid': the fields interpolated between the grid vertices
+            (:mod:`meeg_inverse.subgrid`); the source space must have a mesh
+            and free or loose orientations, else the centroid. Both read the
+            recording again, event by event (a result of
             :func:`localize_continuous`, or of :func:`read_continuous` given
-            the ``raw``) and the source space has a mesh and free or loose
-            orientations; else the centroid. 'centroid': always the centroid.
+            the ``raw``; else the centroid). 'centroid': always the centroid.
+            'auto' (default): 'dipole' when a head model is known, else
+            'sub-grid'. ``position_method`` says which was used.
+        bem, trans
+            Head model of the dipole fits, as :func:`localize_continuous`
+            takes it (default: the one given there, if any).
 
         Returns
         -------
@@ -161,7 +175,9 @@ class ContinuousResult:
             Strongest first: ``{"position_mm"`` (MRI coordinates),
             ``"position_method"`` ('sub-grid fit' or 'centroid'),
             ``"centroid_mm"`` (the energy-weighted centroid of its events'
-            grid sources), ``"hemi"``, ``"source_indices"`` (grid sources that
+            grid sources), with a dipole fit ``"subgrid_position_mm"`` (the
+            position before it), ``"dipole_gof"`` (%) and ``"head_model"``,
+            ``"hemi"``, ``"source_indices"`` (grid sources that
             carried it, strongest first), ``"periods"``: ``[[start_s, stop_s,
             peak_nAm], ...]``, ``"period_positions_mm"``: each event's own
             centroid``}``.
@@ -170,7 +186,8 @@ class ContinuousResult:
         ------
         InputError
             A distance that is not a positive number, a fraction outside [0, 1),
-            an unknown ``position``.
+            an unknown ``position``, 'dipole' without a head model, a bad
+            ``bem`` or ``trans`` (see :func:`localize_continuous`).
         """
         from .clusters import CLUSTER_RADIUS_MM, MINOR_FRACTION
         from .continuous_sources import TRACK_MM, bin_activity, refine_tracked, track_sources
@@ -186,12 +203,26 @@ class ContinuousResult:
         if not _is_real(minor_fraction) or not 0 <= minor_fraction < 1:
             raise InputError(f"minor_fraction must be in [0, 1), got {minor_fraction!r}.",
                              f"use e.g. {MINOR_FRACTION:g} (0 keeps every cluster).")
-        if position not in ("sub-grid", "centroid"):
-            raise InputError(f"position must be 'sub-grid' or 'centroid', got {position!r}.",
-                             "use position='sub-grid' (fitted) or 'centroid'.")
-        key = (float(radius_mm), float(track_mm), float(minor_fraction), position)
+        if position not in ("auto", "dipole", "sub-grid", "centroid"):
+            raise InputError(f"position must be 'auto', 'dipole', 'sub-grid' or 'centroid', "
+                             f"got {position!r}.", "use position='auto' (the default).")
+        head_model = self._head_model
+        if bem is not None:
+            head_model = self._read_head_model(bem, trans)
+        elif trans is not None:
+            raise InputError("trans was given without bem: the dipole fit needs both.",
+                             "give bem= too (a -bem-sol.fif), or drop trans.")
+        if position == "dipole" and head_model is None:
+            raise InputError("position='dipole' needs a head model for the dipole fits.",
+                             "give bem= (and trans=) here, to localize_continuous or to "
+                             "read_continuous; or use position='sub-grid'.")
+        if position == "auto":
+            position = "sub-grid" if head_model is None else "dipole"
+        # The head model is kept with its entry, so its id is not reused while cached.
+        key = (float(radius_mm), float(track_mm), float(minor_fraction), position,
+               id(head_model) if position == "dipole" else None)
         if key in self._reported:  # the fit reads the recording again: once per result
-            return copy.deepcopy(self._reported[key])
+            return copy.deepcopy(self._reported[key][1])
         segments = self._segments if self._segments is not None else _read_segments(self.fname)
         mapper = self._mapper
         index = mapper._problem.block_sources()
@@ -201,26 +232,47 @@ class ContinuousResult:
                               tmin=self.tmin, radius_mm=radius_mm, track_mm=track_mm,
                               minor_fraction=minor_fraction)
         ctx = self._context
-        if position == "sub-grid" and ctx is not None and ctx.raw is not None:
+        if position in ("sub-grid", "dipole") and ctx is not None and ctx.raw is not None:
             from ._blas import one_blas_thread
+            from .continuous_sources import event_components
 
+            def read(a, b):
+                return _read_chunk(ctx, a, b)[0]
+
+            components = event_components(read)  # each event read once for both fits
             with one_blas_thread():  # small matrices: threads only cost on a shared machine
-                refine_tracked(mapper._problem, found, lambda a, b: _read_chunk(ctx, a, b)[0])
+                refine_tracked(mapper._problem, found, read, components=components)
+                if position == "dipole":
+                    from .dipole_positions import dipole_fit_positions
+
+                    info = mne_pick_info(ctx)
+                    dipole_fit_positions(found, components, ctx.whitener, info,
+                                         self._noise_cov, head_model, merge_mm=track_mm)
         else:
             refine_tracked(None, found, None)  # centroids, labelled as such
 
         def mm(x):
             return [round(float(v) * 1e3, 2) for v in x]
 
-        self._reported[key] = [
+        self._reported[key] = (head_model, [
             {"position_mm": mm(s["position"]), "position_method": s["position_method"],
              "centroid_mm": mm(s["centroid"]), "hemi": s["hemi"],
+             **({"subgrid_position_mm": mm(s["subgrid_position"]),
+                 "dipole_gof": round(s["dipole_gof"], 2), "head_model": s["head_model"]}
+                if "dipole_gof" in s else {}),
              "source_indices": [int(k) for k in s["source_indices"]],
              "periods": [[round(e["start"], 4), round(e["stop"], 4), round(e["peak_nAm"], 3)]
                          for e in s["events"]],
              "period_positions_mm": [mm(e["position"]) for e in s["events"]]}
-            for s in found]
-        return copy.deepcopy(self._reported[key])
+            for s in found])
+        return copy.deepcopy(self._reported[key][1])
+
+    def _read_head_model(self, bem, trans):
+        from .dipole_positions import read_head_model
+
+        ctx = self._context
+        info = None if ctx is None or ctx.raw is None else mne_pick_info(ctx)
+        return read_head_model(bem, trans, self._mapper._problem.forward, info)
 
     def timeline(self, n_bins=2000):
         """Peak amplitude of every source in ``n_bins`` time bins (bounded memory).
@@ -295,6 +347,13 @@ class ContinuousResult:
             "sources": self.source_activity(),
             "reported_sources": self.reported_sources(),
         }
+
+
+def mne_pick_info(ctx):
+    """Info of the channels the operator uses (in its order), with the projectors."""
+    import mne
+
+    return mne.pick_info(ctx.raw.info, ctx.picks)
 
 
 class _SourceMapper:
@@ -539,7 +598,8 @@ def _read_segments(fname):
         return {k: h5["segments"][k][()] for k in ("row", "start", "stop", "offset", "values")}
 
 
-def read_continuous(fname, forward, noise_cov=None, info=None, raw=None):
+def read_continuous(fname, forward, noise_cov=None, info=None, raw=None, *, bem=None,
+                    trans=None):
     """Read a continuous localization written by :func:`localize_continuous`.
 
     Parameters
@@ -556,6 +616,9 @@ def read_continuous(fname, forward, noise_cov=None, info=None, raw=None):
         :meth:`ContinuousResult.reported_sources` fits sub-grid positions to
         the data (read again event by event); its info is used if ``info`` is
         None.
+    bem, trans
+        Head model of the reported sources' dipole fits (with ``raw``), as
+        :func:`localize_continuous` takes it.
 
     Returns
     -------
@@ -588,13 +651,29 @@ def read_continuous(fname, forward, noise_cov=None, info=None, raw=None):
         info = raw.info if info is None else info
     op = make_sparse_inverse_operator(info, forward, noise_cov, loose=params["loose"],
                                       depth=params["depth"])
+    head_model = None
     if raw is not None:
         ctx = _reading_context(raw, op, params, int(attrs["n_times"]), float(attrs["sfreq"]))
+    if bem is not None or trans is not None:
+        head_model = _head_model(bem, trans, forward, None if ctx is None else mne_pick_info(ctx))
     return ContinuousResult(windows=windows, alpha=float(attrs["alpha"]),
                             noise=json.loads(attrs["noise"]), sfreq=float(attrs["sfreq"]),
                             tmin=float(attrs["tmin"]), n_times=int(attrs["n_times"]),
                             params=params, timings=json.loads(attrs["timings"]), fname=fname,
-                            _mapper=_SourceMapper(op), _context=ctx)
+                            _mapper=_SourceMapper(op), _context=ctx, _noise_cov=noise_cov,
+                            _head_model=head_model)
+
+
+def _head_model(bem, trans, forward, info):
+    """The dipole fits' head model (checked), or None when neither is given."""
+    from .dipole_positions import read_head_model
+
+    if bem is None and trans is None:
+        return None
+    if bem is None:
+        raise InputError("trans was given without bem: the dipole fit of the reported "
+                         "sources needs both.", "give bem= too (a -bem-sol.fif), or drop trans.")
+    return read_head_model(bem, trans, forward, info)
 
 
 def _reading_context(raw, op, params, n_times, sfreq):
@@ -1165,7 +1244,8 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
                         penalty="l21", prune="bic", loose="auto", depth=0.8, rank=None, tol=1e-6,
                         warm_start=False, learned=None, noise_segment=None, chunk=10.0,
                         fname=None, overwrite=False, n_jobs=1, max_time=30.0,
-                        random_state=0, progress=None, verbose=False, client=None):
+                        random_state=0, progress=None, verbose=False, client=None, bem=None,
+                        trans=None):
     """Sparse source estimate of a whole continuous recording, window by window.
 
     Parameters
@@ -1231,6 +1311,14 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
         Prints progress with the estimated time left.
     verbose : bool
         MNE's verbosity while preparing.
+    bem : path-like | mne.bem.ConductorModel | None
+        A BEM solution (``-bem-sol.fif``): the reported sources
+        (:meth:`ContinuousResult.reported_sources`) are then placed by a
+        dipole fit with it (:mod:`meeg_inverse.dipole_positions`) instead of
+        the sub-grid scan. A one-layer BEM fits the MEG channels only.
+    trans : path-like | mne.transforms.Transform | None
+        The head↔MRI transform of the dipole fits; default: the forward's
+        (a transform given must agree with it).
 
     Returns
     -------
@@ -1240,7 +1328,10 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
     ------
     InputError
         A window longer than the recording, a step longer than the window, a
-        band outside (0, Nyquist), a span outside the recording, ...
+        band outside (0, Nyquist), a span outside the recording, a missing or
+        unreadable BEM or trans file, a BEM without a solution, a transform
+        that is not head↔MRI or disagrees with the forward's, EEG alone with a
+        one-layer BEM, ``trans`` without ``bem``, ...
     """
     import mne
 
@@ -1252,6 +1343,8 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
     _check_args(raw, window, step, l_freq, h_freq, level, n_jobs, chunk, alpha, tmin, tmax,
                 prune, noise_segment=noise_segment, penalty=penalty, tol=tol, max_time=max_time,
                 fname=fname, warm_start=warm_start, random_state=random_state)
+    # The head model of the dipole fits is checked before the work, not after it.
+    head_model = _head_model(bem, trans, forward, raw.info)
     if fname is not None:  # fail before the work, not after it
         fname = Path(fname)
         if fname.exists() and not overwrite:
@@ -1379,4 +1472,4 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
         windows=windows, alpha=alpha_abs, noise=noise_d, sfreq=sfreq,
         tmin=float(raw.times[first]), n_times=n_total, params=params, timings=timings,
         fname=out, _segments=None if out is not None else writer.segments(),
-        _mapper=_SourceMapper(op), _context=ctx)
+        _mapper=_SourceMapper(op), _context=ctx, _noise_cov=noise_cov, _head_model=head_model)

@@ -40,7 +40,8 @@ import numpy as np
 from .clusters import CLUSTER_RADIUS_MM, cluster_sources
 from .subgrid import SCAN_RADIUS_MM, STEP, SWEEPS, Scanner, inversion_mesh
 
-__all__ = ["EVENT_COMPONENTS", "TRACK_MM", "bin_activity", "refine_tracked", "track_sources"]
+__all__ = ["EVENT_COMPONENTS", "TRACK_MM", "bin_activity", "event_components", "refine_tracked",
+           "track_sources"]
 
 #: Spatial components kept of each event's whitened data in the sub-grid fit
 #: (the source's field and those of sources active with it; the rest is noise).
@@ -216,6 +217,30 @@ def track_sources(activity, index, positions, hemis, *, sfreq, tmin, radius_mm=C
     return out
 
 
+def event_components(read, n_components=EVENT_COMPONENTS):
+    """``components(first, last)``: the strongest spatial components of those samples.
+
+    ``read(first, last)`` -> whitened data (n_channels, last - first); the
+    ``n_components`` strongest components U·S (= Y·V, from the smaller Gram
+    matrix) are returned, each span read once (cached).
+    """
+    cache = {}
+
+    def components(a, b):
+        if (a, b) not in cache:
+            y = np.asarray(read(a, b), float)
+            k = min(int(n_components), *y.shape)
+            if y.shape[1] <= y.shape[0]:
+                v = np.linalg.eigh(y.T @ y)[1][:, ::-1][:, :k]
+                cache[(a, b)] = y @ v
+            else:
+                w, u = np.linalg.eigh(y @ y.T)
+                cache[(a, b)] = u[:, ::-1][:, :k] * np.sqrt(np.maximum(w[::-1][:k], 0))
+        return cache[(a, b)]
+
+    return components
+
+
 def _merge(into, other):
     """Source ``other`` joins ``into``: events that overlap in time become one."""
     into["energy"] += other["energy"]
@@ -241,7 +266,7 @@ def _merge(into, other):
 
 def refine_tracked(problem, sources, read, *, scan_radius_mm=SCAN_RADIUS_MM, step=STEP,
                    sweeps=SWEEPS, n_components=EVENT_COMPONENTS, both_hemispheres=True,
-                   merge_mm=TRACK_MM):
+                   merge_mm=TRACK_MM, components=None):
     """Sub-grid positions of tracked sources, each fitted to the data of all its events.
 
     For every reported source, the triangles of the inversion mesh within
@@ -280,6 +305,9 @@ def refine_tracked(problem, sources, read, *, scan_radius_mm=SCAN_RADIUS_MM, ste
         hemispheres at the midline). Default :data:`TRACK_MM`, the grouping
         distance of events, applied to the fitted positions; None: no
         merging. Modifies ``sources`` in place (the list may shrink).
+    components : callable | None
+        :func:`event_components` of ``read`` already made (its cache shared
+        with a later dipole fit); None: made here.
 
     Development (docs/continuous.md, amendment 2): on 7 simulated 3-minute
     recordings (seeds 1-7), 10 and 15 mm gave the same recall; 15 mm left
@@ -307,20 +335,7 @@ def refine_tracked(problem, sources, read, *, scan_radius_mm=SCAN_RADIUS_MM, ste
     if tris is None or not sources:
         return False
     scanner = Scanner(problem, tris, scan_radius_mm, step)
-    cache = {}
-
-    def block(a, b):
-        if (a, b) not in cache:
-            y = np.asarray(read(a, b), float)
-            # The strongest components U·S (= Y·V) from the smaller Gram matrix.
-            k = min(int(n_components), *y.shape)
-            if y.shape[1] <= y.shape[0]:
-                v = np.linalg.eigh(y.T @ y)[1][:, ::-1][:, :k]
-                cache[(a, b)] = y @ v
-            else:
-                w, u = np.linalg.eigh(y @ y.T)
-                cache[(a, b)] = u[:, ::-1][:, :k] * np.sqrt(np.maximum(w[::-1][:k], 0))
-        return cache[(a, b)]
+    block = components if components is not None else event_components(read, n_components)
 
     def hemi(s):
         return None if both_hemispheres else s["hemi"]
