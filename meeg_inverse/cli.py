@@ -152,8 +152,11 @@ def build_parser():
     g.add_argument("--forward", help="forward solution (-fwd.fif)")
     g.add_argument("--subject", help="FreeSurfer subject, to build the forward model")
     g.add_argument("--subjects-dir", help="FreeSurfer subjects folder")
-    g.add_argument("--trans", help="head<->MRI transform (-trans.fif)")
-    g.add_argument("--bem", help="BEM solution (-bem-sol.fif); default: the subject's")
+    g.add_argument("--trans", help="head<->MRI transform (-trans.fif); with --continuous "
+                   "--bem also that of the dipole fits (default there: the forward's)")
+    g.add_argument("--bem", help="BEM solution (-bem-sol.fif); default: the subject's. With "
+                   "--continuous: the reported sources are placed by a dipole fit with it "
+                   "(a one-layer BEM fits the MEG channels only)")
     g.add_argument("--src", help="source space file (-src.fif)")
     g.add_argument("--spacing", help="source spacing: oct6, ico4, ... or vol5 (volume, 5 mm)")
     g.add_argument("--montage", help="EEG montage name (standard_1005, ...) or file")

@@ -58,6 +58,7 @@ def localize_continuous_file(recording, out_dir, *, forward_spec=None, noise_cov
     """
     from .channels import apply_channel_options
     from .continuous import _check_args, localize_continuous
+    from .dipole_positions import _read_bem, _read_trans
     from .pipeline import ForwardSpec, Progress, load_forward
     from .summary import write_json
 
@@ -72,6 +73,14 @@ def localize_continuous_file(recording, out_dir, *, forward_spec=None, noise_cov
         # Every option is checked before the forward model is read or built.
         _check_args(raw, window, step, l_freq, h_freq, 0.99, n_jobs, 10.0, alpha, tmin, tmax,
                     noise_segment=noise_segment, penalty=penalty, tol=tol)
+        # --bem (with --trans or the forward's): the reported sources are placed by a
+        # dipole fit; unreadable files are named before the forward is read or built.
+        bem = forward_spec.bem
+        trans = forward_spec.trans if bem is not None else None
+        if bem is not None:
+            _read_bem(bem)
+            if trans is not None:
+                _read_trans(trans)
         notes = []
         if forward_spec.montage is not None:
             from .forward import ensure_sensor_positions
@@ -106,7 +115,7 @@ def localize_continuous_file(recording, out_dir, *, forward_spec=None, noise_cov
             raw, fwd, cov, window=window, step=step, l_freq=l_freq, h_freq=h_freq, tmin=tmin,
             tmax=tmax, alpha=alpha, penalty=penalty, loose=loose, depth=depth, rank=rank,
             tol=tol, fname=h5, n_jobs=n_jobs, noise_segment=noise_segment, progress=progress,
-            verbose=verbose)
+            verbose=verbose, bem=bem, trans=trans)
         progress.step("writing the summary and figures")
         written = {"h5": H5_NAME}
         _write_windows_csv(result.windows, folder.staging / "windows.csv")

@@ -331,7 +331,8 @@ def refine_tracked(problem, sources, read, *, scan_radius_mm=SCAN_RADIUS_MM, ste
     for s in sources:
         s.setdefault("centroid", np.asarray(s["position"], float))
         s.setdefault("position_method", "centroid")
-    tris = inversion_mesh(problem) if problem is not None and read is not None else None
+    readable = read is not None or components is not None
+    tris = inversion_mesh(problem) if problem is not None and readable else None
     if tris is None or not sources:
         return False
     scanner = Scanner(problem, tris, scan_radius_mm, step)

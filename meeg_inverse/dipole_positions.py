@@ -1,29 +1,37 @@
-"""Reported sources of a continuous recording placed by a BEM dipole fit.
+"""Reported sources of a continuous recording placed by a dipole fit with the user's BEM.
 
 The sub-grid scan (:mod:`meeg_inverse.subgrid`) interpolates the gain linearly
 between the vertices of the inversion grid; where they are 11-16 mm apart the
 interpolated field that best matches a real source can lie 14-15 mm from it
 even without noise (docs/continuous.md, the scored run of amendment 2). When
-the user gives a head model (a BEM solution and the head↔MRI transform), each
-reported source is instead placed by :func:`mne.fit_dipole`, whose fields come
-from the forward model itself:
+the user gives a head model (a BEM solution, and the head↔MRI transform or the
+forward's own), each reported source is instead placed where a dipole's
+**forward-model field** (:func:`mne.make_forward_solution` with that BEM, not
+an interpolation) best explains its data:
 
 1. every event of the source is read again (whitened; its
    :data:`~meeg_inverse.continuous_sources.EVENT_COMPONENTS` strongest spatial
-   components), the **dominant spatial pattern** of all its events stacked
-   (first left singular vector × singular value) is mapped back to the sensors
-   and fitted by one dipole (MNE's guess grid, then its constrained simplex);
-2. **merging**: strongest first, a source whose fit lands within ``merge_mm``
-   of a stronger one's joins it (one source carried by two groups of grid
-   sources, or a deeper grid source kept beside it);
-3. each source is fitted again, with the dominant patterns of the other
-   sources active during each of its events projected out of that event's
-   data (as :func:`~meeg_inverse.continuous_sources.refine_tracked` projects
-   their fields).
+   components), and the **dominant spatial pattern** of all its events stacked
+   (first left singular vector × singular value) is mapped back to the sensors;
+2. one free-orientation dipole is fitted to that pattern: the points of a
+   :data:`COARSE_MM` lattice within :data:`SEARCH_MM` of the source's sub-grid
+   position, then of a :data:`FINE_MM` lattice around the best one, are scored
+   by the share of the (whitened) pattern their field explains — a scanning
+   dipole fit restricted to the neighbourhood the sparse estimate found;
+3. **merging**: strongest first, a source whose lone fit (no other source
+   projected out; coarse lattice) lands within ``merge_mm`` of a stronger one's
+   joins it (one source carried by two groups of grid sources);
+4. each source is fitted again, with the dominant patterns of the other
+   sources active during each of its events projected out of that event's data
+   (as :func:`~meeg_inverse.continuous_sources.refine_tracked` projects their
+   fields).
 
-A one-layer (inner skull) BEM models MEG only: with it, the MEG channels are
-fitted (EEG needs three layers). The source estimate itself is unchanged; only
-the reported position moves.
+:func:`mne.fit_dipole` was tried first (development recordings,
+docs/continuous.md, amendment 3): its global 20-mm guess grid and simplex
+jumped 12-32 mm away on 3 of 7 recordings with the one-layer BEM, where the
+local lattice stays within 5.3 mm. A one-layer (inner skull) BEM models MEG
+only: with it, the MEG channels are fitted (EEG needs three layers). The source
+estimate itself is unchanged; only the reported position moves.
 """
 
 from dataclasses import dataclass
@@ -126,7 +134,8 @@ def read_head_model(bem, trans=None, forward=None, info=None):
         Head↔MRI transform; None: the forward's (``forward["mri_head_t"]``).
     forward : mne.Forward | None
         The forward of the localization: a ``trans`` given too must agree with
-        its transform (within :data:`TRANS_TOLERANCE_MM` over the head).
+        its transform (within :data:`TRANS_TOLERANCE_MM` over the head). Not an
+        ``mne.Forward`` (yet unchecked): ignored.
     info : mne.Info | None
         The recording's info: it must hold channels the BEM models.
 
@@ -142,7 +151,7 @@ def read_head_model(bem, trans=None, forward=None, info=None):
         forward, or no channel the BEM models (EEG only with a one-layer BEM).
     """
     model, description, eeg_ok = _read_bem(bem)
-    fwd_t = None if forward is None else _read_trans(forward["mri_head_t"])
+    fwd_t = _read_trans(forward["mri_head_t"]) if isinstance(forward, mne.Forward) else None
     if trans is None:
         if fwd_t is None:
             raise InputError("The dipole fit needs the head<->MRI transform.",

@@ -1,0 +1,151 @@
+"""Reported sources of a continuous recording placed by a dipole fit with the user's BEM."""
+
+import mne
+import numpy as np
+import pytest
+
+from meeg_inverse import InputError
+from meeg_inverse.dipole_positions import dipole_fit_positions, read_head_model
+
+
+@pytest.fixture(scope="module")
+def problem(sample_evoked, sample_forward, sample_cov):
+    from meeg_inverse.problem import InverseProblem
+
+    return InverseProblem.from_evoked(sample_evoked, sample_forward, sample_cov,
+                                      tmin=0.05, tmax=0.15)
+
+
+@pytest.fixture(scope="module")
+def bem_meg(sample_paths):
+    path = sample_paths.get("bem_meg")
+    if path is None or not path.exists():
+        pytest.skip("the sample subject's one-layer BEM (sample-1280-bem-sol.fif) is missing")
+    return path
+
+
+def _info(problem):
+    return mne.pick_info(problem.info, [problem.info["ch_names"].index(c)
+                                        for c in problem.ch_names])
+
+
+def test_dipole_fit_puts_an_off_grid_source_closer_than_the_sub_grid_scan(
+        problem, sample_forward, sample_cov, sample_paths, bem_meg):
+    """A cortical source between the grid vertices, simulated with the 3-layer M/EEG BEM,
+    bursting 4 times in noise: the sub-grid scan (interpolated fields) lands several mm
+    off; the dipole fit with the one-layer BEM on the MEG channels (another model: its
+    error included) lands closer."""
+    from meeg_inverse.continuous_sources import event_components, refine_tracked
+
+    src = sample_forward["src"]
+    used = np.concatenate([s["rr"][s["vertno"]] for s in src])
+    s = src[0]
+    cand = np.flatnonzero(s["inuse"] == 0)
+    d = np.array([np.linalg.norm(used - s["rr"][v], axis=1).min() for v in cand])
+    cand = cand[(d > 0.008) & (d < 0.012)][::7][:12]
+    head_mri = mne.transforms.invert_transform(sample_forward["mri_head_t"])
+    to_mri = s["coord_frame"] == mne.io.constants.FIFF.FIFFV_COORD_HEAD
+    rr = mne.transforms.apply_trans(head_mri, s["rr"][cand]) if to_mri else s["rr"][cand]
+    disc = mne.setup_volume_source_space(pos=dict(rr=rr, nn=s["nn"][cand]), verbose=False)
+    info = _info(problem)
+    truth = mne.make_forward_solution(info, sample_paths["trans"], disc, sample_paths["bem"],
+                                      meg=True, eeg=True, verbose=False)
+    truth = mne.convert_forward_solution(truth, surf_ori=True, force_fixed=True, verbose=False)
+    order = [truth["info"]["ch_names"].index(c) for c in problem.ch_names]
+    white = problem.whitener @ truth["sol"]["data"][order]  # (rank, n_candidates)
+    positions, hemis = problem.source_positions(np.arange(problem.n_sources))
+    spans = [(100, 160), (300, 420), (600, 650), (800, 900)]
+    rng = np.random.default_rng(0)
+    head_model = read_head_model(bem_meg, sample_paths["trans"], sample_forward, info)
+    assert head_model.channels == "meg"
+    for j in range(len(cand)):
+        field = white[:, j] / np.sqrt(np.mean(white[:, j] ** 2))  # RMS 1 (SNR 3 below)
+        data = rng.standard_normal((field.size, 1000))
+        for a, b in spans:
+            data[:, a:b] += 3 * np.outer(field, np.hanning(b - a) * rng.choice([-1, 1]))
+        nearest = int(np.argmin(np.linalg.norm(positions - rr[j], axis=1)))
+        sources = [dict(position=positions[nearest], hemi=hemis[nearest], energy=1.0,
+                        source_indices=[nearest],
+                        events=[dict(start=a / 600, stop=b / 600, peak_nAm=1.0,
+                                     position=positions[nearest], samples=(a, b))
+                                for a, b in spans])]
+        components = event_components(lambda a, b: data[:, a:b])
+        assert refine_tracked(problem, sources, None, components=components)
+        subgrid = np.linalg.norm(sources[0]["position"] - rr[j])
+        if subgrid > 0.004:
+            break
+    else:
+        pytest.fail("no candidate with a sub-grid error above 4 mm")
+    dipole_fit_positions(sources, components, problem.whitener, info, sample_cov, head_model,
+                         merge_mm=15.0)
+    got = sources[0]
+    error = np.linalg.norm(got["position"] - rr[j])
+    assert got["position_method"] == "dipole fit (BEM)"
+    np.testing.assert_allclose(got["subgrid_position"], rr[j], atol=subgrid + 1e-9)
+    print(f"candidate {j}: sub-grid {subgrid * 1e3:.1f} mm, dipole fit {error * 1e3:.1f} mm, "
+          f"share {got['dipole_gof']:.1f} %")
+    assert error < subgrid and error < 0.003, (error, subgrid)
+    assert got["dipole_gof"] > 90
+
+
+def test_bad_bem_and_trans_are_one_clear_error(sample_forward, sample_paths, sample_evoked,
+                                               bem_meg, tmp_path):
+    info = sample_evoked.info
+    trans = sample_paths["trans"]
+    cases = [
+        (dict(bem=tmp_path / "nope-bem-sol.fif", trans=trans), "BEM solution .* does not exist"),
+        (dict(bem=sample_paths["cov"], trans=trans), "BEM solution"),
+        (dict(bem=bem_meg.with_name("sample-1280-bem.fif"), trans=trans), "BEM"),
+        (dict(bem=3, trans=trans), "bem must be a BEM solution file"),
+        (dict(bem=bem_meg, trans=tmp_path / "nope-trans.fif"), "transform .* does not exist"),
+        (dict(bem=bem_meg, trans=sample_paths["cov"]), "head<->MRI transform"),
+        (dict(bem=bem_meg, trans=info["dev_head_t"]), "must be a head<->MRI transform"),
+    ]
+    for kw, message in cases:
+        with pytest.raises(InputError, match=message) as err:
+            read_head_model(kw["bem"], kw["trans"], sample_forward, info)
+        assert err.value.fix
+    # A transform 5 mm off the forward's is refused; without trans the forward's is used.
+    off = mne.read_trans(trans)
+    off["trans"][:3, 3] += [0.005, 0, 0]
+    with pytest.raises(InputError, match="differs from the one the forward") as err:
+        read_head_model(bem_meg, off, sample_forward, info)
+    assert "omit trans" in err.value.fix
+    model = read_head_model(bem_meg, None, sample_forward, info)
+    assert model.head_mri_t["from"] == mne.io.constants.FIFF.FIFFV_COORD_HEAD
+    with pytest.raises(InputError, match="needs the head<->MRI transform"):
+        read_head_model(bem_meg, None, None, info)
+    # EEG alone cannot be fitted with a one-layer BEM.
+    eeg = mne.pick_info(info, mne.pick_types(info, meg=False, eeg=True))
+    with pytest.raises(InputError, match="models MEG only"):
+        read_head_model(bem_meg, trans, sample_forward, eeg)
+    assert read_head_model(sample_paths["bem"], trans, sample_forward, eeg).channels == "eeg"
+
+
+def test_localize_continuous_checks_the_head_model_before_the_work(tmp_path):
+    from meeg_inverse.continuous import localize_continuous
+
+    info = mne.create_info(["Fz", "Cz", "Pz", "Oz"], 100.0, "eeg")
+    raw = mne.io.RawArray(np.zeros((4, 200)), info, verbose=False)
+    # forward=None: the check comes before the operator is even built.
+    with pytest.raises(InputError, match="BEM solution .* does not exist"):
+        localize_continuous(raw, None, None, bem=tmp_path / "nope-bem-sol.fif")
+    with pytest.raises(InputError, match="trans was given without bem"):
+        localize_continuous(raw, None, None, trans=tmp_path / "t-trans.fif")
+
+
+def test_cli_bad_bem_exits_2_before_the_forward(tmp_path, capsys):
+    from meeg_inverse.cli import main
+
+    info = mne.create_info(["Fz", "Cz", "Pz", "Oz"], 100.0, "eeg")
+    raw = mne.io.RawArray(np.random.default_rng(0).standard_normal((4, 200)) * 1e-6, info,
+                          verbose=False)
+    fname = tmp_path / "tiny_raw.fif"
+    raw.save(fname, verbose=False)
+    status = main(["localize", str(fname), "--continuous", "--out", str(tmp_path / "o"), "-q",
+                   "--no-figures", "--noise-segment", "0,2", "--forward",
+                   str(tmp_path / "nope-fwd.fif"), "--bem", str(tmp_path / "nope-bem-sol.fif")])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "BEM solution" in err and "does not exist" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
