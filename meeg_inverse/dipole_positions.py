@@ -46,9 +46,12 @@ __all__ = ["HeadModel", "MIN_DIST_MM", "dipole_fit_positions", "read_head_model"
 
 #: Fitted dipoles stay this far inside the inner skull (mm; MNE's default).
 MIN_DIST_MM = 5.0
-#: The dipole is searched within this distance of the sub-grid position (mm) ...
+#: The dipole is searched within this distance of the sub-grid position (mm; 15 and 20
+#: tried on development recordings, docs/continuous.md amendment 3) ...
 SEARCH_MM = 15.0
 #: ... on a lattice of this step (mm), then refined on a lattice of FINE_MM steps.
+#: Rounds of moving events to the source whose fitted field explains them best.
+REASSIGN_SWEEPS = 2
 COARSE_MM = 3.0
 FINE_MM = 1.0
 #: A trans differing from the forward's by more than this (mm, over the head) is refused.
@@ -260,19 +263,23 @@ class _LatticeFields:
 
 def _scan(patterns, centres, unwhiten, fields, step_mm, radius_mm):
     """For each whitened pattern, the lattice point around its centre whose forward
-    field (free orientation, whitened) explains most of it: MRI position, share (%)."""
-    out_pos, out_share = [], []
+    field (free orientation, whitened) explains most of it: MRI position, share (%),
+    and the orthonormal whitened field there (None: no point)."""
+    out_pos, out_share, out_q = [], [], []
     for u, centre, (points, q) in zip(patterns, centres, fields(centres, step_mm, radius_mm)):
         if len(points) == 0:  # no lattice point inside the skull: the centre stays
             out_pos.append(np.asarray(centre, float))
             out_share.append(np.nan)
+            out_q.append(None)
             continue
         y = fields.whiten(u, unwhiten)
         explained = np.einsum("nrj,r->nj", q, y)
         score = np.einsum("nj,nj->n", explained, explained)
-        out_pos.append(points[int(np.argmax(score))])
-        out_share.append(100.0 * float(score.max()) / float(y @ y))
-    return np.array(out_pos), np.array(out_share)
+        best = int(np.argmax(score))
+        out_pos.append(points[best])
+        out_share.append(100.0 * float(score[best]) / float(y @ y))
+        out_q.append(q[best])
+    return np.array(out_pos), np.array(out_share), out_q
 
 
 def _fit(patterns, centres, unwhiten, fields, fine=True):
@@ -283,10 +290,66 @@ def _fit(patterns, centres, unwhiten, fields, fine=True):
     point); the fields are the forward model's (:func:`mne.make_forward_solution`
     with the user's BEM), not interpolated.
     """
-    pos, share = _scan(patterns, centres, unwhiten, fields, COARSE_MM, SEARCH_MM)
+    found = _scan(patterns, centres, unwhiten, fields, COARSE_MM, SEARCH_MM)
     if not fine:
-        return pos, share
-    return _scan(patterns, pos, unwhiten, fields, FINE_MM, COARSE_MM)
+        return found
+    return _scan(patterns, found[0], unwhiten, fields, FINE_MM, COARSE_MM)
+
+
+def _spans(sources):
+    return [np.array([e["samples"] for e in s["events"]], int).reshape(-1, 2) for s in sources]
+
+
+def _final_fit(sources, lone, centres, components, unwhiten, fields):
+    """Each source fitted to its events, the lone patterns of the sources active with it
+    in each event projected out of that event's data."""
+    spans = _spans(sources)
+    final = []
+    for j in range(len(sources)):
+        blocks = []
+        for a, b in spans[j]:
+            others = [lone[k] for k in range(len(sources)) if k != j and np.any(
+                (spans[k][:, 0] < b) & (spans[k][:, 1] > a))]
+            basis = np.linalg.qr(np.column_stack(others))[0] if others else None
+            blocks.append(_project_out(basis, components(int(a), int(b))))
+        final.append(_top_pattern(blocks))
+    return _fit(final, centres, unwhiten, fields)
+
+
+def _reassign(sources, qs, components, unwhiten, fields):
+    """Move each event to the source whose fitted field explains most of its data, when
+    that source has no event at the same time (co-active sources keep their events).
+
+    Tracking groups events by the positions of the grid sources that carried them: two
+    sources ~30 mm apart, each carried by vertices a grid step towards the other, can
+    become one reported source (development recording 13, amendment 3). Returns the
+    indices of the sources that lost or gained events.
+    """
+    spans = _spans(sources)
+    moves = []
+    for j, s in enumerate(sources):
+        if qs[j] is None:
+            continue
+        for i, (a, b) in enumerate(spans[j]):
+            y = fields.whiten(components(int(a), int(b)), unwhiten)
+            score = [-np.inf if q is None else float(np.sum((q.T @ y) ** 2)) for q in qs]
+            k = int(np.argmax(score))
+            if k != j and not np.any((spans[k][:, 0] < b) & (spans[k][:, 1] > a)):
+                moves.append((j, i, k))
+    if not moves:
+        return set()
+    from .continuous_sources import _merge
+
+    taken = {}
+    for j, i, k in moves:
+        taken.setdefault(k, []).append(sources[j]["events"][i])
+    for j in {j for j, _, _ in moves}:
+        gone = {i for jj, i, _ in moves if jj == j}
+        sources[j]["events"] = [e for i, e in enumerate(sources[j]["events"]) if i not in gone]
+    for k, events in taken.items():  # events overlapping in time become one (as merging)
+        _merge(sources[k], dict(energy=0.0, centroid=sources[k]["centroid"],
+                                source_indices=[], events=events))
+    return {j for j, _, _ in moves} | set(taken)
 
 
 def dipole_fit_positions(sources, components, whitener, info, noise_cov, head_model, *,
@@ -335,7 +398,7 @@ def dipole_fit_positions(sources, components, whitener, info, noise_cov, head_mo
     if merge_mm is not None and len(sources) > 1:
         from .continuous_sources import _merge
 
-        pos, _ = _fit(lone, centres, unwhiten, fields, fine=False)  # enough to merge
+        pos = _fit(lone, centres, unwhiten, fields, fine=False)[0]  # enough to merge
         kept, took = [], set()  # strongest first: a weaker source within merge_mm joins
         for j in np.argsort([-s["energy"] for s in sources], kind="stable"):
             target = next((k for k in kept
@@ -348,19 +411,20 @@ def dipole_fit_positions(sources, components, whitener, info, noise_cov, head_mo
         kept = sorted(kept, key=lambda k: -sources[k]["energy"])
         sources[:] = [sources[k] for k in kept]
         lone = [lone_pattern(sources[i]) if k in took else lone[k] for i, k in enumerate(kept)]
-    spans = [np.array([e["samples"] for e in s["events"]], int).reshape(-1, 2) for s in sources]
-    final = []
-    for j, s in enumerate(sources):
-        blocks = []
-        for a, b in spans[j]:
-            others = [lone[k] for k in range(len(sources)) if k != j and np.any(
-                (spans[k][:, 0] < b) & (spans[k][:, 1] > a))]
-            basis = np.linalg.qr(np.column_stack(others))[0] if others else None
-            blocks.append(_project_out(basis, components(int(a), int(b))))
-        final.append(_top_pattern(blocks))
-    pos, gof = _fit(final, [s["position"] for s in sources], unwhiten, fields)
-    for s, p, g in zip(sources, pos, gof):
-        s["subgrid_position"] = np.asarray(s["position"], float)
+    subgrid = [np.asarray(s["position"], float) for s in sources]
+    pos, gof, qs = _final_fit(sources, lone, subgrid, components, unwhiten, fields)
+    for _ in range(REASSIGN_SWEEPS):
+        changed = _reassign(sources, qs, components, unwhiten, fields)
+        if not changed:
+            break
+        keep = [j for j, s in enumerate(sources) if s["events"]]
+        sources[:] = [sources[j] for j in keep]
+        subgrid = [subgrid[j] for j in keep]
+        lone = [lone_pattern(s) if j in changed else lone[j]
+                for s, j in zip(sources, keep)]
+        pos, gof, qs = _final_fit(sources, lone, subgrid, components, unwhiten, fields)
+    for s, p, g, c in zip(sources, pos, gof, subgrid):
+        s["subgrid_position"] = c
         s["subgrid_method"] = s.get("position_method", "centroid")
         s["position"] = p
         s["position_method"] = "dipole fit (BEM)"
