@@ -137,8 +137,8 @@ def read_head_model(bem, trans=None, forward=None, info=None):
         Head↔MRI transform; None: the forward's (``forward["mri_head_t"]``).
     forward : mne.Forward | None
         The forward of the localization: a ``trans`` given too must agree with
-        its transform (within :data:`TRANS_TOLERANCE_MM` over the head). Not an
-        ``mne.Forward`` (yet unchecked): ignored.
+        its transform (within :data:`TRANS_TOLERANCE_MM` over the head). Without
+        an ``mri_head_t`` transform (e.g. not yet checked): ignored.
     info : mne.Info | None
         The recording's info: it must hold channels the BEM models.
 
@@ -154,7 +154,8 @@ def read_head_model(bem, trans=None, forward=None, info=None):
         forward, or no channel the BEM models (EEG only with a one-layer BEM).
     """
     model, description, eeg_ok = _read_bem(bem)
-    fwd_t = _read_trans(forward["mri_head_t"]) if isinstance(forward, mne.Forward) else None
+    mri_head = forward.get("mri_head_t") if isinstance(forward, dict) else None  # a Forward
+    fwd_t = _read_trans(mri_head) if isinstance(mri_head, mne.transforms.Transform) else None
     if trans is None:
         if fwd_t is None:
             raise InputError("The dipole fit needs the head<->MRI transform.",

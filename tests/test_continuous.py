@@ -415,3 +415,31 @@ def test_benchmark_scoring_rules():
     assert (r["n_found"], r["n_false"]) == (1, 1)
     own = score(reported_events(reported, fwd, "event"), truth, 10.0, 0.05, 10.0)
     assert (own["n_found"], own["n_false"]) == (0, 2)  # 13 mm, then (1 mm) 60 ms late
+
+
+def test_reported_sources_by_a_bem_dipole_fit(setup, raw_file, sample_paths, tmp_path):
+    """With a head model the reported source is placed by a dipole fit on forward-model
+    fields (here the one-layer BEM on the MEG channels, the data simulated with the 3-layer
+    BEM on M/EEG); without one, position='dipole' names the fix."""
+    raw, fwd, cov = setup
+    bem = sample_paths["bem_meg"]
+    if not bem.exists():
+        pytest.skip("the sample subject's one-layer BEM is missing")
+    res = _run(raw, fwd, cov, bem=bem, fname=tmp_path / "d.h5")
+    top = res.summary()["reported_sources"][0]
+    assert top["position_method"] == "dipole fit (BEM)"
+    assert "MEG channels" in top["head_model"] and "1 layer" in top["head_model"]
+    true_mm = res._mapper._problem.source_positions([40])[0][0] * 1e3  # MRI coordinates
+    assert np.linalg.norm(np.subtract(top["position_mm"], true_mm)) < 4.0  # model error
+    assert top["dipole_gof"] > 90
+    np.testing.assert_allclose(top["subgrid_position_mm"], true_mm, atol=0.01)
+    assert res.reported_sources(position="sub-grid")[0]["position_method"] == "sub-grid fit"
+    plain = _run(raw, fwd, cov)
+    with pytest.raises(InputError, match="needs a head model") as err:
+        plain.reported_sources(position="dipole")
+    assert "bem=" in err.value.fix
+    again = plain.reported_sources(bem=bem)[0]  # given afterwards: the same fit
+    assert again["position_mm"] == top["position_mm"]
+    lazy = mne.io.read_raw_fif(raw_file, preload=False, verbose=False)
+    back = read_continuous(tmp_path / "d.h5", fwd, cov, raw=lazy, bem=bem)  # read back
+    assert back.reported_sources()[0]["position_mm"] == top["position_mm"]
