@@ -443,3 +443,31 @@ def test_reported_sources_by_a_bem_dipole_fit(setup, raw_file, sample_paths, tmp
     lazy = mne.io.read_raw_fif(raw_file, preload=False, verbose=False)
     back = read_continuous(tmp_path / "d.h5", fwd, cov, raw=lazy, bem=bem)  # read back
     assert back.reported_sources()[0]["position_mm"] == top["position_mm"]
+
+
+def test_cli_continuous_bem_places_the_reported_sources(raw_file, sample_paths, sample_fwd_file,
+                                                        tmp_path, capsys):
+    """--bem with --continuous: summary.json's reported sources come from the dipole fit
+    (--trans defaults to the forward's); a trans that disagrees with the forward: exit 2."""
+    import json
+
+    from meeg_inverse.cli import main
+
+    bem = sample_paths["bem_meg"]
+    if not bem.exists():
+        pytest.skip("the sample subject's one-layer BEM is missing")
+    base = ["localize", str(raw_file), "--continuous", "--noise-cov", str(sample_paths["cov"]),
+            "--forward", str(sample_fwd_file), "-q", "--no-figures", "--bem", str(bem)]
+    assert main(base + ["--out", str(tmp_path / "res")]) == 0
+    summary = json.loads((tmp_path / "res" / "summary.json").read_text())
+    top = summary["reported_sources"][0]
+    assert top["position_method"] == "dipole fit (BEM)" and "MEG" in top["head_model"]
+    capsys.readouterr()
+    off = mne.read_trans(sample_paths["trans"])
+    off["trans"][:3, 3] += [0.01, 0, 0]
+    mne.write_trans(tmp_path / "off-trans.fif", off)
+    assert main(base + ["--trans", str(tmp_path / "off-trans.fif"), "--out",
+                        str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err
+    assert "differs from the one the forward" in err and "Traceback" not in err
+    assert not (tmp_path / "o2").exists()
