@@ -29,14 +29,10 @@ def _info(problem):
                                         for c in problem.ch_names])
 
 
-def test_dipole_fit_puts_an_off_grid_source_closer_than_the_sub_grid_scan(
-        problem, sample_forward, sample_cov, sample_paths, bem_meg):
-    """A cortical source between the grid vertices, simulated with the 3-layer M/EEG BEM,
-    bursting 4 times in noise: the sub-grid scan (interpolated fields) lands several mm
-    off; the dipole fit with the one-layer BEM on the MEG channels (another model: its
-    error included) lands closer."""
-    from meeg_inverse.continuous_sources import event_components, refine_tracked
-
+@pytest.fixture(scope="module")
+def offgrid(problem, sample_forward, sample_paths):
+    """Cortical vertices of the left hemisphere between the grid vertices (8-12 mm from
+    every one): MRI positions and whitened fields (normal orientation, 3-layer M/EEG BEM)."""
     src = sample_forward["src"]
     used = np.concatenate([s["rr"][s["vertno"]] for s in src])
     s = src[0]
@@ -47,28 +43,42 @@ def test_dipole_fit_puts_an_off_grid_source_closer_than_the_sub_grid_scan(
     to_mri = s["coord_frame"] == mne.io.constants.FIFF.FIFFV_COORD_HEAD
     rr = mne.transforms.apply_trans(head_mri, s["rr"][cand]) if to_mri else s["rr"][cand]
     disc = mne.setup_volume_source_space(pos=dict(rr=rr, nn=s["nn"][cand]), verbose=False)
-    info = _info(problem)
-    truth = mne.make_forward_solution(info, sample_paths["trans"], disc, sample_paths["bem"],
-                                      meg=True, eeg=True, verbose=False)
+    truth = mne.make_forward_solution(_info(problem), sample_paths["trans"], disc,
+                                      sample_paths["bem"], meg=True, eeg=True, verbose=False)
     truth = mne.convert_forward_solution(truth, surf_ori=True, force_fixed=True, verbose=False)
     order = [truth["info"]["ch_names"].index(c) for c in problem.ch_names]
     white = problem.whitener @ truth["sol"]["data"][order]  # (rank, n_candidates)
+    return rr, white / np.sqrt(np.mean(white ** 2, axis=0))  # each field of RMS 1
+
+
+def _events(spans, position):
+    return [dict(start=a / 600, stop=b / 600, peak_nAm=1.0, position=position, samples=(a, b))
+            for a, b in spans]
+
+
+def test_dipole_fit_puts_an_off_grid_source_closer_than_the_sub_grid_scan(
+        problem, offgrid, sample_forward, sample_cov, sample_paths, bem_meg):
+    """A cortical source between the grid vertices, simulated with the 3-layer M/EEG BEM,
+    bursting 4 times in noise: the sub-grid scan (interpolated fields) lands several mm
+    off; the dipole fit with the one-layer BEM on the MEG channels (another model: its
+    error included) lands closer."""
+    from meeg_inverse.continuous_sources import event_components, refine_tracked
+
+    rr, white = offgrid
+    info = _info(problem)
     positions, hemis = problem.source_positions(np.arange(problem.n_sources))
     spans = [(100, 160), (300, 420), (600, 650), (800, 900)]
     rng = np.random.default_rng(0)
     head_model = read_head_model(bem_meg, sample_paths["trans"], sample_forward, info)
     assert head_model.channels == "meg"
-    for j in range(len(cand)):
-        field = white[:, j] / np.sqrt(np.mean(white[:, j] ** 2))  # RMS 1 (SNR 3 below)
+    for j in range(len(rr)):
+        field = white[:, j]  # RMS 1 (SNR 3 below)
         data = rng.standard_normal((field.size, 1000))
         for a, b in spans:
             data[:, a:b] += 3 * np.outer(field, np.hanning(b - a) * rng.choice([-1, 1]))
         nearest = int(np.argmin(np.linalg.norm(positions - rr[j], axis=1)))
         sources = [dict(position=positions[nearest], hemi=hemis[nearest], energy=1.0,
-                        source_indices=[nearest],
-                        events=[dict(start=a / 600, stop=b / 600, peak_nAm=1.0,
-                                     position=positions[nearest], samples=(a, b))
-                                for a, b in spans])]
+                        source_indices=[nearest], events=_events(spans, positions[nearest]))]
         components = event_components(lambda a, b: data[:, a:b])
         assert refine_tracked(problem, sources, None, components=components)
         subgrid = np.linalg.norm(sources[0]["position"] - rr[j])
@@ -86,6 +96,39 @@ def test_dipole_fit_puts_an_off_grid_source_closer_than_the_sub_grid_scan(
           f"share {got['dipole_gof']:.1f} %")
     assert error < subgrid and error < 0.003, (error, subgrid)
     assert got["dipole_gof"] > 90
+
+
+def test_events_of_two_sources_tracked_as_one_are_given_back(problem, offgrid, sample_cov,
+                                                             sample_paths, sample_forward,
+                                                             bem_meg):
+    """Two sources > 30 mm apart, bursting at different times; tracking put two of the
+    second one's bursts into the first one's reported source (development recording 13):
+    after the fits each source has exactly its own bursts, and sits near it."""
+    from meeg_inverse.continuous_sources import event_components
+
+    rr, white = offgrid
+    dist = np.linalg.norm(rr[:, None] - rr[None], axis=2)
+    a, b = np.unravel_index(np.argmax(np.where(dist > 0.03, -dist, -np.inf)), dist.shape)
+    spans_a = [(100, 160), (300, 400), (500, 580)]
+    spans_b = [(700, 760), (900, 990), (1100, 1180)]
+    rng = np.random.default_rng(1)
+    data = rng.standard_normal((white.shape[0], 1300))
+    for k, spans in ((a, spans_a), (b, spans_b)):
+        for s0, s1 in spans:
+            data[:, s0:s1] += 3 * np.outer(white[:, k], np.hanning(s1 - s0))
+    sources = [dict(position=rr[a] + [0.004, 0, 0], hemi="lh", energy=2.0, source_indices=[0],
+                    centroid=rr[a], events=_events(spans_a + spans_b[:2], rr[a])),
+               dict(position=rr[b] + [0, 0.004, 0], hemi="lh", energy=1.0, source_indices=[1],
+                    centroid=rr[b], events=_events(spans_b[2:], rr[b]))]
+    info = _info(problem)
+    head_model = read_head_model(bem_meg, sample_paths["trans"], sample_forward, info)
+    dipole_fit_positions(sources, event_components(lambda s0, s1: data[:, s0:s1]),
+                         problem.whitener, info, sample_cov, head_model, merge_mm=15.0)
+    assert len(sources) == 2
+    assert [e["samples"] for e in sources[0]["events"]] == spans_a
+    assert [e["samples"] for e in sources[1]["events"]] == spans_b
+    for s, k in zip(sources, (a, b)):
+        assert np.linalg.norm(s["position"] - rr[k]) < 0.005
 
 
 def test_bad_bem_and_trans_are_one_clear_error(sample_forward, sample_paths, sample_evoked,
