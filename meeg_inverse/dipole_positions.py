@@ -214,7 +214,8 @@ def _channel_picks(info, channels):
 
 
 def _forward_fields(points, info, head_model, min_dist_mm):
-    """Whitened free-orientation fields of MRI points, (n_kept, n_rank, 3), and the kept mask."""
+    """Free-orientation fields of MRI points by the head model, (n_channels, n_kept, 3); the
+    mask of the points kept (inside the inner skull, ``min_dist_mm`` from it); channel names."""
     src = mne.setup_volume_source_space(
         subject=None, pos=dict(rr=points, nn=np.tile([0.0, 0.0, 1.0], (len(points), 1))),
         verbose=False)
