@@ -32,7 +32,9 @@ by both hemispheres at the midline).
 What it does not fix: the fit's fields are interpolated linearly between the
 vertices of the inversion mesh; where they are 11-16 mm apart, the
 interpolated field that best matches a real source can lie 14-15 mm from it
-even without noise (docs/continuous.md, the scored run of amendment 2).
+even without noise (docs/continuous.md, the scored run of amendment 2). With
+the user's BEM, :mod:`meeg_inverse.dipole_positions` then places each source
+by a dipole fit on forward-model fields (amendment 3).
 """
 
 import numpy as np
