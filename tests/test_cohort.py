@@ -136,7 +136,6 @@ def test_group_table_finds_the_simulated_sources(serial, dataset):
     assert (serial.out_dir / "group" / f"task-{TASK}_sources.png").stat().st_size > 10_000
 
 
-@pytest.mark.slow
 def test_two_workers_equal_serial_then_rerun_does_nothing(serial, dataset, eeglab_dir,
                                                            tmp_path, capsys):
     root, _ = dataset

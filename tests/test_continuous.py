@@ -296,7 +296,6 @@ def test_binned_stc_spans_the_recording_with_the_peaks(setup):
     np.testing.assert_allclose(stc.data[mine].max(axis=1), peak.data[order, 0], rtol=1e-4)
 
 
-@pytest.mark.slow
 def test_dask_cluster_windows_equal_serial(setup):
     """The same chunks as tasks of a real dask.distributed LocalCluster: same result."""
     from distributed import Client, LocalCluster
@@ -314,7 +313,6 @@ def test_dask_cluster_windows_equal_serial(setup):
                                atol=1e-9 * np.abs(serial.stc.data).max())
 
 
-@pytest.mark.slow
 def test_dask_futures_are_cancelled_when_a_chunk_fails(setup, tmp_path):
     """A chunk that fails on a worker: the error comes back, and the run's other
     futures are cancelled, not left running or held on the cluster."""
