@@ -13,6 +13,7 @@ Tests that need data absent from both are skipped, with the reason.
 """
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,18 @@ SHARED_DATA = Path(
 SAMPLE = SHARED_DATA / "sample"
 EEGLAB = SHARED_DATA / "eeglab"
 CACHE = ROOT / ".cache" / "tests"
+
+
+
+def sigint_as_at_a_terminal():
+    """``preexec_fn`` of a child the tests send SIGINT: its default action restored.
+
+    A shell starts background commands (``cmd &``, as CI scripts may) with SIGINT
+    ignored, children inherit that, and Python then leaves it ignored: the child
+    would never see the Ctrl-C a test sends, whatever the code does.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 
 # Role -> file, relative to the shared sample/ folder.
 SHARED_SAMPLE = dict(

@@ -499,9 +499,12 @@ def r_ascii_stdout(ctx):
 def r_ctrl_c_at_start(ctx):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = ctx.tmp / "r"
+    from conftest import sigint_as_at_a_terminal
+
     proc = subprocess.Popen([sys.executable, "-m", "meeg_inverse.cli",
                              *localize_args(ctx.d, out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=sigint_as_at_a_terminal)
     time.sleep(0.6)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import sigint_as_at_a_terminal
 from meeg_inverse.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,7 +160,8 @@ return written
     out = tmp_path / "r"
     proc = subprocess.Popen([sys.executable, "-m", "meeg_inverse.cli",
                              *_args(sample_paths, fwd_file, out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=sigint_as_at_a_terminal)
     deadline = time.monotonic() + 120
     while not (marker.exists() and marker.read_text()):
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
