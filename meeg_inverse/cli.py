@@ -152,13 +152,17 @@ def build_parser():
     g.add_argument("--forward", help="forward solution (-fwd.fif)")
     g.add_argument("--subject", help="FreeSurfer subject, to build the forward model")
     g.add_argument("--subjects-dir", help="FreeSurfer subjects folder")
-    g.add_argument("--trans", help="head<->MRI transform (-trans.fif); with --continuous "
-                   "--bem also that of the dipole fits (default there: the forward's)")
-    g.add_argument("--bem", help="BEM solution (-bem-sol.fif); default: the subject's. With "
-                   "--continuous: the reported sources are placed by a dipole fit with it "
+    g.add_argument("--trans", help="head<->MRI transform (-trans.fif) to build the forward "
+                   "with --subject; with --continuous --bem also that of the dipole fits "
+                   "(default there: the forward's). Refused where it would have no effect")
+    g.add_argument("--bem", help="BEM solution (-bem-sol.fif) to build the forward with "
+                   "--subject (default: the subject's). With --continuous (also with "
+                   "--forward): the reported sources are placed by a dipole fit with it "
                    "(a one-layer BEM fits the MEG channels only)")
-    g.add_argument("--src", help="source space file (-src.fif)")
-    g.add_argument("--spacing", help="source spacing: oct6, ico4, ... or vol5 (volume, 5 mm)")
+    g.add_argument("--src", help="source space file (-src.fif) to build the forward with "
+                   "--subject")
+    g.add_argument("--spacing", help="source spacing of a forward built here: oct6, ico4, "
+                   "... or vol5 (volume, 5 mm)")
     g.add_argument("--montage", help="EEG montage name (standard_1005, ...) or file")
     g.add_argument("--montage-match", choices=("name", "order"), default="name",
                    help="match montage to channels by name (ignoring prefixes/suffixes such "
@@ -515,6 +519,11 @@ def _check_localize_args(args):
     if args.seed < 0:
         raise InputError(f"--seed must be >= 0, got {args.seed}.", "use e.g. --seed 0.")
     _parse_reject(args.reject)
+    from .pipeline import ForwardSpec, check_forward_spec
+
+    check_forward_spec(ForwardSpec(forward=args.forward, subject=args.subject, trans=args.trans,
+                                   bem=args.bem, src=args.src, spacing=args.spacing),
+                       continuous=args.continuous)
     return _check_penalty(args)
 
 

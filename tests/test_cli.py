@@ -366,3 +366,50 @@ def test_localize_debias_and_rank_options(sample_paths, sample_fwd_file, tmp_pat
     assert set(peak) == {key(s) for s in shrunk["sources"]}
     assert all(peak[key(s)] >= s["peak_amplitude_nAm"] * (1 - 1e-9) for s in shrunk["sources"])
     assert max(peak.values()) > max(s["peak_amplitude_nAm"] for s in shrunk["sources"])
+
+
+@pytest.mark.parametrize("mode, extra, message, fix", [
+    # --forward: the file's own transform, BEM and source space are used. --trans and
+    # --bem were read by nothing (even a missing file ran to the end, exit 0).
+    ([], ["--forward", "f-fwd.fif", "--trans", "t-trans.fif"], "--trans would have no effect",
+     "drop --trans"),
+    ([], ["--forward", "f-fwd.fif", "--bem", "b-bem-sol.fif", "--src", "s-src.fif"],
+     "--bem and --src would have no effect", "with --continuous, --bem"),
+    ([], ["--forward", "f-fwd.fif", "--spacing", "oct5"], "--spacing would have no effect",
+     "drop --spacing"),
+    # The template head (no --forward, no --subject) uses its own transform and BEM.
+    ([], ["--trans", "t-trans.fif", "--bem", "b-bem-sol.fif"],
+     "--trans and --bem would have no effect here: no --forward or --subject", "--subject"),
+    # --continuous: --trans counts only as the transform of --bem's dipole fits.
+    (["--continuous"], ["--forward", "f-fwd.fif", "--trans", "t-trans.fif"],
+     "--trans would have no effect", "add --bem"),
+    (["--continuous"], ["--trans", "t-trans.fif"], "--trans would have no effect", "add --bem"),
+    (["--continuous"], ["--forward", "f-fwd.fif", "--bem", "b-bem-sol.fif", "--src", "s-src.fif"],
+     "--src would have no effect", "drop --src"),
+])
+def test_head_model_options_without_effect_are_refused(tmp_path, capsys, mode, extra, message,
+                                                       fix):
+    out = tmp_path / "result"
+    # Refused before any file is read: none of these files exists.
+    status = main(["localize", str(tmp_path / "rec_raw.fif"), "--out", str(out), "-q",
+                   "--noise-cov", "c-cov.fif"] + mode + extra)
+    assert status == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert fix in err.split("Fix:")[1]
+    assert not out.exists()
+
+
+def test_head_model_options_that_count_are_accepted():
+    from meeg_inverse.errors import InputError
+    from meeg_inverse.pipeline import ForwardSpec, check_forward_spec
+
+    # Building a subject's forward uses all of them; --continuous --bem fits dipoles
+    # with --trans (or the forward's); the template takes a --spacing.
+    check_forward_spec(ForwardSpec(subject="s", subjects_dir="d", trans="t", bem="b",
+                                   src="s", spacing="oct5"))
+    check_forward_spec(ForwardSpec(forward="f", bem="b", trans="t"), continuous=True)
+    check_forward_spec(ForwardSpec(bem="b", trans="t", spacing="ico4"), continuous=True)
+    check_forward_spec(ForwardSpec(spacing="ico4"))
+    with pytest.raises(InputError, match="--bem would have no effect"):
+        check_forward_spec(ForwardSpec(forward="f", bem="b"))  # Python API: averages
