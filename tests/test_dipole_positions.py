@@ -192,3 +192,18 @@ def test_cli_bad_bem_exits_2_before_the_forward(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "BEM solution" in err and "does not exist" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_bem_that_does_not_hold_the_forward_sources_is_refused(sample_forward, sample_paths,
+                                                               bem_meg):
+    """The template's forward with the sample subject's BEM ran to the end (exit 0): 28 % of
+    its sources lay outside that inner skull, one reported source had no lattice point
+    inside it and was labelled 'dipole fit (BEM)' with a NaN share in summary.json."""
+    moved = sample_forward.copy()
+    moved["source_rr"] = sample_forward["source_rr"] + [0.0, 0.0, 0.05]  # another head
+    with pytest.raises(InputError, match=r"does not hold the forward's sources: only \d+ %") \
+            as err:
+        read_head_model(bem_meg, sample_paths["trans"], moved)
+    assert "the subject the forward was computed for" in err.value.fix
+    read_head_model(bem_meg, sample_paths["trans"], sample_forward)  # its own: accepted
+
