@@ -152,7 +152,9 @@ class ContinuousResult:
             A bin's clusters weaker than this fraction of its strongest are left
             out (default :data:`meeg_inverse.clusters.MINOR_FRACTION`; 0 keeps all).
         position : 'auto' | 'dipole' | 'sub-grid' | 'centroid'
-            'dipole': a BEM dipole fit (:func:`mne.fit_dipole`) to the
+            'dipole': a BEM dipole fit (a local lattice scan with fields from
+            :func:`mne.make_forward_solution`,
+            :mod:`meeg_inverse.dipole_positions`) to the
             dominant pattern of each source's events, after the sub-grid fit
             (which gives the fields projected out of the events and merges);
             needs a head model (``bem``, here or given to
@@ -173,10 +175,13 @@ class ContinuousResult:
         -------
         sources : list of dict
             Strongest first: ``{"position_mm"`` (MRI coordinates),
-            ``"position_method"`` ('sub-grid fit' or 'centroid'),
+            ``"position_method"`` ('dipole fit (BEM)', 'sub-grid fit' or
+            'centroid'; with "(no dipole fit: ...)" added where no point of
+            the search lattice lay inside the BEM's inner skull),
             ``"centroid_mm"`` (the energy-weighted centroid of its events'
             grid sources), with a dipole fit ``"subgrid_position_mm"`` (the
-            position before it), ``"dipole_gof"`` (%) and ``"head_model"``,
+            position before it), ``"dipole_gof"`` (%; None without a fit) and
+            ``"head_model"``,
             ``"hemi"``, ``"source_indices"`` (grid sources that
             carried it, strongest first), ``"periods"``: ``[[start_s, stop_s,
             peak_nAm], ...]``, ``"period_positions_mm"``: each event's own
@@ -258,7 +263,8 @@ class ContinuousResult:
             {"position_mm": mm(s["position"]), "position_method": s["position_method"],
              "centroid_mm": mm(s["centroid"]), "hemi": s["hemi"],
              **({"subgrid_position_mm": mm(s["subgrid_position"]),
-                 "dipole_gof": round(s["dipole_gof"], 2), "head_model": s["head_model"]}
+                 "dipole_gof": (None if s["dipole_gof"] is None else round(s["dipole_gof"], 2)),
+                 "head_model": s["head_model"]}
                 if "dipole_gof" in s else {}),
              "source_indices": [int(k) for k in s["source_indices"]],
              "periods": [[round(e["start"], 4), round(e["stop"], 4), round(e["peak_nAm"], 3)]

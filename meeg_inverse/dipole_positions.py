@@ -251,10 +251,16 @@ def _forward_fields(points, info, head_model, min_dist_mm):
     src = mne.setup_volume_source_space(
         subject=None, pos=dict(rr=points, nn=np.tile([0.0, 0.0, 1.0], (len(points), 1))),
         verbose=False)
-    fwd = mne.make_forward_solution(info, head_model.head_mri_t, src, head_model.bem,
-                                    meg="meg" in head_model.channels,
-                                    eeg="eeg" in head_model.channels, mindist=min_dist_mm,
-                                    verbose=False)
+    try:
+        fwd = mne.make_forward_solution(info, head_model.head_mri_t, src, head_model.bem,
+                                        meg="meg" in head_model.channels,
+                                        eeg="eeg" in head_model.channels, mindist=min_dist_mm,
+                                        verbose=False)
+    except RuntimeError as exc:  # every point outside the inner skull: none to fit
+        if "No points left" not in str(exc):
+            raise
+        return (np.zeros((len(info["ch_names"]), 0, 3)), np.zeros(len(points), bool),
+                list(info["ch_names"]))
     kept = np.zeros(len(points), bool)
     kept[fwd["src"][0]["vertno"]] = True  # points inside the inner skull (minus min_dist)
     gain = fwd["sol"]["data"]
@@ -461,7 +467,12 @@ def dipole_fit_positions(sources, components, whitener, info, noise_cov, head_mo
         s["subgrid_position"] = c
         s["subgrid_method"] = s.get("position_method", "centroid")
         s["position"] = p
-        s["position_method"] = "dipole fit (BEM)"
-        s["dipole_gof"] = float(g)
         s["head_model"] = head_model.description
+        if np.isfinite(g):
+            s["position_method"] = "dipole fit (BEM)"
+            s["dipole_gof"] = float(g)
+        else:  # no lattice point inside the inner skull: nothing was fitted
+            s["position_method"] = (f"{s['subgrid_method']} (no dipole fit: no point within "
+                                    f"{SEARCH_MM:g} mm inside the BEM's inner skull)")
+            s["dipole_gof"] = None
 

@@ -207,3 +207,21 @@ def test_bem_that_does_not_hold_the_forward_sources_is_refused(sample_forward, s
     assert "the subject the forward was computed for" in err.value.fix
     read_head_model(bem_meg, sample_paths["trans"], sample_forward)  # its own: accepted
 
+
+def test_source_without_a_lattice_point_in_the_skull_is_not_labelled_fitted(
+        problem, sample_cov, sample_paths, sample_forward, bem_meg):
+    from meeg_inverse.continuous_sources import event_components
+
+    info = _info(problem)
+    data = np.random.default_rng(2).standard_normal((problem.whitener.shape[0], 400))
+    outside = np.array([0.0, 0.0, 0.2])  # 20 cm above the MRI origin: far outside the skull
+    sources = [dict(position=outside, hemi="lh", energy=1.0, source_indices=[0],
+                    centroid=outside, position_method="sub-grid fit",
+                    events=_events([(100, 200)], outside))]
+    head_model = read_head_model(bem_meg, sample_paths["trans"], sample_forward, info)
+    dipole_fit_positions(sources, event_components(lambda a, b: data[:, a:b]),
+                         problem.whitener, info, sample_cov, head_model, merge_mm=15.0)
+    got = sources[0]
+    assert got["position_method"].startswith("sub-grid fit (no dipole fit")
+    assert got["dipole_gof"] is None  # was NaN (invalid JSON in summary.json)
+    np.testing.assert_allclose(got["position"], outside)
