@@ -211,6 +211,17 @@ class ContinuousResult:
         if position not in ("auto", "dipole", "sub-grid", "centroid"):
             raise InputError(f"position must be 'auto', 'dipole', 'sub-grid' or 'centroid', "
                              f"got {position!r}.", "use position='auto' (the default).")
+        ctx = self._context
+        can_read = ctx is not None and ctx.raw is not None
+        fit_asked = position == "sub-grid" or position in ("auto", "dipole") and (
+            self._head_model is not None or bem is not None)
+        if fit_asked and not can_read:
+            # Both fits read the recording again: without it they were silently centroids.
+            raise InputError(f"The {'sub-grid' if position == 'sub-grid' else 'dipole'} fits "
+                             "of the reported sources read the recording again, and this "
+                             "result was read without it.",
+                             "pass raw= to read_continuous (the recording it was computed "
+                             "from, need not be preloaded), or use position='centroid'.")
         head_model = self._head_model
         if bem is not None:
             head_model = self._read_head_model(bem, trans)
@@ -236,8 +247,7 @@ class ContinuousResult:
         found = track_sources(activity, index, positions, hemis, sfreq=self.sfreq,
                               tmin=self.tmin, radius_mm=radius_mm, track_mm=track_mm,
                               minor_fraction=minor_fraction)
-        ctx = self._context
-        if position in ("sub-grid", "dipole") and ctx is not None and ctx.raw is not None:
+        if position in ("sub-grid", "dipole") and can_read:
             from ._blas import one_blas_thread
             from .continuous_sources import event_components
 
@@ -629,6 +639,13 @@ def read_continuous(fname, forward, noise_cov=None, info=None, raw=None, *, bem=
     Returns
     -------
     result : ContinuousResult
+
+    Raises
+    ------
+    InputError
+        A file that is not a continuous result, a ``raw`` shorter than the
+        result, ``bem``/``trans`` without ``raw`` (the fits read it again), a
+        bad head model (see :func:`localize_continuous`).
     """
     import json
 
@@ -649,6 +666,11 @@ def read_continuous(fname, forward, noise_cov=None, info=None, raw=None, *, bem=
         raise InputError(f"{str(fname)!r} is not a meeg-inverse continuous result ({exc}).",
                          "give a file written by localize_continuous.") from None
     params = json.loads(attrs["params"])
+    if raw is None and (bem is not None or trans is not None):
+        raise InputError("bem/trans were given without raw: the dipole fits of the reported "
+                         "sources read the recording again.",
+                         "pass raw= too (the recording the result was computed from), or "
+                         "drop bem and trans (the reported sources are then centroids).")
     ctx = None
     if raw is not None:
         from .io import with_average_reference

@@ -221,6 +221,17 @@ def test_read_back_with_the_raw_fits_sub_grid_positions(setup, raw_file, tmp_pat
     assert back == direct and back[0]["position_method"] == "sub-grid fit"
     plain = read_continuous(tmp_path / "r.h5", fwd, cov, res._mapper._problem.info)
     assert plain.reported_sources()[0]["position_method"] == "centroid"
+    # Asked for, a fit that needs the recording is refused without it (it was silently
+    # the centroid: position='sub-grid', a bem= given here or to read_continuous).
+    for kw in (dict(position="sub-grid"), dict(bem="b-bem-sol.fif"),
+               dict(position="dipole", bem="b-bem-sol.fif")):
+        with pytest.raises(InputError, match="read the recording again") as err:
+            plain.reported_sources(**kw)
+        assert "raw=" in err.value.fix
+    with pytest.raises(InputError, match="without raw") as err:
+        read_continuous(tmp_path / "r.h5", fwd, cov, res._mapper._problem.info,
+                        bem="b-bem-sol.fif")
+    assert "raw=" in err.value.fix
     short = lazy.copy().crop(0, 2.0)
     with pytest.raises(InputError, match="shorter"):
         read_continuous(tmp_path / "r.h5", fwd, cov, raw=short)
