@@ -95,8 +95,20 @@ def _read_bem(bem):
     elif isinstance(bem, (str, Path)):
         from .io import read_checked
 
-        model = read_checked(mne.read_bem_solution, bem, "BEM solution", _BEM_FIX,
-                             verbose=False)
+        try:
+            model = read_checked(mne.read_bem_solution, bem, "BEM solution", _BEM_FIX,
+                                 verbose=False)
+        except InputError:
+            try:  # a -bem.fif of surfaces: name that, not "No BEM solution found"
+                surfaces = mne.read_bem_surfaces(bem, verbose=False)
+            except Exception:
+                surfaces = None
+            if surfaces:
+                raise InputError(f"The BEM {Path(bem).name!r} holds {len(surfaces)} "
+                                 "surface(s) without a solution.",
+                                 "compute one with mne.make_bem_solution (and give that "
+                                 "-bem-sol.fif).") from None
+            raise
         name = Path(bem).name
     else:
         raise InputError(f"bem must be a BEM solution file or an mne.bem.ConductorModel, got "

@@ -28,7 +28,7 @@ def _existing_file(fname, what):
             return path
         raise InputError(
             f"The {what} {str(path)!r} is a folder, not a file.",
-            "give the path of the recording file inside it.",
+            f"give the path of the {what} file inside it.",
         )
     if not path.is_file():
         import stat

@@ -138,7 +138,9 @@ def test_bad_bem_and_trans_are_one_clear_error(sample_forward, sample_paths, sam
     cases = [
         (dict(bem=tmp_path / "nope-bem-sol.fif", trans=trans), "BEM solution .* does not exist"),
         (dict(bem=sample_paths["cov"], trans=trans), "BEM solution"),
-        (dict(bem=bem_meg.with_name("sample-1280-bem.fif"), trans=trans), "BEM"),
+        (dict(bem=bem_meg.with_name("sample-1280-bem.fif"), trans=trans),
+         "holds 1 surface.* without a solution"),  # was MNE's "No BEM solution found"
+        (dict(bem=tmp_path, trans=trans), "BEM solution .* is a folder"),
         (dict(bem=3, trans=trans), "bem must be a BEM solution file"),
         (dict(bem=bem_meg, trans=tmp_path / "nope-trans.fif"), "transform .* does not exist"),
         (dict(bem=bem_meg, trans=sample_paths["cov"]), "head<->MRI transform"),
@@ -148,6 +150,7 @@ def test_bad_bem_and_trans_are_one_clear_error(sample_forward, sample_paths, sam
         with pytest.raises(InputError, match=message) as err:
             read_head_model(kw["bem"], kw["trans"], sample_forward, info)
         assert err.value.fix
+        assert "recording" not in err.value.fix  # a folder's fix named "the recording file"
     # A transform 5 mm off the forward's is refused; without trans the forward's is used.
     off = mne.read_trans(trans)
     off["trans"][:3, 3] += [0.005, 0, 0]
