@@ -480,3 +480,33 @@ def test_cli_continuous_bem_places_the_reported_sources(raw_file, sample_paths, 
     err = capsys.readouterr().err
     assert "differs from the one the forward" in err and "Traceback" not in err
     assert not (tmp_path / "o2").exists()
+
+
+def test_cli_interrupted_during_the_dipole_fits_keeps_the_previous_result(
+        raw_file, sample_paths, sample_fwd_file, tmp_path, capsys, monkeypatch):
+    """Ctrl-C during the dipole fits (after every window, while the summary is made):
+    exit 130, no partial folder, and the previous result of --overwrite left whole."""
+    from meeg_inverse import dipole_positions
+    from meeg_inverse.cli import main
+
+    bem = sample_paths["bem_meg"]
+    if not bem.exists():
+        pytest.skip("the sample subject's one-layer BEM is missing")
+    out = tmp_path / "res"
+    out.mkdir()
+    (out / "summary.json").write_text("previous")
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dipole_positions, "dipole_fit_positions", interrupted)
+    status = main(["localize", str(raw_file), "--continuous", "--noise-cov",
+                   str(sample_paths["cov"]), "--forward", str(sample_fwd_file), "-q",
+                   "--no-figures", "--bem", str(bem), "--out", str(out), "--overwrite"])
+    assert calls and status == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]  # no partial folder
+    assert [p.name for p in out.iterdir()] == ["summary.json"]
+    assert (out / "summary.json").read_text() == "previous"
