@@ -609,10 +609,13 @@ def _print_continuous(result, paths, args):
         summary["files"] = {k: str(v) for k, v in paths.items()}
         print(json.dumps(summary, indent=2, default=str))
         return
+    # How the reported sources were placed (a --bem dipole fit, sub-grid fit, centroid).
+    methods = ", ".join(dict.fromkeys(s["position_method"]
+                                      for s in summary["reported_sources"])) or "none"
     print(f"{summary['n_windows']} windows: {summary['n_windows_solved']} with sources, "
           f"{summary['n_windows_empty']} below the threshold, {summary['n_windows_bad']} "
           f"skipped (BAD_); {len(summary['sources'])} grid source(s) active at some time, "
-          f"{len(summary['reported_sources'])} reported source(s) (clusters); "
+          f"{len(summary['reported_sources'])} reported source(s) ({methods}); "
           f"{summary['timings_s']['total']:.0f} s for {summary['duration_s']:.0f} s of data")
     print(f"outputs in {paths['summary'].parent}")
 
