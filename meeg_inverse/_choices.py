@@ -7,6 +7,8 @@ it needs, so that it imports neither numpy, MNE nor numba.
 (tested).
 """
 
+#: The template head's FreeSurfer subject (MNE's fsaverage).
+TEMPLATE_SUBJECT = "fsaverage"
 #: Every penalty :func:`meeg_inverse.penalties.make_penalty` builds, by name.
 PENALTY_NAMES = ("l21", "weighted_l21", "l1", "mcp", "scad", "l05", "l23", "log", "irmxne")
 #: The penalty of the default rule when none is given: BIC along the L0.5 path
@@ -41,3 +43,55 @@ def resolve_penalty(penalty, alpha):
 #: ≤ 2.8; on the real averages SCAD reaches 10-26 and MCP 53 ('Right visual',
 #: 1 µA·m peaks).
 FIELD_CANCELLATION_WARNING = 10.0
+
+
+def check_forward_spec(spec, *, continuous=False):
+    """Refuse head-model options that would have no effect (a silent change of what was asked).
+
+    With a forward file the transform, BEM and source space are those it was
+    computed with; with the template head (no forward, no subject) MNE's
+    fsaverage ones. There, ``--trans``, ``--bem`` and ``--src`` are used only
+    by the dipole fits of a continuous recording (``--bem``, with ``--trans``
+    or the forward's own), and ``--spacing`` only to build a forward.
+
+    Parameters
+    ----------
+    spec : meeg_inverse.pipeline.ForwardSpec | argparse.Namespace
+        Anything with ``forward``, ``subject``, ``trans``, ``bem``, ``src`` and
+        ``spacing`` attributes (the command line's arguments).
+    continuous : bool
+        A continuous recording (``--continuous``): ``bem`` places its reported
+        sources by a dipole fit.
+
+    Raises
+    ------
+    InputError
+        Naming the options that would be ignored and how to make them count.
+    """
+    from .errors import InputError
+
+    if spec.subject is not None and spec.subject != TEMPLATE_SUBJECT and spec.forward is None:
+        return  # the subject's forward is built from all of them
+    dipole_fit = continuous and spec.bem is not None
+    unused = [name for name, value in (("trans", spec.trans), ("bem", spec.bem),
+                                       ("src", spec.src), ("spacing", spec.spacing))
+              if value is not None and not (dipole_fit and name in ("trans", "bem"))
+              and not (name == "spacing" and spec.forward is None)]
+    if not unused:
+        return
+    options = " and ".join(", ".join(f"--{o}" for o in unused).rsplit(", ", 1))
+    what = ("the forward solution (--forward) is used as it is, with the transform, BEM and "
+            "source space it was computed with" if spec.forward is not None else
+            "no --forward or --subject: the forward model is built on the template head "
+            "(fsaverage), with its own transform and BEM")
+    if continuous and unused == ["trans"]:
+        fix = ("add --bem SUBJECT-bem-sol.fif to place the reported sources by a dipole fit "
+               "(--trans is its transform), or drop --trans.")
+    else:
+        fix = (f"drop {options}; or build the subject's forward with --subject SUBJECT "
+               "--subjects-dir DIR --trans FILE [--bem --src] instead of "
+               + ("--forward" if spec.forward is not None else "the template")
+               + ("" if continuous else
+                  "; with --continuous, --bem (and --trans) place the reported sources of a "
+                  "raw recording by a dipole fit") + ".")
+    raise InputError(f"{options} would have no effect here: {what}.", fix)

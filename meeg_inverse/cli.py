@@ -519,11 +519,9 @@ def _check_localize_args(args):
     if args.seed < 0:
         raise InputError(f"--seed must be >= 0, got {args.seed}.", "use e.g. --seed 0.")
     _parse_reject(args.reject)
-    from .pipeline import ForwardSpec, check_forward_spec
+    from ._choices import check_forward_spec  # light: no MNE in the launcher
 
-    check_forward_spec(ForwardSpec(forward=args.forward, subject=args.subject, trans=args.trans,
-                                   bem=args.bem, src=args.src, spacing=args.spacing),
-                       continuous=args.continuous)
+    check_forward_spec(args, continuous=args.continuous)
     return _check_penalty(args)
 
 

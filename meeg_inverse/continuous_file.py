@@ -59,7 +59,8 @@ def localize_continuous_file(recording, out_dir, *, forward_spec=None, noise_cov
     from .channels import apply_channel_options
     from .continuous import _check_args, localize_continuous
     from .dipole_positions import _read_bem, _read_trans
-    from .pipeline import ForwardSpec, Progress, check_forward_spec, load_forward
+    from ._choices import check_forward_spec
+    from .pipeline import ForwardSpec, Progress, load_forward
     from .summary import write_json
 
     progress = progress or Progress(enabled=False)

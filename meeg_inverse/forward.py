@@ -15,10 +15,10 @@ from pathlib import Path
 import mne
 import numpy as np
 
+from ._choices import TEMPLATE_SUBJECT  # defined there: the light launcher checks it
 from .errors import InputError
 from .io import _existing_dir, read_checked
 
-TEMPLATE_SUBJECT = "fsaverage"
 _MNE_FSAVERAGE = Path(mne.__file__).parent / "data" / "fsaverage"
 
 

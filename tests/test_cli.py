@@ -402,7 +402,8 @@ def test_head_model_options_without_effect_are_refused(tmp_path, capsys, mode, e
 
 def test_head_model_options_that_count_are_accepted():
     from meeg_inverse.errors import InputError
-    from meeg_inverse.pipeline import ForwardSpec, check_forward_spec
+    from meeg_inverse._choices import check_forward_spec
+    from meeg_inverse.pipeline import ForwardSpec
 
     # Building a subject's forward uses all of them; --continuous --bem fits dipoles
     # with --trans (or the forward's); the template takes a --spacing.
