@@ -215,8 +215,10 @@ def _check_encloses(model, description, head_mri, forward):
     its own skull: the lattices around the reported sources would fall partly
     or wholly outside it, and the fits would be made in the wrong head.
     """
-    from mne.surface import _CheckInside
-
+    try:  # MNE's point-in-surface test is private: skip the check if it moves
+        from mne.surface import _CheckInside
+    except ImportError:  # pragma: no cover
+        return
     inner = next((s for s in model["surfs"]
                   if s["id"] == mne.io.constants.FIFF.FIFFV_BEM_SURF_ID_BRAIN),
                  model["surfs"][0])
