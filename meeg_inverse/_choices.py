@@ -71,7 +71,15 @@ def check_forward_spec(spec, *, continuous=False):
     from .errors import InputError
 
     if spec.subject is not None and spec.subject != TEMPLATE_SUBJECT and spec.forward is None:
-        return  # the subject's forward is built from all of them
+        # The subject's forward is built from all of them; say what is missing
+        # before the recording is read.
+        if getattr(spec, "subjects_dir", None) is None or spec.trans is None:
+            raise InputError(
+                f"Building a forward model for subject {spec.subject!r} needs the subjects "
+                "folder and the head↔MRI transform.",
+                "give --subjects-dir and --trans (and optionally --bem, --src), or a "
+                "forward file (--forward), or no --subject to use the template head.")
+        return
     dipole_fit = continuous and spec.bem is not None
     unused = [name for name, value in (("trans", spec.trans), ("bem", spec.bem),
                                        ("src", spec.src), ("spacing", spec.spacing))

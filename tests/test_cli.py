@@ -386,6 +386,13 @@ def test_localize_debias_and_rank_options(sample_paths, sample_fwd_file, tmp_pat
     (["--continuous"], ["--trans", "t-trans.fif"], "--trans would have no effect", "add --bem"),
     (["--continuous"], ["--forward", "f-fwd.fif", "--bem", "b-bem-sol.fif", "--src", "s-src.fif"],
      "--src would have no effect", "drop --src"),
+    # Building a subject's forward needs its folder and transform: said before reading
+    # the recording (it was said after reading it).
+    ([], ["--subject", "s"], "needs the subjects folder", "give --subjects-dir and --trans"),
+    ([], ["--subject", "s", "--trans", "t-trans.fif"], "needs the subjects folder",
+     "give --subjects-dir and --trans"),
+    (["--continuous"], ["--subject", "s", "--subjects-dir", "d"], "needs the subjects folder",
+     "give --subjects-dir and --trans"),
 ])
 def test_head_model_options_without_effect_are_refused(tmp_path, capsys, mode, extra, message,
                                                        fix):
