@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import textwrap
+import time
 import traceback
 import warnings
 from pathlib import Path
@@ -601,7 +602,9 @@ def _run_continuous(args, spec, progress):
         verbose=args.verbose, overwrite=args.overwrite)
 
 
-def _print_continuous(result, paths, args):
+def _print_continuous(result, paths, args, wall_s):
+    """The one-line summary; ``wall_s``: the whole command's time (reading, localizing,
+    placing the reported sources, figures, files) — what the user waited for."""
     summary = result.summary()
     if args.json:
         summary["files"] = {k: str(v) for k, v in paths.items()}
@@ -614,7 +617,8 @@ def _print_continuous(result, paths, args):
           f"{summary['n_windows_empty']} below the threshold, {summary['n_windows_bad']} "
           f"skipped (BAD_); {len(summary['sources'])} grid source(s) active at some time, "
           f"{len(summary['reported_sources'])} reported source(s) ({methods}); "
-          f"{summary['timings_s']['total']:.0f} s for {summary['duration_s']:.0f} s of data")
+          f"{wall_s:.0f} s in all for {summary['duration_s']:.0f} s of data (localizing "
+          f"{summary['timings_s']['total']:.0f} s)")
     print(f"outputs in {paths['summary'].parent}")
 
 
@@ -823,6 +827,7 @@ def _main(argv, wants_json):
         with warnings.catch_warnings():
             if not args.verbose:
                 warnings.simplefilter("ignore")
+            started = time.perf_counter()
             if args.command == "localize":
                 result, paths = _run_localize(args, progress, argv)
             elif args.command == "demo":
@@ -836,7 +841,7 @@ def _main(argv, wants_json):
             progress.info(f"note: {note}")
         progress.done()
         if getattr(args, "continuous", False):
-            _print_continuous(result, paths, args)
+            _print_continuous(result, paths, args, time.perf_counter() - started)
         else:
             _print_result(result if isinstance(result, dict) else result.summary(), paths,
                           args)
