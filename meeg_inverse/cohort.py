@@ -391,7 +391,10 @@ def plan_cohort(bids_root, task, *, subjects=None, sessions=None, conditions=Non
         group = SubjectGroup(subject, session, recs, folder, base)
         group.anatomy = _anatomy(root, group, options, subjects_dir)
         sensor_files = [p for r in recs for p in _run_files(r) if "_events." not in p.name]
-        group.forward_key = _key("forward", version, options.part(FORWARD_OPTIONS),
+        forward_options = options.part(FORWARD_OPTIONS)
+        if group.anatomy["kind"] == "file":  # a forward file keeps its own source spacing
+            forward_options.pop("spacing")
+        group.forward_key = _key("forward", version, forward_options,
                                  _fingerprint(sensor_files + _session_files(group), root),
                                  _fingerprint(group.anatomy.get("files", []), root),
                                  {k: v for k, v in group.anatomy.items() if k != "files"})
@@ -432,6 +435,14 @@ def plan_cohort(bids_root, task, *, subjects=None, sessions=None, conditions=Non
                 t.key = _key("localization", group.operator_key, t.name, cond,
                              _fingerprint(_run_files(rec), root), options.part(SOLVE_OPTIONS))
                 tasks.append(t)
+    if options.spacing is not None and groups and all(
+            g.anatomy["kind"] == "file" for g in groups):
+        # A spacing no forward is built with would be a silent change of what was asked.
+        raise InputError(f"--spacing {options.spacing} would have no effect: every subject's "
+                         "forward solution comes from the --forward files, computed with "
+                         "their own source space.",
+                         "drop --spacing, or leave out --forward for the subjects whose "
+                         "forward should be built here.")
     return groups, tasks, problems
 
 

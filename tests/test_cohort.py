@@ -168,10 +168,11 @@ def test_changed_option_reruns_only_what_it_affects(serial, dataset, eeglab_dir,
     assert res.counts["done"] == N_TASKS
     assert sorted(o["status"] for o in res.operators) == ["failed"] + ["reused"] * 4
     assert {p: p.stat().st_mtime_ns for p in out.glob("sub-*/*_inv.h5")} == operators
-    # 2. an operator option (depth): operators again, forwards reused
+    # 2. an operator option (depth): operators again, forwards reused (the subjects'
+    # forward files: no --spacing, which only a built forward uses)
     res = run_cohort(root, TASK, conditions=CONDITIONS, workers=0, out=out, progress=False,
                      subjects=["sim01", "sim02"], options=_options(eeglab_dir, alpha=0.4,
-                                                                   depth=0.9))
+                                                                   depth=0.9, spacing=None))
     assert res.counts == {"done": 2, "skipped": 0, "failed": 0}
     assert sorted(o["status"] for o in res.operators) == ["built", "built"]
     assert {p: p.stat().st_mtime_ns for p in out.glob("sub-*/*_fwd.fif")} == forwards
@@ -188,8 +189,8 @@ def test_changed_option_reruns_only_what_it_affects(serial, dataset, eeglab_dir,
     assert [o["status"] for o in res.operators] == ["built"]
     # 4. --force redoes everything asked for
     res = run_cohort(root, TASK, conditions=["tone"], workers=0, out=out, progress=False,
-                     subjects=["sim01"], options=_options(eeglab_dir, alpha=0.4, depth=0.9),
-                     force=True)
+                     subjects=["sim01"], options=_options(eeglab_dir, alpha=0.4, depth=0.9,
+                                                          spacing=None), force=True)
     assert res.counts == {"done": 1, "skipped": 0, "failed": 0}
 
 
@@ -244,6 +245,11 @@ def test_plan_errors_are_input_errors(dataset, eeglab_dir, tmp_path):
         plan_cohort(root, TASK, subjects=["zz99"])
     with pytest.raises(InputError, match="not a BIDS dataset"):
         plan_cohort(tmp_path, TASK)
+    # the simulated subjects have forward files: a spacing would be used by none
+    with pytest.raises(InputError, match="--spacing ico3 would have no effect"):
+        plan_cohort(root, TASK, subjects=["sim01", "sim02"], options=_options(eeglab_dir))
+    plan_cohort(root, TASK, subjects=["sim01", "sim02"], options=_options(eeglab_dir,
+                                                                           spacing=None))
     _, tasks, problems = plan_cohort(root, TASK, conditions=["rt"],
                                      options=_options(eeglab_dir))
     # the simulated runs have no 'rt' events: recorded, not localized
