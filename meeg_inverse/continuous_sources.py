@@ -266,6 +266,40 @@ def _merge(into, other):
     into["events"] = joined
 
 
+def event_spans(sources):
+    """Per source, its events' (first, last) samples, shape (n_events, 2)."""
+    return [np.array([e["samples"] for e in s["events"]], int).reshape(-1, 2) for s in sources]
+
+
+def co_active(spans, j, first, last):
+    """Indices of the sources other than ``j`` with an event overlapping [first, last)."""
+    return [k for k, span in enumerate(spans) if k != j
+            and np.any((span[:, 0] < last) & (span[:, 1] > first))]
+
+
+def merge_within(sources, positions, merge_mm):
+    """Strongest first, a source whose position lies within ``merge_mm`` of a kept one's
+    joins it (:func:`_merge`); ``sources`` is reordered in place, strongest first.
+
+    ``positions`` (MRI, m; None: never merged) are those of ``sources`` as given.
+    Returns the kept sources' indices in the given list (in their new order) and
+    the set of those that took in another.
+    """
+    kept, took = [], set()
+    for j in np.argsort([-s["energy"] for s in sources], kind="stable"):
+        target = next((k for k in kept if positions[k] is not None and positions[j] is not None
+                       and np.linalg.norm(positions[k] - positions[j]) <= merge_mm * 1e-3),
+                      None)
+        if target is None:
+            kept.append(int(j))
+        else:
+            _merge(sources[target], sources[j])
+            took.add(target)
+    kept = sorted(kept, key=lambda k: -sources[k]["energy"])
+    sources[:] = [sources[k] for k in kept]
+    return kept, took
+
+
 def refine_tracked(problem, sources, read, *, scan_radius_mm=SCAN_RADIUS_MM, step=STEP,
                    sweeps=SWEEPS, n_components=EVENT_COMPONENTS, both_hemispheres=True,
                    merge_mm=TRACK_MM, components=None):
@@ -349,19 +383,9 @@ def refine_tracked(problem, sources, read, *, scan_radius_mm=SCAN_RADIUS_MM, ste
             found = scanner.scan_pooled([(block(*map(int, e["samples"])), None)
                                          for e in s["events"]], s["centroid"], hemi(s))
             alone.append(None if found is None else scanner.position(*found))
-        kept = []  # strongest first: a weaker source within merge_mm of a kept one joins it
-        for j in np.argsort([-s["energy"] for s in sources], kind="stable"):
-            target = next((k for k in kept if alone[k] is not None and alone[j] is not None
-                           and np.linalg.norm(alone[k] - alone[j]) <= merge_mm * 1e-3), None)
-            if target is None:
-                kept.append(int(j))
-            else:
-                _merge(sources[target], sources[j])
-        sources[:] = [sources[k] for k in sorted(kept, key=lambda k: -sources[k]["energy"])]
-    spans = [np.array([e["samples"] for e in s["events"]], int).reshape(-1, 2) for s in sources]
-    overlaps = [[[k for k in range(len(sources)) if k != j and np.any(
-        (spans[k][:, 0] < b) & (spans[k][:, 1] > a))] for a, b in spans[j]]
-        for j in range(len(sources))]
+        merge_within(sources, alone, merge_mm)
+    spans = event_spans(sources)
+    overlaps = [[co_active(spans, j, a, b) for a, b in spans[j]] for j in range(len(sources))]
     # Start: each source's field is that of its strongest grid source.
     fits = [(np.array([s["source_indices"][0]]), np.ones(1)) for s in sources]
     for _ in range(int(sweeps)):

@@ -40,7 +40,9 @@ from pathlib import Path
 import mne
 import numpy as np
 
+from .continuous_sources import _merge, co_active, event_spans, merge_within
 from .errors import InputError
+from .subgrid import _project_out
 
 __all__ = ["HeadModel", "MIN_DIST_MM", "dipole_fit_positions", "read_head_model"]
 
@@ -50,10 +52,10 @@ MIN_DIST_MM = 5.0
 #: tried on development recordings, docs/continuous.md amendment 3) ...
 SEARCH_MM = 15.0
 #: ... on a lattice of this step (mm), then refined on a lattice of FINE_MM steps.
-#: Rounds of moving events to the source whose fitted field explains them best.
-REASSIGN_SWEEPS = 2
 COARSE_MM = 3.0
 FINE_MM = 1.0
+#: Rounds of moving events to the source whose fitted field explains them best.
+REASSIGN_SWEEPS = 2
 #: A trans differing from the forward's by more than this (mm, over the head) is refused.
 TRANS_TOLERANCE_MM = 1.0
 #: Share of the forward's source points that must lie inside the BEM's inner skull (the
@@ -243,10 +245,6 @@ def _top_pattern(blocks):
     return u[:, 0] * s[0]
 
 
-def _project_out(basis, m):
-    return m if basis is None else m - basis @ (basis.T @ m)
-
-
 def _lattice(step_mm, radius_mm):
     r = np.arange(-radius_mm, radius_mm + 1e-9, step_mm)
     g = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)
@@ -350,20 +348,15 @@ def _fit(patterns, centres, unwhiten, fields, fine=True):
     return _scan(patterns, found[0], unwhiten, fields, FINE_MM, COARSE_MM)
 
 
-def _spans(sources):
-    return [np.array([e["samples"] for e in s["events"]], int).reshape(-1, 2) for s in sources]
-
-
 def _final_fit(sources, lone, centres, components, unwhiten, fields):
     """Each source fitted to its events, the lone patterns of the sources active with it
     in each event projected out of that event's data."""
-    spans = _spans(sources)
+    spans = event_spans(sources)
     final = []
     for j in range(len(sources)):
         blocks = []
         for a, b in spans[j]:
-            others = [lone[k] for k in range(len(sources)) if k != j and np.any(
-                (spans[k][:, 0] < b) & (spans[k][:, 1] > a))]
+            others = [lone[k] for k in co_active(spans, j, a, b)]
             basis = np.linalg.qr(np.column_stack(others))[0] if others else None
             blocks.append(_project_out(basis, components(int(a), int(b))))
         final.append(_top_pattern(blocks))
@@ -379,7 +372,7 @@ def _reassign(sources, qs, components, unwhiten, fields):
     become one reported source (development recording 13, amendment 3). Returns the
     indices of the sources that lost or gained events.
     """
-    spans = _spans(sources)
+    spans = event_spans(sources)
     moves = []
     for j, s in enumerate(sources):
         if qs[j] is None:
@@ -388,12 +381,10 @@ def _reassign(sources, qs, components, unwhiten, fields):
             y = fields.whiten(components(int(a), int(b)), unwhiten)
             score = [-np.inf if q is None else float(np.sum((q.T @ y) ** 2)) for q in qs]
             k = int(np.argmax(score))
-            if k != j and not np.any((spans[k][:, 0] < b) & (spans[k][:, 1] > a)):
+            if k != j and k not in co_active(spans, j, a, b):
                 moves.append((j, i, k))
     if not moves:
         return set()
-    from .continuous_sources import _merge
-
     taken = {}
     for j, i, k in moves:
         taken.setdefault(k, []).append(sources[j]["events"][i])
@@ -450,20 +441,8 @@ def dipole_fit_positions(sources, components, whitener, info, noise_cov, head_mo
 
     lone = [lone_pattern(s) for s in sources]
     if merge_mm is not None and len(sources) > 1:
-        from .continuous_sources import _merge
-
         pos = _fit(lone, centres, unwhiten, fields, fine=False)[0]  # enough to merge
-        kept, took = [], set()  # strongest first: a weaker source within merge_mm joins
-        for j in np.argsort([-s["energy"] for s in sources], kind="stable"):
-            target = next((k for k in kept
-                           if np.linalg.norm(pos[k] - pos[j]) <= merge_mm * 1e-3), None)
-            if target is None:
-                kept.append(int(j))
-            else:
-                _merge(sources[target], sources[j])
-                took.add(target)
-        kept = sorted(kept, key=lambda k: -sources[k]["energy"])
-        sources[:] = [sources[k] for k in kept]
+        kept, took = merge_within(sources, list(pos), merge_mm)
         lone = [lone_pattern(sources[i]) if k in took else lone[k] for i, k in enumerate(kept)]
     subgrid = [np.asarray(s["position"], float) for s in sources]
     pos, gof, qs = _final_fit(sources, lone, subgrid, components, unwhiten, fields)

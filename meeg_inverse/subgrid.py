@@ -289,4 +289,3 @@ def refine_positions(problem, data, clusters, *, scan_radius_mm=SCAN_RADIUS_MM, 
         return stable
 
     return stability
-
