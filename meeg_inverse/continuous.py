@@ -223,11 +223,9 @@ class ContinuousResult:
                              "pass raw= to read_continuous (the recording it was computed "
                              "from, need not be preloaded), or use position='centroid'.")
         head_model = self._head_model
-        if bem is not None:
-            head_model = self._read_head_model(bem, trans)
-        elif trans is not None:
-            raise InputError("trans was given without bem: the dipole fit needs both.",
-                             "give bem= too (a -bem-sol.fif), or drop trans.")
+        if bem is not None or trans is not None:
+            head_model = _head_model(bem, trans, self._mapper._problem.forward,
+                                     mne_pick_info(ctx) if can_read else None)
         if position == "dipole" and head_model is None:
             raise InputError("position='dipole' needs a head model for the dipole fits.",
                              "give bem= (and trans=) here, to localize_continuous or to "
@@ -282,13 +280,6 @@ class ContinuousResult:
              "period_positions_mm": [mm(e["position"]) for e in s["events"]]}
             for s in found])
         return copy.deepcopy(self._reported[key][1])
-
-    def _read_head_model(self, bem, trans):
-        from .dipole_positions import read_head_model
-
-        ctx = self._context
-        info = None if ctx is None or ctx.raw is None else mne_pick_info(ctx)
-        return read_head_model(bem, trans, self._mapper._problem.forward, info)
 
     def timeline(self, n_bins=2000):
         """Peak amplitude of every source in ``n_bins`` time bins (bounded memory).
