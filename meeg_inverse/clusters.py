@@ -148,6 +148,34 @@ def cluster_sources(sources, positions, amplitudes, hemis=None, *,
     return clusters
 
 
+def merge_clusters(first, second):
+    """One reported source from two: members by energy, amplitude the root-sum-square.
+
+    Parameters
+    ----------
+    first, second : SourceCluster
+        ``first`` the stronger; the result keeps its hemisphere.
+
+    Returns
+    -------
+    merged : SourceCluster
+        Its centroid is the energy-weighted centroid of both clusters' members.
+    """
+    energy = np.concatenate([first.weights * first.amplitude ** 2,
+                             second.weights * second.amplitude ** 2])
+    members = np.concatenate([first.members, second.members])
+    centroids = np.concatenate([np.repeat(first.centroid[None], len(first.members), 0),
+                                np.repeat(second.centroid[None], len(second.members), 0)])
+    order = np.argsort(-energy, kind="stable")
+    total = float(energy.sum())
+    weights = energy[order] / total if total > 0 else np.full(len(order), 1.0 / len(order))
+    # Each cluster's centroid stands for its members (their positions are not kept).
+    centroid = weights @ centroids[order]
+    return SourceCluster(members=members[order], weights=weights, centroid=centroid,
+                         amplitude=float(np.sqrt(total)), hemi=first.hemi,
+                         confidence=first.confidence)
+
+
 def minor_clusters(clusters, fraction=MINOR_FRACTION):
     """Split clusters into (kept, minor): minor ones are weaker than ``fraction`` × the strongest."""
     if not clusters:

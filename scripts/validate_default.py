@@ -79,9 +79,16 @@ SKIP_SECONDARY = ()
 QUICK_DESIGN = {(2, 3): 1}
 
 
-def trial_seed(n_sources, snr, trial):
+FIGURE = "validation_default.png"
+#: Seeds of the study's trials (docs/validation.md); ``--seed-base`` draws others
+#: (a confirmation on fresh trials, e.g. 6 000 000).
+SEED_BASE = 7_000_000
+
+
+def trial_seed(n_sources, snr, trial, base=None):
     """Seed of one trial: disjoint from validate_simulation.py's (< 200 000)."""
-    return 7_000_000 + 100_000 * n_sources + 1000 * int(round(10 * snr)) + trial
+    base = SEED_BASE if base is None else int(base)
+    return base + 100_000 * n_sources + 1000 * int(round(10 * snr)) + trial
 
 
 # ----------------------------------------------------------------------------
@@ -308,7 +315,7 @@ def run_method(method, sim, evoked, seed):
 # ----------------------------------------------------------------------------
 # Study
 # ----------------------------------------------------------------------------
-def run_trial(sim, n_src, snr, trial, methods):
+def run_trial(sim, n_src, snr, trial, methods, seed_base=None):
     """Score rows of one trial: the oracle and each method (same evoked for all)."""
     from threadpoolctl import threadpool_limits
 
@@ -316,7 +323,7 @@ def run_trial(sim, n_src, snr, trial, methods):
 
     mne.set_log_level("ERROR")
     rows, lines = [], []
-    seed = trial_seed(n_src, snr, trial)
+    seed = trial_seed(n_src, snr, trial, seed_base)
     evoked, truth = sim.trial(seed, snr, n_sources=n_src)
     near = np.argmin(np.linalg.norm(sim.pos[None] - truth["pos"][:, None], axis=2), axis=1)
     s = score(truth, sim.pos[near], truth["amp"], truth["tc"], None)
@@ -369,7 +376,7 @@ def tasks_of(design, methods, skip=()):
     return out
 
 
-def run_study(sim, tasks, log, n_jobs=1, csv_path=None):
+def run_study(sim, tasks, log, n_jobs=1, csv_path=None, seed_base=None):
     """Run the trials (in parallel over trials); rows are appended to ``csv_path`` as
     each trial ends, so an interrupted run keeps what it did."""
     from joblib import Parallel, delayed
@@ -377,7 +384,7 @@ def run_study(sim, tasks, log, n_jobs=1, csv_path=None):
     fields, rows = None, []
     if csv_path is not None and Path(csv_path).exists():
         Path(csv_path).unlink()
-    jobs = (delayed(run_trial)(sim, *t) for t in tasks)
+    jobs = (delayed(run_trial)(sim, *t, seed_base=seed_base) for t in tasks)
     for trial_rows, lines in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
         for line in lines:
             log(line)
@@ -513,7 +520,7 @@ def markdown(rows, meta):
                 continue
             out += ["", f"#### SNR {snr:g}, {label}", "", *HEADER]
             out += [_row(m, aggregate(_group(rows, (snr,), ns, m))) for m in sub]
-    out += ["", "![Recall, precision and EMD per SNR](figures/validation_default.png)"]
+    out += ["", f"![Recall, precision and EMD per SNR](figures/{meta.get('figure', FIGURE)})"]
     return "\n".join(out)
 
 
@@ -573,6 +580,10 @@ def main(argv=None):
     parser.add_argument("--out", default="docs", help="folder of validation.md and figures/")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--jobs", type=int, default=3, help="trials run in parallel")
+    parser.add_argument("--seed-base", type=int, default=None,
+                        help="draw the trials from other seeds (a confirmation on fresh "
+                             f"trials; the study's are {SEED_BASE}): its own table block, "
+                             "CSV and summary")
     parser.add_argument("--table-only", action="store_true",
                         help="rebuild the table and figure from the last run's per-trial CSV")
     args = parser.parse_args(argv)
@@ -585,6 +596,10 @@ def main(argv=None):
         print(f"[{time.perf_counter() - t_start:7.1f} s] {msg}", flush=True)
 
     tag = "quick" if args.quick else "full"
+    begin = BEGIN
+    if args.seed_base is not None:
+        tag += f"-seeds{args.seed_base}"
+        begin = BEGIN.replace(" -->", f" --seed-base {args.seed_base} -->")
     out = Path(args.out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -603,19 +618,22 @@ def main(argv=None):
         log(f"{len(sim.pos)} inverse sources, {len(sim.truth_pos)} off-grid truth positions, "
             f"{len(sim.info.ch_names)} channels, whitener rank {sim.rank}; {len(tasks)} trials "
             f"on {args.jobs} workers")
-        rows = run_study(sim, tasks, log, n_jobs=args.jobs, csv_path=csv_path)
+        rows = run_study(sim, tasks, log, n_jobs=args.jobs, csv_path=csv_path,
+                         seed_base=args.seed_base)
     done = {(float(r["snr"]), int(r["n_sources"]), int(r["trial"])) for r in rows}
     missing = [t for t in tasks if (float(t[1]), t[0], t[2]) not in done]
-    plot(rows, out / "figures" / "validation_default.png")
+    figure = FIGURE if args.seed_base is None else f"validation_default_seeds{args.seed_base}.png"
+    plot(rows, out / "figures" / figure)
     elapsed = (time.perf_counter() - t_start) / 60
-    cmd = "python scripts/validate_default.py" + (" --quick" if args.quick else "") + \
-        f" --out {args.out}"
+    cmd = "python scripts/validate_default.py" + (" --quick" if args.quick else "") + (
+        f" --seed-base {args.seed_base}" if args.seed_base is not None else "") + f" --out {args.out}"
     meta = _meta(cmd, elapsed, len(done))
     meta["missing"] = len(missing)
+    meta["figure"] = figure
     if args.table_only:
         meta["command"] += " (table rebuilt with --table-only)"
     block = markdown(rows, meta)
-    vs.write_markdown(out / "validation.md", block, begin=BEGIN)
+    vs.write_markdown(out / "validation.md", block, begin=begin)
     prim, checks = verdicts(rows)
     with open(CACHE / f"summary-{tag}.json", "w") as f:
         json.dump(dict(meta=meta, primary=prim,

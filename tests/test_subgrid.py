@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from meeg_inverse.clusters import cluster_sources
-from meeg_inverse.subgrid import free_gain_blocks, inversion_mesh, refine_positions
+from meeg_inverse.subgrid import (MERGE_MM, SCAN_RADIUS_MM, STEP, Scanner, free_gain_blocks,
+                                  inversion_mesh, mls_weights, refine_positions)
 
 N_OFF_GRID = 8
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -24,31 +25,81 @@ def _clusters_at(problem, sources):
                            radius_mm=1.0)
 
 
-def test_scan_finds_a_planted_interpolated_source_beside_another(problem):
+def _second_source(problem, hemi, n_times):
+    """A source at a vertex of the other hemisphere, with its own time course."""
+    positions, hemis = problem.source_positions(np.arange(problem.n_sources))
+    other = next(i for i in range(problem.n_sources) if hemis[i] != hemi)
+    field = free_gain_blocks(problem, [other])[:, 0] @ np.array([0, 0.6, 0.8])
+    return other, np.outer(field, np.cos(np.linspace(0, 7, n_times)))
+
+
+def test_triangle_scan_finds_a_planted_interpolated_source_beside_another(problem):
+    # The triangle scan (kept for the continuous recordings' event scans).
     tris = inversion_mesh(problem)
     assert tris is not None and len(tris) > 100
-    rng = np.random.default_rng(0)
     tri = tris[40]
     weights = np.array([1 / 2, 1 / 3, 1 / 6])
     field = np.einsum("k,ckj->cj", weights, free_gain_blocks(problem, tri))
-    ori = np.array([0.3, -0.5, 0.8])
     n_times = problem.data.shape[1]
-    tc = np.sin(np.linspace(0, 4, n_times))
-    # A second source at a vertex of the other hemisphere, with its own time course.
     positions, hemis = problem.source_positions(np.arange(problem.n_sources))
-    other = next(i for i in range(problem.n_sources) if hemis[i] != hemis[tri[0]])
-    field2 = free_gain_blocks(problem, [other])[:, 0]
-    data = np.outer(field @ ori, tc) + np.outer(field2 @ np.array([0, 0.6, 0.8]),
-                                                np.cos(np.linspace(0, 7, n_times)))
-    clusters = _clusters_at(problem, [tri[0], other])
-    assert refine_positions(problem, data, clusters)
-    first = next(c for c in clusters if c.peak == tri[0])
+    other, data2 = _second_source(problem, hemis[tri[0]], n_times)
+    data = np.outer(field @ np.array([0.3, -0.5, 0.8]), np.sin(np.linspace(0, 4, n_times)))
+    scanner = Scanner(problem, tris, SCAN_RADIUS_MM, STEP)
+    verts, got = scanner.scan(data + data2, positions[tri[0]], hemis[tri[0]],
+                              scanner.fields([other])[:, 0])
+    assert dict(zip(verts.tolist(), got)) == pytest.approx(dict(zip(tri.tolist(), weights)),
+                                                           abs=1e-9)
+
+
+def test_mls_weights_reproduce_quadratics(problem):
+    positions, _ = problem.source_positions(np.arange(problem.n_sources))
+    point = positions[100] + np.array([0.004, -0.003, 0.002])
+    idx, w = mls_weights(positions, point)
+    assert w.sum() == pytest.approx(1.0, abs=1e-9)
+    assert w @ positions[idx] == pytest.approx(point, abs=1e-12)
+    quad = lambda x: 3 * x[..., 0] ** 2 - x[..., 1] * x[..., 2] + 0.5 * x[..., 2]  # noqa: E731
+    assert w @ quad(positions[idx]) == pytest.approx(quad(point), rel=1e-8)
+    # Too few vertices near a point far from the grid: no weights.
+    assert mls_weights(positions, point + 0.2) is None
+
+
+def test_lattice_scan_finds_a_planted_source_beside_another(problem):
+    positions, hemis = problem.source_positions(np.arange(problem.n_sources))
+    centre_source = 100
+    # A lattice point of the scan: the centre plus whole millimetres.
+    point = positions[centre_source] + np.array([0.003, -0.002, 0.001])
+    idx, w = mls_weights(positions, point)
+    field = np.einsum("k,ckj->cj", w, free_gain_blocks(problem, idx))
+    n_times = problem.data.shape[1]
+    other, data2 = _second_source(problem, hemis[centre_source], n_times)
+    data = np.outer(field @ np.array([0.3, -0.5, 0.8]), np.sin(np.linspace(0, 4, n_times)))
+    clusters = _clusters_at(problem, [centre_source, other])
+    assert refine_positions(problem, data + data2, clusters)
+    first = next(c for c in clusters if c.peak == centre_source)
     assert first.position_method == "sub-grid fit"
-    got = dict(zip(first.position_sources.tolist(), first.position_weights))
-    assert got == pytest.approx(dict(zip(tri.tolist(), weights)), abs=1e-9)
-    assert first.position == pytest.approx(weights @ positions[tri])
+    assert first.position == pytest.approx(point, abs=1e-6)
     second = next(c for c in clusters if c.peak == other)
-    assert second.position == pytest.approx(positions[other], abs=1e-9)  # on its vertex
+    # A vertex's own field is not the smoothed (MLS) one there: within the fine step.
+    assert np.linalg.norm(second.position - positions[other]) <= 1.5e-3
+
+
+def test_two_clusters_fitted_together_are_merged(problem):
+    # One source between two grid vertices 8-16 mm apart, reported as two clusters
+    # (as a grid estimate spreads it): their fits meet, and they become one source.
+    positions, hemis = problem.source_positions(np.arange(problem.n_sources))
+    d = np.linalg.norm(positions[:, None] - positions[None], axis=2)
+    a, b = next((i, j) for i in range(problem.n_sources) for j in range(i + 1, problem.n_sources)
+                if hemis[i] == hemis[j] and 0.008 < d[i, j] < 0.016)
+    point = (positions[a] + positions[b]) / 2
+    idx, w = mls_weights(positions, point)
+    field = np.einsum("k,ckj->cj", w, free_gain_blocks(problem, idx)) @ np.array([0, 0.6, 0.8])
+    data = np.outer(field, np.sin(np.linspace(0, 4, problem.data.shape[1])))
+    clusters = _clusters_at(problem, [a, b])
+    assert len(clusters) == 2
+    assert refine_positions(problem, data, clusters)
+    assert len(clusters) == 1
+    assert sorted(clusters[0].members.tolist()) == sorted([a, b])
+    assert np.linalg.norm(clusters[0].position - point) <= MERGE_MM * 1e-3 / 2
 
 
 def test_fixed_orientation_keeps_the_centroid(sample_evoked, sample_forward, sample_cov):
