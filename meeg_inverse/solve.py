@@ -307,9 +307,27 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
         from .subgrid import refine_positions
 
         t3 = time.perf_counter()
-        stability = refine_positions(problem, data, clusters)
+        before = list(clusters)
+        # The automatic rules' reporting also drops sources within the others'
+        # model error (subgrid.PRUNE_FRACTION); an alpha the user gave keeps them.
+        stability = refine_positions(problem, data, clusters, prune=rule in ("bic", "qut"))
         if stability is not None:
             timings["subgrid"] = time.perf_counter() - t3
+        kept_members = {int(m) for c in clusters for m in c.members}
+        pruned = [c for c in before if not kept_members.intersection(c.members.tolist())]
+        if pruned:  # out of the estimate too, the rest refitted (as minor clusters)
+            drop = np.zeros(active_set.size, bool)
+            for c in pruned:
+                drop[_rows_of_sources(problem, c.members)] = True
+            active_set = active_set & ~drop
+            coef_active = np.asarray(result.coef)[active_set]
+            if debias:
+                from .problem import debias_amplitudes
+
+                coef_active = debias_amplitudes(problem.gain[:, active_set], data, coef_active,
+                                                problem.n_orient)
+            _refit_amplitudes(problem, active_set, coef_active, clusters)
+            minor = list(minor) + pruned
     else:
         stability = None
     conf = None
@@ -368,6 +386,18 @@ def _clusters(problem, active_set, coef_active):
     norms = np.linalg.norm(coef_active.reshape(blocks.size, -1), axis=1)
     positions, hemis = problem.source_positions(index[blocks])
     return cluster_sources(index[blocks], positions, norms * weights[blocks], hemis)
+
+
+def _refit_amplitudes(problem, active_set, coef_active, clusters):
+    """Each cluster's amplitude from a refitted estimate (as :func:`_clusters` defines it)."""
+    n_orient = problem.n_orient
+    index = problem.block_sources()
+    blocks = np.flatnonzero(active_set.reshape(-1, n_orient).any(axis=1))
+    weights = np.asarray(problem.source_weighting).reshape(-1, n_orient)[:, 0]
+    norms = np.linalg.norm(coef_active.reshape(blocks.size, -1), axis=1) * weights[blocks]
+    amplitude = dict(zip(index[blocks].tolist(), norms))
+    for cluster in clusters:
+        cluster.amplitude = float(np.sqrt(sum(amplitude[int(m)] ** 2 for m in cluster.members)))
 
 
 def _cluster_confidence(problem, data, clusters, penalty, alpha_fraction, n_resamples, epochs,

@@ -41,7 +41,7 @@ import numpy as np
 from .clusters import merge_clusters
 
 __all__ = ["FINE_STEP_MM", "LATTICE_STEP_MM", "MAX_SOURCES", "MERGE_MM", "MLS_RADIUS_MM", "MLS_SIGMA_MM",
-           "NEAR_GRID_MM", "SCAN_RADIUS_MM", "STABLE_MM", "STEP", "SWEEPS", "LatticeScanner",
+           "NEAR_GRID_MM", "PRUNE_FRACTION", "SCAN_RADIUS_MM", "STABLE_MM", "STEP", "SWEEPS", "LatticeScanner",
            "Scanner", "refine_positions", "free_gain_blocks", "inversion_mesh", "mls_weights"]
 
 #: Triangles with a vertex within this distance of a cluster's centroid are scanned (mm).
@@ -66,6 +66,9 @@ MAX_SOURCES = 10
 #: Reported sources of one hemisphere whose fitted positions are this close are
 #: merged (the simulated sources of the validation are 30 mm apart or more) (mm).
 MERGE_MM = 16.0
+#: Reported sources whose fitted fields explain less than this fraction of the
+#: data's energy that the other sources do not are dropped (`prune`).
+PRUNE_FRACTION = 0.01
 #: A channel subsample's fit within this distance confirms a position (mm).
 STABLE_MM = 7.0
 
@@ -386,8 +389,22 @@ def _closest_pair(scanner, clusters, fits):
     return pair
 
 
+def _unique_energy(scanner, data, fits):
+    """Energy of ``data`` each fit alone explains: the residual's growth without it."""
+    fields = [scanner.field_at(*f) for f in fits]
+
+    def rss(cols):
+        if not cols:
+            return float(np.sum(data ** 2))
+        gain = np.hstack(cols)
+        return float(np.sum((data - gain @ np.linalg.lstsq(gain, data, rcond=None)[0]) ** 2))
+
+    full = rss(fields)
+    return np.array([rss(fields[:i] + fields[i + 1:]) - full for i in range(len(fields))])
+
+
 def refine_positions(problem, data, clusters, *, scan_radius_mm=SCAN_RADIUS_MM,
-                     step_mm=LATTICE_STEP_MM, sweeps=SWEEPS):
+                     step_mm=LATTICE_STEP_MM, sweeps=SWEEPS, prune=True):
     """Set each cluster's sub-grid position by a local lattice scan (:class:`LatticeScanner`).
 
     Parameters
@@ -401,6 +418,11 @@ def refine_positions(problem, data, clusters, *, scan_radius_mm=SCAN_RADIUS_MM,
         indices and ``centroid`` is in MRI coordinates (m).
     scan_radius_mm, step_mm, sweeps
         See :data:`SCAN_RADIUS_MM`, :data:`LATTICE_STEP_MM`, :data:`SWEEPS`.
+    prune : bool
+        Drop the sources whose fields explain less than :data:`PRUNE_FRACTION`
+        of the data's energy that the others do not (weakest first, refitting
+        after each); the automatic rules' reporting. False keeps every source
+        (an ``alpha`` the user gave).
 
     Returns
     -------
@@ -416,8 +438,9 @@ def refine_positions(problem, data, clusters, *, scan_radius_mm=SCAN_RADIUS_MM,
     Notes
     -----
     Clusters of one hemisphere fitted within :data:`MERGE_MM` of each other
-    are merged in place (:func:`meeg_inverse.clusters.merge_clusters`; the
-    list gets shorter). Sets ``position`` (MRI, m), ``position_sources`` (the grid source indices
+    are merged in place (:func:`meeg_inverse.clusters.merge_clusters`), and
+    pruned ones removed (the list gets shorter: the caller drops the removed
+    members from its estimate). Sets ``position`` (MRI, m), ``position_sources`` (the grid source indices
     with a non-zero weight) and ``position_weights`` (their moving-least-squares
     weights: ``position = position_weights @ positions[position_sources]``, the
     field the same combination of their fields) of each cluster, and
@@ -439,6 +462,15 @@ def refine_positions(problem, data, clusters, *, scan_radius_mm=SCAN_RADIUS_MM,
         i, j = pair
         clusters[i] = merge_clusters(clusters[i], clusters[j])
         del clusters[j], fits[j]
+        fits = _sweeps(scanner, data, clusters, fits, sweeps)
+    # A source explaining under PRUNE_FRACTION of the data on its own is within
+    # the model error of the others' fields (ghosts beside strong sources at high SNR).
+    while prune and len(clusters) > 1:
+        unique = _unique_energy(scanner, data, fits)
+        weakest = int(np.argmin(unique))
+        if unique[weakest] >= PRUNE_FRACTION * float(np.sum(data ** 2)):
+            break
+        del clusters[weakest], fits[weakest]
         fits = _sweeps(scanner, data, clusters, fits, sweeps)
     for cluster, (verts, weights) in zip(clusters, fits):
         keep = weights != 0

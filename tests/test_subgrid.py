@@ -74,7 +74,7 @@ def test_lattice_scan_finds_a_planted_source_beside_another(problem):
     other, data2 = _second_source(problem, hemis[centre_source], n_times)
     data = np.outer(field @ np.array([0.3, -0.5, 0.8]), np.sin(np.linspace(0, 4, n_times)))
     clusters = _clusters_at(problem, [centre_source, other])
-    assert refine_positions(problem, data + data2, clusters)
+    assert refine_positions(problem, data + data2, clusters, prune=False)
     first = next(c for c in clusters if c.peak == centre_source)
     assert first.position_method == "sub-grid fit"
     assert first.position == pytest.approx(point, abs=1e-6)
@@ -100,6 +100,29 @@ def test_two_clusters_fitted_together_are_merged(problem):
     assert len(clusters) == 1
     assert sorted(clusters[0].members.tolist()) == sorted([a, b])
     assert np.linalg.norm(clusters[0].position - point) <= MERGE_MM * 1e-3 / 2
+
+
+def test_sources_within_the_others_model_error_are_pruned(problem):
+    # Two real sources and a third cluster whose field explains under
+    # PRUNE_FRACTION of the data that the other two do not: the third goes.
+    positions, hemis = problem.source_positions(np.arange(problem.n_sources))
+    a = 100
+    b = next(i for i in range(problem.n_sources) if hemis[i] != hemis[a])
+    far = np.linalg.norm(positions - positions[a], axis=1)
+    ghost = next(i for i in np.argsort(far) if hemis[i] == hemis[a] and far[i] > 0.04)
+    n_times = problem.data.shape[1]
+    t = np.linspace(0, 4, n_times)
+    g = free_gain_blocks(problem, [a, b, ghost])
+    ori = np.array([0.3, -0.5, 0.8])
+    data = (np.outer(g[:, 0] @ ori, np.sin(t)) + np.outer(g[:, 1] @ ori, np.cos(t))
+            + 0.02 * np.outer(g[:, 2] @ ori, np.sin(3 * t)))
+    clusters = _clusters_at(problem, [a, b, ghost])
+    assert refine_positions(problem, data, clusters)
+    assert sorted(c.peak for c in clusters) == sorted([a, b])
+    # Kept when asked (an alpha the user gave), and big enough to count then.
+    clusters = _clusters_at(problem, [a, b, ghost])
+    assert refine_positions(problem, data, clusters, prune=False)
+    assert len(clusters) == 3
 
 
 def test_fixed_orientation_keeps_the_centroid(sample_evoked, sample_forward, sample_cov):
