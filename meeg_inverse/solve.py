@@ -289,16 +289,7 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
     clusters = _clusters(problem, active_set, coef_active)
     kept, minor = minor_clusters(clusters)
     if minor and rule in ("bic", "qut"):
-        drop = np.zeros(active_set.size, bool)
-        for c in minor:
-            drop[_rows_of_sources(problem, c.members)] = True
-        active_set = active_set & ~drop
-        coef_active = np.asarray(result.coef)[active_set]
-        if debias:
-            from .problem import debias_amplitudes
-
-            coef_active = debias_amplitudes(problem.gain[:, active_set], data, coef_active,
-                                            problem.n_orient)
+        active_set, coef_active = _without(problem, result, data, active_set, minor, debias)
         clusters = _clusters(problem, active_set, coef_active)  # refitted amplitudes
     else:
         minor = []
@@ -316,16 +307,8 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
         kept_members = {int(m) for c in clusters for m in c.members}
         pruned = [c for c in before if not kept_members.intersection(c.members.tolist())]
         if pruned:  # out of the estimate too, the rest refitted (as minor clusters)
-            drop = np.zeros(active_set.size, bool)
-            for c in pruned:
-                drop[_rows_of_sources(problem, c.members)] = True
-            active_set = active_set & ~drop
-            coef_active = np.asarray(result.coef)[active_set]
-            if debias:
-                from .problem import debias_amplitudes
-
-                coef_active = debias_amplitudes(problem.gain[:, active_set], data, coef_active,
-                                                problem.n_orient)
+            active_set, coef_active = _without(problem, result, data, active_set, pruned,
+                                               debias)
             _refit_amplitudes(problem, active_set, coef_active, clusters)
             minor = list(minor) + pruned
     else:
@@ -386,6 +369,22 @@ def _clusters(problem, active_set, coef_active):
     norms = np.linalg.norm(coef_active.reshape(blocks.size, -1), axis=1)
     positions, hemis = problem.source_positions(index[blocks])
     return cluster_sources(index[blocks], positions, norms * weights[blocks], hemis)
+
+
+def _without(problem, result, data, active_set, dropped, debias):
+    """The estimate without the dropped clusters' rows: (active_set, coef_active), the
+    rest refitted by least squares when ``debias``."""
+    drop = np.zeros(active_set.size, bool)
+    for c in dropped:
+        drop[_rows_of_sources(problem, c.members)] = True
+    active_set = active_set & ~drop
+    coef_active = np.asarray(result.coef)[active_set]
+    if debias:
+        from .problem import debias_amplitudes
+
+        coef_active = debias_amplitudes(problem.gain[:, active_set], data, coef_active,
+                                        problem.n_orient)
+    return active_set, coef_active
 
 
 def _refit_amplitudes(problem, active_set, coef_active, clusters):

@@ -40,9 +40,10 @@ import numpy as np
 
 from .clusters import merge_clusters
 
-__all__ = ["FINE_STEP_MM", "LATTICE_STEP_MM", "MAX_SOURCES", "MERGE_MM", "MLS_RADIUS_MM", "MLS_SIGMA_MM",
-           "NEAR_GRID_MM", "PRUNE_FRACTION", "SCAN_RADIUS_MM", "STABLE_MM", "STEP", "SWEEPS", "LatticeScanner",
-           "Scanner", "refine_positions", "free_gain_blocks", "inversion_mesh", "mls_weights"]
+__all__ = ["FINE_STEP_MM", "LATTICE_STEP_MM", "MAX_SOURCES", "MERGE_MM", "MLS_RADIUS_MM",
+           "MLS_SIGMA_MM", "NEAR_GRID_MM", "PRUNE_FRACTION", "SCAN_RADIUS_MM", "STABLE_MM",
+           "STEP", "SWEEPS", "LatticeScanner", "Scanner", "refine_positions", "free_gain_blocks",
+           "inversion_mesh", "mls_weights"]
 
 #: Triangles with a vertex within this distance of a cluster's centroid are scanned (mm).
 SCAN_RADIUS_MM = 15.0
@@ -440,10 +441,11 @@ def refine_positions(problem, data, clusters, *, scan_radius_mm=SCAN_RADIUS_MM,
     Clusters of one hemisphere fitted within :data:`MERGE_MM` of each other
     are merged in place (:func:`meeg_inverse.clusters.merge_clusters`), and
     pruned ones removed (the list gets shorter: the caller drops the removed
-    members from its estimate). Sets ``position`` (MRI, m), ``position_sources`` (the grid source indices
-    with a non-zero weight) and ``position_weights`` (their moving-least-squares
-    weights: ``position = position_weights @ positions[position_sources]``, the
-    field the same combination of their fields) of each cluster, and
+    members from its estimate). Sets ``position`` (MRI, m), ``position_sources``
+    (the grid source indices with a non-zero weight) and ``position_weights``
+    (their moving-least-squares weights: ``position = position_weights @
+    positions[position_sources]``, the field the same combination of their
+    fields) of each cluster, and
     ``position_method = 'sub-grid fit'``.
     """
     tris = inversion_mesh(problem)

@@ -625,8 +625,9 @@ def main(argv=None):
     figure = FIGURE if args.seed_base is None else f"validation_default_seeds{args.seed_base}.png"
     plot(rows, out / "figures" / figure)
     elapsed = (time.perf_counter() - t_start) / 60
-    cmd = "python scripts/validate_default.py" + (" --quick" if args.quick else "") + (
-        f" --seed-base {args.seed_base}" if args.seed_base is not None else "") + f" --out {args.out}"
+    seeds = f" --seed-base {args.seed_base}" if args.seed_base is not None else ""
+    cmd = ("python scripts/validate_default.py" + (" --quick" if args.quick else "") + seeds
+           + f" --out {args.out}")
     meta = _meta(cmd, elapsed, len(done))
     meta["missing"] = len(missing)
     meta["figure"] = figure
