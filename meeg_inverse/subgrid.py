@@ -109,7 +109,8 @@ def _project_out(basis, m):
 
 def _project_out_fields(basis, fields):
     """:func:`_project_out` of each of a stack of fields, (n, n_channels, 3)."""
-    return fields - np.einsum("ck,nkj->ncj", basis, np.einsum("ck,ncj->nkj", basis, fields))
+    # matmul (BLAS per field) rather than einsum: the scans' hot spot.
+    return fields - np.matmul(basis, np.matmul(basis.T, fields))
 
 
 def inversion_mesh(problem):
@@ -338,10 +339,17 @@ class LatticeScanner(Scanner):
         return out
 
     def _fields_of(self, keys, rows):
-        for key in keys:
-            if key not in self._point_fields:
-                self._point_fields[key] = self.field_at(*self._weights[key])
-        return np.stack([self._point_fields[k][rows] for k in keys])
+        missing = [k for k in keys if k not in self._point_fields]
+        if missing:  # one product for all new points: their weights on the vertices involved
+            verts = np.unique(np.concatenate([self._weights[k][0] for k in missing]))
+            weights = np.zeros((len(missing), len(verts)))
+            for i, key in enumerate(missing):
+                idx, w = self._weights[key]
+                weights[i, np.searchsorted(verts, idx)] = w
+            vert_fields = self.fields(verts)  # (n_channels, n_verts, 3)
+            fields = (weights @ vert_fields.transpose(1, 0, 2).reshape(len(verts), -1))
+            self._point_fields.update(zip(missing, fields.reshape(len(missing), -1, 3)))
+        return np.stack([self._point_fields[k] for k in keys])[:, rows]
 
     def scan(self, data, centre, hemi, others, rows=slice(None)):
         """Best (grid indices, MLS weights) near ``centre`` for ``data`` (rows given)
@@ -354,7 +362,7 @@ class LatticeScanner(Scanner):
             if basis is not None:
                 fields = _project_out_fields(basis, fields)
             q = np.linalg.qr(fields)[0]
-            explained = np.einsum("ncj,ct->njt", q, resid)
+            explained = np.matmul(q.transpose(0, 2, 1), resid)  # (n, 3, n_times)
             return points[int(np.argmax(np.einsum("njt,njt->n", explained, explained)))]
 
         coarse = self._points(self._lattice(np.asarray(centre, float), self.radius, self.step),
