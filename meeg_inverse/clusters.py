@@ -164,13 +164,14 @@ def merge_clusters(first, second):
     energy = np.concatenate([first.weights * first.amplitude ** 2,
                              second.weights * second.amplitude ** 2])
     members = np.concatenate([first.members, second.members])
-    centroids = np.concatenate([np.repeat(first.centroid[None], len(first.members), 0),
-                                np.repeat(second.centroid[None], len(second.members), 0)])
     order = np.argsort(-energy, kind="stable")
     total = float(energy.sum())
     weights = energy[order] / total if total > 0 else np.full(len(order), 1.0 / len(order))
-    # Each cluster's centroid stands for its members (their positions are not kept).
-    centroid = weights @ centroids[order]
+    # Each cluster's centroid is its members' energy-weighted mean (their positions
+    # are not kept): the merged one is the clusters' centroids weighted by energy.
+    share = (np.array([first.amplitude, second.amplitude]) ** 2 / total if total > 0
+             else np.array([len(first.members), len(second.members)]) / len(order))
+    centroid = share @ np.array([first.centroid, second.centroid])
     return SourceCluster(members=members[order], weights=weights, centroid=centroid,
                          amplitude=float(np.sqrt(total)), hemi=first.hemi,
                          confidence=first.confidence)

@@ -362,13 +362,19 @@ def _clusters(problem, active_set, coef_active):
 
     if not active_set.any():
         return []
+    sources, amplitudes = _source_amplitudes(problem, active_set, coef_active)
+    positions, hemis = problem.source_positions(sources)
+    return cluster_sources(sources, positions, amplitudes, hemis)
+
+
+def _source_amplitudes(problem, active_set, coef_active):
+    """Forward source indices of the active sources and their amplitudes (norm over
+    time and orientations, the source weighting undone)."""
     n_orient = problem.n_orient
-    index = problem.block_sources()
     blocks = np.flatnonzero(active_set.reshape(-1, n_orient).any(axis=1))
     weights = np.asarray(problem.source_weighting).reshape(-1, n_orient)[:, 0]
     norms = np.linalg.norm(coef_active.reshape(blocks.size, -1), axis=1)
-    positions, hemis = problem.source_positions(index[blocks])
-    return cluster_sources(index[blocks], positions, norms * weights[blocks], hemis)
+    return problem.block_sources()[blocks], norms * weights[blocks]
 
 
 def _without(problem, result, data, active_set, dropped, debias):
@@ -389,12 +395,8 @@ def _without(problem, result, data, active_set, dropped, debias):
 
 def _refit_amplitudes(problem, active_set, coef_active, clusters):
     """Each cluster's amplitude from a refitted estimate (as :func:`_clusters` defines it)."""
-    n_orient = problem.n_orient
-    index = problem.block_sources()
-    blocks = np.flatnonzero(active_set.reshape(-1, n_orient).any(axis=1))
-    weights = np.asarray(problem.source_weighting).reshape(-1, n_orient)[:, 0]
-    norms = np.linalg.norm(coef_active.reshape(blocks.size, -1), axis=1) * weights[blocks]
-    amplitude = dict(zip(index[blocks].tolist(), norms))
+    sources, amplitudes = _source_amplitudes(problem, active_set, coef_active)
+    amplitude = dict(zip(sources.tolist(), amplitudes))
     for cluster in clusters:
         cluster.amplitude = float(np.sqrt(sum(amplitude[int(m)] ** 2 for m in cluster.members)))
 

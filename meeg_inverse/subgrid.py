@@ -113,6 +113,16 @@ def _project_out_fields(basis, fields):
     return fields - np.matmul(basis, np.matmul(basis.T, fields))
 
 
+def _explained_energy(fields, resid, basis):
+    """Energy of ``resid`` each free-orientation field of a stack (n, n_rows, 3)
+    explains once the orthonormal ``basis`` (or None) is projected out of it."""
+    if basis is not None:
+        fields = _project_out_fields(basis, fields)
+    q = np.linalg.qr(fields)[0]
+    explained = np.matmul(q.transpose(0, 2, 1), resid)  # (n, 3, n_times)
+    return np.einsum("njt,njt->n", explained, explained)
+
+
 def inversion_mesh(problem):
     """Triangles of the inversion grid (source indices, shape (n_tris, 3)), or None.
 
@@ -225,10 +235,7 @@ class Scanner:
             if others is None or others.shape[1] == 0:
                 continue
             basis = np.linalg.qr(others)[0]
-            resid = _project_out(basis, d)
-            q = np.linalg.qr(_project_out_fields(basis, interp))[0]
-            qd = np.einsum("ncj,ct->njt", q, resid)
-            score += np.einsum("njt,njt->n", qd, qd)
+            score += _explained_energy(interp, _project_out(basis, d), basis)
         t, p = divmod(int(np.argmax(score)), len(self.bary))
         return cand[t], self.bary[p]
 
@@ -240,12 +247,7 @@ class Scanner:
             return None
         basis = np.linalg.qr(others)[0] if others is not None and others.shape[1] else None
         resid = _project_out(basis, data)
-        interp = self._interpolated(cand, rows)
-        if basis is not None:
-            interp = _project_out_fields(basis, interp)
-        q = np.linalg.qr(interp)[0]  # (n_cand, n_rows, 3)
-        explained = np.einsum("ncj,ct->njt", q, resid)
-        score = np.einsum("njt,njt->n", explained, explained)
+        score = _explained_energy(self._interpolated(cand, rows), resid, basis)
         t, p = divmod(int(np.argmax(score)), len(self.bary))
         return cand[t], self.bary[p]
 
@@ -359,11 +361,7 @@ class LatticeScanner(Scanner):
 
         def best(points):
             fields = self._fields_of([k for k, _ in points], rows)
-            if basis is not None:
-                fields = _project_out_fields(basis, fields)
-            q = np.linalg.qr(fields)[0]
-            explained = np.matmul(q.transpose(0, 2, 1), resid)  # (n, 3, n_times)
-            return points[int(np.argmax(np.einsum("njt,njt->n", explained, explained)))]
+            return points[int(np.argmax(_explained_energy(fields, resid, basis)))]
 
         coarse = self._points(self._lattice(np.asarray(centre, float), self.radius, self.step),
                               hemi)
@@ -399,12 +397,11 @@ def _closest_pair(scanner, clusters, fits):
 
 
 def _unique_energy(scanner, data, fits):
-    """Energy of ``data`` each fit alone explains: the residual's growth without it."""
+    """Energy of ``data`` each fit alone explains: the residual's growth without it
+    (two fits or more)."""
     fields = [scanner.field_at(*f) for f in fits]
 
     def rss(cols):
-        if not cols:
-            return float(np.sum(data ** 2))
         gain = np.hstack(cols)
         return float(np.sum((data - gain @ np.linalg.lstsq(gain, data, rcond=None)[0]) ** 2))
 
@@ -475,10 +472,11 @@ def refine_positions(problem, data, clusters, *, scan_radius_mm=SCAN_RADIUS_MM,
         fits = _sweeps(scanner, data, clusters, fits, sweeps)
     # A source explaining under PRUNE_FRACTION of the data on its own is within
     # the model error of the others' fields (ghosts beside strong sources at high SNR).
+    floor = PRUNE_FRACTION * float(np.sum(data ** 2))
     while prune and len(clusters) > 1:
         unique = _unique_energy(scanner, data, fits)
         weakest = int(np.argmin(unique))
-        if unique[weakest] >= PRUNE_FRACTION * float(np.sum(data ** 2)):
+        if unique[weakest] >= floor:
             break
         del clusters[weakest], fits[weakest]
         fits = _sweeps(scanner, data, clusters, fits, sweeps)
