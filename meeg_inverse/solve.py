@@ -63,7 +63,8 @@ class InverseSolution:
     selection : AlphaSelection | None
         The λ search record when λ was chosen automatically.
     timings : dict
-        Seconds spent in each step ('select', 'solve', 'debias', 'confidence').
+        Seconds spent in each step ('select', 'solve', 'debias', 'candidates',
+        'subgrid', 'confidence').
     confidence : dict | None
         ``{source_index: selection frequency}`` of every active source: that of
         its cluster (:func:`meeg_inverse.clusters.cluster_confidence`), when asked.
@@ -300,8 +301,10 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
         from .subgrid import MAX_SOURCES, inversion_mesh, refine_positions
 
         t3 = time.perf_counter()
-        candidates = []
+        candidates, price = [], 0.0
         if automatic and len(clusters) < MAX_SOURCES and inversion_mesh(problem) is not None:
+            # A candidate stays only if it pays its BIC price, as the path's sources did.
+            price = _bic_price(problem, data, active_set, coef_active)
             # γ-MAP's sources join the candidates; the reporting keeps what the
             # data support (meeg_inverse.candidates, amendment 6).
             from .candidates import sbl_candidates
@@ -321,10 +324,6 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
         clusters = list(before)
         # The automatic rules' reporting also drops sources within the others'
         # model error (subgrid.PRUNE_FRACTION); an alpha the user gave keeps them.
-        # A candidate stays only if it pays its BIC price, as the path's sources did.
-        price = _bic_price(problem, data, active_set & ~np.isin(
-            np.arange(active_set.size), _rows_of_sources(problem, np.concatenate(
-                [c.members for c in candidates]))) if candidates else active_set, coef_full)
         floors = [0.0] * (len(before) - len(candidates)) + [price] * len(candidates)
         stability = refine_positions(problem, data, clusters, prune=automatic, floors=floors)
         if stability is not None:
@@ -375,19 +374,16 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
                            confidence=conf, clusters=clusters, minor_clusters=minor)
 
 
-def _bic_price(problem, data, active_set, coef_full):
-    """Energy (whitened) a source must explain for the BIC to take it:
-    ``log(n·T) · n_orient · T · σ̂²``, σ̂² the variance the path's estimate
-    (``active_set`` rows of ``coef_full``, rescaled) leaves in the data, never
-    below the noise level of the support rules."""
-    from .problem import debias_amplitudes
+def _bic_price(problem, data, active_set, coef_active):
+    """Energy (whitened) a source must explain for the BIC to take it.
 
+    ``log(n·T) · n_orient · T · σ̂²`` (:func:`meeg_inverse.rules.select_bic`'s
+    price per source), σ̂² the variance the estimate (``coef_active``, the rows
+    of ``active_set``) leaves in the data, never below the noise level of the
+    support rules.
+    """
     n_channels, n_times = problem.data.shape
-    resid = data
-    if active_set.any():
-        coef = debias_amplitudes(problem.gain[:, active_set], data, coef_full[active_set],
-                                 problem.n_orient)
-        resid = data - problem.gain[:, active_set] @ coef
+    resid = data - problem.gain[:, active_set] @ coef_active if active_set.any() else data
     variance = max(float(problem.noise_estimate.variance),
                    float(np.sum(resid ** 2)) / (n_channels * n_times))
     return np.log(n_channels * n_times) * problem.n_orient * n_times * variance
