@@ -55,4 +55,6 @@ def test_time_svd_components_give_the_same_candidates(problem):
     full, _ = sbl_candidates(problem, data, set())
     assert reduced.shape[1] < n_times
     comp, _ = sbl_candidates(problem, reduced, set(), n_times=n_times)
-    assert [c.members.tolist() for c in comp] == [c.members.tolist() for c in full]
+    # (members of equal amplitude to rounding may swap places)
+    assert [sorted(c.members.tolist()) for c in comp] == [sorted(c.members.tolist()) for c in full]
+    assert [c.peak for c in comp] == [c.peak for c in full]
