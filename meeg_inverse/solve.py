@@ -63,7 +63,8 @@ class InverseSolution:
     selection : AlphaSelection | None
         The λ search record when λ was chosen automatically.
     timings : dict
-        Seconds spent in each step ('select', 'solve', 'debias', 'confidence').
+        Seconds spent in each step ('select', 'solve', 'debias', 'candidates',
+        'subgrid', 'confidence').
     confidence : dict | None
         ``{source_index: selection frequency}`` of every active source: that of
         its cluster (:func:`meeg_inverse.clusters.cluster_confidence`), when asked.
@@ -286,31 +287,55 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
     # the forward-model error of the strongest) leave the estimate.
     from .clusters import minor_clusters
 
+    automatic = rule in ("bic", "qut")
+    coef_full = np.asarray(result.coef)
     clusters = _clusters(problem, active_set, coef_active)
     kept, minor = minor_clusters(clusters)
-    if minor and rule in ("bic", "qut"):
-        active_set, coef_active = _without(problem, result, data, active_set, minor, debias)
+    if minor and automatic:
+        active_set, coef_active = _without(problem, coef_full, data, active_set, minor, debias)
         clusters = _clusters(problem, active_set, coef_active)  # refitted amplitudes
     else:
         minor = []
     if clusters:
         # Reported positions between grid vertices (meeg_inverse.subgrid).
-        from .subgrid import refine_positions
+        from .subgrid import MAX_SOURCES, inversion_mesh, refine_positions
 
         t3 = time.perf_counter()
-        before = list(clusters)
+        candidates, price = [], 0.0
+        if automatic and len(clusters) < MAX_SOURCES and inversion_mesh(problem) is not None:
+            # A candidate stays only if it pays its BIC price, as the path's sources did.
+            price = _bic_price(problem, data, active_set, coef_active)
+            # γ-MAP's sources join the candidates; the reporting keeps what the
+            # data support (meeg_inverse.candidates, amendment 6).
+            from .candidates import sbl_candidates
+
+            candidates, sbl_coef = sbl_candidates(
+                problem, data, {int(m) for c in clusters for m in c.members},
+                n_times=problem.data.shape[1])
+            candidates = candidates[:MAX_SOURCES - len(clusters)]
+            if candidates:
+                rows = _rows_of_sources(problem, np.concatenate([c.members for c in candidates]))
+                coef_full = coef_full.copy()
+                coef_full[rows] = sbl_coef[rows]
+                active_set = active_set.copy()
+                active_set[rows] = True
+            timings["candidates"] = time.perf_counter() - t3
+        before = clusters + candidates
+        clusters = list(before)
         # The automatic rules' reporting also drops sources within the others'
         # model error (subgrid.PRUNE_FRACTION); an alpha the user gave keeps them.
-        stability = refine_positions(problem, data, clusters, prune=rule in ("bic", "qut"))
+        floors = [0.0] * (len(before) - len(candidates)) + [price] * len(candidates)
+        stability = refine_positions(problem, data, clusters, prune=automatic, floors=floors)
         if stability is not None:
             timings["subgrid"] = time.perf_counter() - t3
         kept_members = {int(m) for c in clusters for m in c.members}
         pruned = [c for c in before if not kept_members.intersection(c.members.tolist())]
-        if pruned:  # out of the estimate too, the rest refitted (as minor clusters)
-            active_set, coef_active = _without(problem, result, data, active_set, pruned,
+        if pruned or candidates:  # out of the estimate too, the rest refitted
+            active_set, coef_active = _without(problem, coef_full, data, active_set, pruned,
                                                debias)
             _refit_amplitudes(problem, active_set, coef_active, clusters)
-            minor = list(minor) + pruned
+            # γ-MAP's candidates left out were never reported: not counted as minor.
+            minor = list(minor) + [c for c in pruned if not any(c is d for d in candidates)]
     else:
         stability = None
     conf = None
@@ -349,6 +374,21 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
                            confidence=conf, clusters=clusters, minor_clusters=minor)
 
 
+def _bic_price(problem, data, active_set, coef_active):
+    """Energy (whitened) a source must explain for the BIC to take it.
+
+    ``log(n·T) · n_orient · T · σ̂²`` (:func:`meeg_inverse.rules.select_bic`'s
+    price per source), σ̂² the variance the estimate (``coef_active``, the rows
+    of ``active_set``) leaves in the data, never below the noise level of the
+    support rules.
+    """
+    n_channels, n_times = problem.data.shape
+    resid = data - problem.gain[:, active_set] @ coef_active if active_set.any() else data
+    variance = max(float(problem.noise_estimate.variance),
+                   float(np.sum(resid ** 2)) / (n_channels * n_times))
+    return np.log(n_channels * n_times) * problem.n_orient * n_times * variance
+
+
 def _rows_of_sources(problem, sources):
     """Gain columns (rows of the solution) of forward source indices."""
     blocks = np.searchsorted(problem.block_sources(), np.asarray(sources, int))
@@ -377,14 +417,14 @@ def _source_amplitudes(problem, active_set, coef_active):
     return problem.block_sources()[blocks], norms * weights[blocks]
 
 
-def _without(problem, result, data, active_set, dropped, debias):
+def _without(problem, coef_full, data, active_set, dropped, debias):
     """The estimate without the dropped clusters' rows: (active_set, coef_active), the
-    rest refitted by least squares when ``debias``."""
+    rest (rows of ``coef_full``, all rows) rescaled to the data when ``debias``."""
     drop = np.zeros(active_set.size, bool)
     for c in dropped:
         drop[_rows_of_sources(problem, c.members)] = True
     active_set = active_set & ~drop
-    coef_active = np.asarray(result.coef)[active_set]
+    coef_active = np.asarray(coef_full)[active_set]
     if debias:
         from .problem import debias_amplitudes
 

@@ -42,7 +42,7 @@ from .clusters import merge_clusters
 
 __all__ = ["FINE_STEP_MM", "LATTICE_STEP_MM", "MAX_SOURCES", "MERGE_MM", "MLS_RADIUS_MM",
            "MLS_SIGMA_MM", "NEAR_GRID_MM", "PRUNE_FRACTION", "SCAN_RADIUS_MM", "STABLE_MM",
-           "STEP", "SWEEPS", "LatticeScanner", "Scanner", "refine_positions", "free_gain_blocks",
+           "STEP", "SWEEPS", "TWIN_COSINE", "TWIN_MM", "LatticeScanner", "Scanner", "refine_positions", "free_gain_blocks",
            "inversion_mesh", "mls_weights"]
 
 #: Triangles with a vertex within this distance of a cluster's centroid are scanned (mm).
@@ -70,6 +70,12 @@ MERGE_MM = 16.0
 #: Reported sources whose fitted fields explain less than this fraction of the
 #: data's energy that the other sources do not are dropped (`prune`).
 PRUNE_FRACTION = 0.01
+#: Two reported sources of one hemisphere fitted within TWIN_MM whose time
+#: courses agree to TWIN_COSINE (|cosine|) are one source seen twice: the weaker
+#: (by the energy only it explains) is dropped with the pruned ones (`prune`)
+#: (mm; docs/validation.md, amendment 6).
+TWIN_MM = 30.0
+TWIN_COSINE = 0.95
 #: A channel subsample's fit within this distance confirms a position (mm).
 STABLE_MM = 7.0
 
@@ -409,8 +415,46 @@ def _unique_energy(scanner, data, fits):
     return np.array([rss(fields[:i] + fields[i + 1:]) - full for i in range(len(fields))])
 
 
+def _time_courses(scanner, data, fits):
+    """Each fit's dominant time course in the joint least-squares fit, shape (n_fits, n_times).
+
+    The first right singular vector of its (orientations x times) amplitudes,
+    scaled by the singular value.
+    """
+    fields = [scanner.field_at(*f) for f in fits]
+    amplitudes = np.linalg.lstsq(np.hstack(fields), data, rcond=None)[0]
+    out, start = [], 0
+    for field in fields:
+        block = amplitudes[start:start + field.shape[1]]
+        start += field.shape[1]
+        _, sv, vt = np.linalg.svd(block, full_matrices=False)
+        out.append(sv[0] * vt[0])
+    return np.array(out)
+
+
+def _weaker_twin(scanner, data, clusters, fits, unique):
+    """Index of the weaker source of the most similar twin pair, or None.
+
+    Twins: same hemisphere, fitted within :data:`TWIN_MM`, time courses with
+    ``|cosine| >= TWIN_COSINE`` (uncentred, so that time-SVD components of the
+    data give the same value). Weaker: less energy explained by it alone.
+    """
+    courses = _time_courses(scanner, data, fits)
+    norms = np.linalg.norm(courses, axis=1)
+    best, pick = TWIN_COSINE, None
+    for j in range(len(fits)):
+        for i in range(j):
+            dist = np.linalg.norm(scanner.position(*fits[i]) - scanner.position(*fits[j]))
+            if clusters[i].hemi != clusters[j].hemi or dist > TWIN_MM * 1e-3:
+                continue
+            cosine = abs(courses[i] @ courses[j]) / max(norms[i] * norms[j], np.finfo(float).tiny)
+            if cosine >= best:
+                best, pick = cosine, (i if unique[i] < unique[j] else j)
+    return pick
+
+
 def refine_positions(problem, data, clusters, *, scan_radius_mm=SCAN_RADIUS_MM,
-                     step_mm=LATTICE_STEP_MM, sweeps=SWEEPS, prune=True):
+                     step_mm=LATTICE_STEP_MM, sweeps=SWEEPS, prune=True, floors=None):
     """Set each cluster's sub-grid position by a local lattice scan (:class:`LatticeScanner`).
 
     Parameters
@@ -429,6 +473,10 @@ def refine_positions(problem, data, clusters, *, scan_radius_mm=SCAN_RADIUS_MM,
         of the data's energy that the others do not (weakest first, refitting
         after each); the automatic rules' reporting. False keeps every source
         (an ``alpha`` the user gave).
+    floors : sequence of float | None
+        With ``prune``, the energy (whitened units) each cluster must explain
+        that the others do not, besides :data:`PRUNE_FRACTION` of the data's
+        (None: zeros). A merged source keeps the lower of its two floors.
 
     Returns
     -------
@@ -465,20 +513,30 @@ def refine_positions(problem, data, clusters, *, scan_radius_mm=SCAN_RADIUS_MM,
                    [(np.array([c.peak]), np.ones(1)) for c in clusters], sweeps)
     # Two sources of a hemisphere fitted this close are one source whose field the
     # grid estimate spread over two clusters: merged (the estimate is unchanged).
+    floors = np.zeros(len(clusters)) if floors is None else np.array(floors, float)
     while (pair := _closest_pair(scanner, clusters, fits)) is not None:
         i, j = pair
         clusters[i] = merge_clusters(clusters[i], clusters[j])
+        floors[i] = min(floors[i], floors[j])
         del clusters[j], fits[j]
+        floors = np.delete(floors, j)
         fits = _sweeps(scanner, data, clusters, fits, sweeps)
     # A source explaining under PRUNE_FRACTION of the data on its own is within
     # the model error of the others' fields (ghosts beside strong sources at high SNR).
-    floor = PRUNE_FRACTION * float(np.sum(data ** 2))
+    # Two nearby sources with one time course are one source whose field the
+    # model gets wrong (the other explains its model error): amendment 6.
+    floors = np.maximum(floors, PRUNE_FRACTION * float(np.sum(data ** 2)))
     while prune and len(clusters) > 1:
         unique = _unique_energy(scanner, data, fits)
-        weakest = int(np.argmin(unique))
-        if unique[weakest] >= floor:
-            break
-        del clusters[weakest], fits[weakest]
+        below = np.flatnonzero(unique < floors)
+        if below.size:
+            drop = int(below[np.argmin(unique[below])])
+        else:
+            drop = _weaker_twin(scanner, data, clusters, fits, unique)
+            if drop is None:
+                break
+        del clusters[drop], fits[drop]
+        floors = np.delete(floors, drop)
         fits = _sweeps(scanner, data, clusters, fits, sweeps)
     for cluster, (verts, weights) in zip(clusters, fits):
         keep = weights != 0

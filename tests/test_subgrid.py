@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from meeg_inverse.clusters import cluster_sources
-from meeg_inverse.subgrid import (MERGE_MM, SCAN_RADIUS_MM, STEP, Scanner, free_gain_blocks,
-                                  inversion_mesh, mls_weights, refine_positions)
+from meeg_inverse.subgrid import (MERGE_MM, SCAN_RADIUS_MM, STEP, TWIN_COSINE, TWIN_MM, Scanner,
+                                  free_gain_blocks, inversion_mesh, mls_weights,
+                                  refine_positions)
 
 N_OFF_GRID = 8
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -123,6 +124,27 @@ def test_sources_within_the_others_model_error_are_pruned(problem):
     clusters = _clusters_at(problem, [a, b, ghost])
     assert refine_positions(problem, data, clusters, prune=False)
     assert len(clusters) == 3
+
+
+def test_nearby_sources_with_one_time_course_are_one_source(problem):
+    # A second source 20-27 mm from a strong one explains a quarter of its energy:
+    # with the strong one's time course it is taken for its model error (twins,
+    # the weaker dropped); with its own time course, or with a user's alpha, kept.
+    positions, hemis = problem.source_positions(np.arange(problem.n_sources))
+    a = 100
+    dist = np.linalg.norm(positions - positions[a], axis=1)
+    c = next(i for i in np.argsort(dist) if hemis[i] == hemis[a] and 0.020 < dist[i] < 0.027)
+    assert dist[c] < TWIN_MM * 1e-3
+    g = free_gain_blocks(problem, [a, c]) @ np.array([0.3, -0.5, 0.8])
+    t = np.linspace(0, 4, problem.data.shape[1])
+    own = np.cos(2.3 * t)
+    assert abs(own @ np.sin(t)) / (np.linalg.norm(own) * np.linalg.norm(np.sin(t))) < TWIN_COSINE
+    for second, prune, n_kept in ((np.sin(t), True, 1), (own, True, 2), (np.sin(t), False, 2)):
+        data = np.outer(g[:, 0], np.sin(t)) + 0.5 * np.outer(g[:, 1], second)
+        clusters = _clusters_at(problem, [a, c])
+        assert refine_positions(problem, data, clusters, prune=prune)
+        assert len(clusters) == n_kept
+        assert clusters[0].peak == a
 
 
 def test_fixed_orientation_keeps_the_centroid(sample_evoked, sample_forward, sample_cov):
