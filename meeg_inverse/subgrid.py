@@ -42,8 +42,8 @@ from .clusters import merge_clusters
 
 __all__ = ["FINE_STEP_MM", "LATTICE_STEP_MM", "MAX_SOURCES", "MERGE_MM", "MLS_RADIUS_MM",
            "MLS_SIGMA_MM", "NEAR_GRID_MM", "PRUNE_FRACTION", "SCAN_RADIUS_MM", "STABLE_MM",
-           "STEP", "SWEEPS", "TWIN_COSINE", "TWIN_MM", "LatticeScanner", "Scanner", "refine_positions", "free_gain_blocks",
-           "inversion_mesh", "mls_weights"]
+           "STEP", "SWEEPS", "TWIN_COSINE", "TWIN_MM", "LatticeScanner", "Scanner",
+           "refine_positions", "free_gain_blocks", "inversion_mesh", "mls_weights"]
 
 #: Triangles with a vertex within this distance of a cluster's centroid are scanned (mm).
 SCAN_RADIUS_MM = 15.0
@@ -471,8 +471,9 @@ def refine_positions(problem, data, clusters, *, scan_radius_mm=SCAN_RADIUS_MM,
     prune : bool
         Drop the sources whose fields explain less than :data:`PRUNE_FRACTION`
         of the data's energy that the others do not (weakest first, refitting
-        after each); the automatic rules' reporting. False keeps every source
-        (an ``alpha`` the user gave).
+        after each), then the weaker of twins (:data:`TWIN_MM`,
+        :data:`TWIN_COSINE`); the automatic rules' reporting. False keeps every
+        source (an ``alpha`` the user gave).
     floors : sequence of float | None
         With ``prune``, the energy (whitened units) each cluster must explain
         that the others do not, besides :data:`PRUNE_FRACTION` of the data's
