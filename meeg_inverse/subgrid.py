@@ -71,7 +71,7 @@ MERGE_MM = 16.0
 #: data's energy that the other sources do not are dropped (`prune`).
 PRUNE_FRACTION = 0.01
 #: Two reported sources of one hemisphere fitted within TWIN_MM whose time
-#: courses agree to TWIN_COSINE (|cosine|) are one source seen twice: the weaker
+#: courses agree to TWIN_COSINE (absolute cosine) are one source seen twice: the weaker
 #: (by the energy only it explains) is dropped with the pruned ones (`prune`)
 #: (mm; docs/validation.md, amendment 6).
 TWIN_MM = 30.0
@@ -322,6 +322,7 @@ class LatticeScanner(Scanner):
         self.step, self.fine = step_mm * 1e-3, fine_step_mm * 1e-3
         self._weights = {}
         self._point_fields = {}
+        self._near = {}  # kept lattice points by (centre, radius, step, hemisphere)
 
     @staticmethod
     def _lattice(centre, radius, step):
@@ -369,13 +370,21 @@ class LatticeScanner(Scanner):
             fields = self._fields_of([k for k, _ in points], rows)
             return points[int(np.argmax(_explained_energy(fields, resid, basis)))]
 
-        coarse = self._points(self._lattice(np.asarray(centre, float), self.radius, self.step),
-                              hemi)
+        coarse = self._points_near(centre, self.radius, self.step, hemi)
         if not coarse:
             return None
         key, point = best(coarse)
-        fine = self._points(self._lattice(point, self.step, self.fine), hemi)
+        fine = self._points_near(point, self.step, self.fine, hemi)
         return self._weights[best(fine)[0] if fine else key]
+
+    def _points_near(self, centre, radius, step, hemi):
+        """:meth:`_points` of the lattice around ``centre``, cached: the sweeps and
+        the confidence's subsamples scan around the same centres again and again."""
+        centre = np.asarray(centre, float)
+        key = (centre.tobytes(), radius, step, hemi)
+        if key not in self._near:
+            self._near[key] = self._points(self._lattice(centre, radius, step), hemi)
+        return self._near[key]
 
 
 def _sweeps(scanner, data, clusters, fits, sweeps):
