@@ -320,6 +320,7 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
                 active_set = active_set.copy()
                 active_set[rows] = True
             timings["candidates"] = time.perf_counter() - t3
+            t3 = time.perf_counter()  # 'subgrid' is the scans alone
         before = clusters + candidates
         clusters = list(before)
         # The automatic rules' reporting also drops sources within the others'
@@ -329,13 +330,16 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
         if stability is not None:
             timings["subgrid"] = time.perf_counter() - t3
         kept_members = {int(m) for c in clusters for m in c.members}
-        pruned = [c for c in before if not kept_members.intersection(c.members.tolist())]
-        if pruned or candidates:  # out of the estimate too, the rest refitted
-            active_set, coef_active = _without(problem, coef_full, data, active_set, pruned,
-                                               debias)
+        gone = [i for i, c in enumerate(before)
+                if not kept_members.intersection(c.members.tolist())]
+        if gone or candidates:  # out of the estimate too, the rest refitted
+            active_set, coef_active = _without(problem, coef_full, data, active_set,
+                                               [before[i] for i in gone], debias)
             _refit_amplitudes(problem, active_set, coef_active, clusters)
-            # γ-MAP's candidates left out were never reported: not counted as minor.
-            minor = list(minor) + [c for c in pruned if not any(c is d for d in candidates)]
+            # γ-MAP's candidates (after the path's in `before`) left out were never
+            # reported: only the path's count as minor.
+            n_path = len(before) - len(candidates)
+            minor = list(minor) + [before[i] for i in gone if i < n_path]
     else:
         stability = None
     conf = None

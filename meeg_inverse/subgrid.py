@@ -411,11 +411,9 @@ def _closest_pair(scanner, clusters, fits):
     return pair
 
 
-def _unique_energy(scanner, data, fits):
-    """Energy of ``data`` each fit alone explains: the residual's growth without it
-    (two fits or more)."""
-    fields = [scanner.field_at(*f) for f in fits]
-
+def _unique_energy(fields, data):
+    """Energy of ``data`` each field alone explains: the residual's growth without it
+    (two fields or more)."""
     def rss(cols):
         gain = np.hstack(cols)
         return float(np.sum((data - gain @ np.linalg.lstsq(gain, data, rcond=None)[0]) ** 2))
@@ -424,13 +422,13 @@ def _unique_energy(scanner, data, fits):
     return np.array([rss(fields[:i] + fields[i + 1:]) - full for i in range(len(fields))])
 
 
-def _time_courses(scanner, data, fits):
-    """Each fit's dominant time course in the joint least-squares fit, shape (n_fits, n_times).
+def _time_courses(fields, data):
+    """Each field's dominant time course in the joint least-squares fit, shape
+    (n_fields, n_times).
 
     The first right singular vector of its (orientations x times) amplitudes,
     scaled by the singular value.
     """
-    fields = [scanner.field_at(*f) for f in fits]
     amplitudes = np.linalg.lstsq(np.hstack(fields), data, rcond=None)[0]
     out, start = [], 0
     for field in fields:
@@ -441,14 +439,14 @@ def _time_courses(scanner, data, fits):
     return np.array(out)
 
 
-def _weaker_twin(scanner, data, clusters, fits, unique):
+def _weaker_twin(scanner, data, clusters, fits, fields, unique):
     """Index of the weaker source of the most similar twin pair, or None.
 
     Twins: same hemisphere, fitted within :data:`TWIN_MM`, time courses with
     ``|cosine| >= TWIN_COSINE`` (uncentred, so that time-SVD components of the
     data give the same value). Weaker: less energy explained by it alone.
     """
-    courses = _time_courses(scanner, data, fits)
+    courses = _time_courses(fields, data)
     norms = np.linalg.norm(courses, axis=1)
     best, pick = TWIN_COSINE, None
     for j in range(len(fits)):
@@ -537,12 +535,13 @@ def refine_positions(problem, data, clusters, *, scan_radius_mm=SCAN_RADIUS_MM,
     # model gets wrong (the other explains its model error): amendment 6.
     floors = np.maximum(floors, PRUNE_FRACTION * float(np.sum(data ** 2)))
     while prune and len(clusters) > 1:
-        unique = _unique_energy(scanner, data, fits)
+        fields = [scanner.field_at(*f) for f in fits]
+        unique = _unique_energy(fields, data)
         below = np.flatnonzero(unique < floors)
         if below.size:
             drop = int(below[np.argmin(unique[below])])
         else:
-            drop = _weaker_twin(scanner, data, clusters, fits, unique)
+            drop = _weaker_twin(scanner, data, clusters, fits, fields, unique)
             if drop is None:
                 break
         del clusters[drop], fits[drop]

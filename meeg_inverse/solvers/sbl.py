@@ -53,7 +53,7 @@ def _sensor_space_step(G, M, gam_cols, noise_var):
     scaled = G * np.sqrt(gam_cols)
     sigma = scaled @ scaled.T  # numpy's A @ Aᵀ runs BLAS syrk: half the flops
     sigma.flat[::n_ch + 1] += noise_var
-    # Σ is symmetric positive definite (noise_var > 0): Cholesky solves.
+    # Σ is symmetric positive definite (noise_var > 0): its Cholesky factor L.
     chol = np.linalg.cholesky(sigma)
     # L⁻¹ once (n_ch³), then matrix products: solving with L against the
     # n_cols columns of G (LAPACK's LU-based solve) took 2× longer.
