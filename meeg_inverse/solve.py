@@ -116,7 +116,7 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
                   max_iter=None, p0=None, time_pca=False, debias=True, random_state=0,
                   sure_curve=False, max_time=DEFAULT_MAX_TIME, callback=None,
                   solver_callback=None, verbose=False, confidence=0, epochs=None,
-                  **select_kw):
+                  head_model="auto", **select_kw):
     """Solve a whitened problem at ``alpha`` or with the automatic λ rule.
 
     Parameters
@@ -161,6 +161,11 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
         The whitened single trials of the average (same channels and times as
         ``problem.data``): the confidence then resamples trials instead of
         redrawing noise.
+    head_model : 'auto' | meeg_inverse.dipole_positions.HeadModel | None
+        The fields of the reported positions' scans
+        (:func:`meeg_inverse.subgrid.refine_positions`): 'auto' the BEM the
+        forward names (:func:`meeg_inverse.dipole_positions.head_model_of`),
+        None the grid's interpolated fields.
     **select_kw
         Passed to :func:`~meeg_inverse.sure.select_alpha` (e.g. ``method``).
 
@@ -326,7 +331,12 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
         # The automatic rules' reporting also drops sources within the others'
         # model error (subgrid.PRUNE_FRACTION); an alpha the user gave keeps them.
         floors = [0.0] * (len(before) - len(candidates)) + [price] * len(candidates)
-        stability = refine_positions(problem, data, clusters, prune=automatic, floors=floors)
+        if isinstance(head_model, str):  # 'auto': the forward's own BEM, when it names one
+            from .dipole_positions import head_model_of
+
+            head_model = head_model_of(problem) if inversion_mesh(problem) is not None else None
+        stability = refine_positions(problem, data, clusters, prune=automatic, floors=floors,
+                                     head_model=head_model)
         if stability is not None:
             timings["subgrid"] = time.perf_counter() - t3
         kept_members = {int(m) for c in clusters for m in c.members}

@@ -244,9 +244,9 @@ def test_default_localize_names_sources_with_a_confidence(sample_paths, sample_f
         rec["source_index"] for rec in summary["sources"])
     assert all(0.0 <= r["confidence"] <= 1.0 and len(r["centroid_mni_mm"]) == 3
                for r in reported)
-    # the reported position: the sub-grid fit on this surface forward (loose 0.2),
-    # within the cluster's reach of its centroid
-    assert all(r["position_method"] == "sub-grid fit" for r in reported)
+    # the reported position: a dipole fit with the BEM this surface forward was computed
+    # with (it names it; amendment 7), within the cluster's reach of its centroid
+    assert all(r["position_method"] == "dipole fit (BEM)" for r in reported)
     assert all(np.linalg.norm(np.subtract(r["position_head_mm"], r["centroid_head_mm"])) < 40
                for r in reported)
 
