@@ -49,8 +49,8 @@ import numpy as np
 
 from .clusters import merge_clusters
 
-__all__ = ["FINE_STEP_MM", "ForwardLatticeScanner", "LATTICE_STEP_MM", "MAX_SOURCES", "MERGE_MM", "MLS_RADIUS_MM",
-           "MLS_SIGMA_MM", "NEAR_GRID_MM", "PRUNE_FRACTION", "SCAN_RADIUS_MM", "STABLE_MM",
+__all__ = ["FINE_STEP_MM", "ForwardLatticeScanner", "LATTICE_STEP_MM", "MAX_SOURCES",
+           "MERGE_MM", "MLS_RADIUS_MM", "MLS_SIGMA_MM", "NEAR_GRID_MM", "PRUNE_FRACTION", "SCAN_RADIUS_MM", "STABLE_MM",
            "STEP", "SWEEPS", "TWIN_COSINE", "TWIN_MM", "LatticeScanner", "Scanner",
            "forward_field_function", "refine_positions", "free_gain_blocks",
            "inversion_mesh", "mls_weights"]
