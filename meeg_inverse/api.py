@@ -322,7 +322,9 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="auto", loose="auto", depth
                              "reported sources).", "give bem= too, or omit trans.")
         head_model = bem
     else:
-        head_model = _head_model(bem, trans, forward, operator)
+        from .dipole_positions import checked_head_model
+
+        head_model = checked_head_model(bem, trans, forward, operator.info)
     return apply_sparse_inverse(
         operator, evokeds if is_list else evokeds[0], alpha=alpha, maxit=maxit, tol=tol,
         active_set_size=active_set_size, debias=debias, time_pca=time_pca,
@@ -331,19 +333,6 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="auto", loose="auto", depth
         random_state=random_state, penalty=penalty, penalty_params=penalty_params,
         alpha_fraction=alpha_fraction, return_result=return_result, max_time=max_time,
         sure_alpha_grid=sure_alpha_grid, head_model=head_model, _check_baseline=False)
-
-
-def _head_model(bem, trans, forward, operator):
-    """The head model of the reported sources' dipole fits; it must model every channel."""
-    from .dipole_positions import models_channels, read_head_model
-
-    model = read_head_model(bem, trans, forward=forward, info=operator.info)
-    if not models_channels(model, operator.info):
-        raise InputError(f"The BEM {model.description.split(';')[0]} does not model every "
-                         "channel of the recording (a one-layer BEM models MEG only).",
-                         "give a three-layer BEM solution, or pick the MEG channels "
-                         "(evoked.pick('meg')).")
-    return model
 
 
 def apply_sparse_inverse(operator, evoked, alpha="auto", *, maxit=3000, tol=1e-4,

@@ -322,6 +322,24 @@ def models_channels(head_model, info):
                 or (has_meg and "meg" not in head_model.channels))
 
 
+def checked_head_model(bem, trans, forward, info):
+    """:func:`read_head_model` for the reported positions of an evoked response: the
+    head model must model every channel type of ``info``.
+
+    Raises
+    ------
+    InputError
+        As :func:`read_head_model`, and a one-layer BEM for a recording with EEG.
+    """
+    model = read_head_model(bem, trans, forward=forward, info=info)
+    if not models_channels(model, info):
+        raise InputError(f"The BEM {model.description.split(';')[0]} does not model every "
+                         "channel of the recording (a one-layer BEM models MEG only).",
+                         "give a three-layer BEM solution, or localize the MEG channels "
+                         "alone (evoked.pick('meg')).")
+    return model
+
+
 def head_model_of(problem):
     """The head model the problem's forward was computed with, or None.
 

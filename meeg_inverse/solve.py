@@ -74,6 +74,10 @@ class InverseSolution:
     minor_clusters : list of SourceCluster
         Clusters dropped from the estimate by the support rules (weaker than
         :data:`meeg_inverse.clusters.MINOR_FRACTION` × the strongest).
+    position_model : str | None
+        How the reported positions were fitted: the head model's description
+        (dipole fits with the BEM), 'fields interpolated between the grid's
+        vertices', or None (no fit: centroids).
     """
 
     coef_active: np.ndarray
@@ -86,6 +90,7 @@ class InverseSolution:
     confidence: dict | None = None
     clusters: list = field(default_factory=list)
     minor_clusters: list = field(default_factory=list)
+    position_model: str | None = None
 
     def full_coef(self):
         """The solution with all rows, shape (n_rows, n_times)."""
@@ -301,6 +306,7 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
         clusters = _clusters(problem, active_set, coef_active)  # refitted amplitudes
     else:
         minor = []
+    position_model = None
     if clusters:
         # Reported positions between grid vertices (meeg_inverse.subgrid).
         from .subgrid import MAX_SOURCES, inversion_mesh, refine_positions
@@ -339,6 +345,9 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
                                      head_model=head_model)
         if stability is not None:
             timings["subgrid"] = time.perf_counter() - t3
+            position_model = ("fields interpolated between the grid's vertices"
+                              if head_model is None else
+                              f"dipole fits with {head_model.description}")
         kept_members = {int(m) for c in clusters for m in c.members}
         gone = [i for i, c in enumerate(before)
                 if not kept_members.intersection(c.members.tolist())]
@@ -385,7 +394,8 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
     return InverseSolution(coef_active=coef_active, active_set=active_set, alpha=alpha_abs,
                            alpha_fraction=alpha_abs / problem.alpha_max,
                            solver_info=solver_info, selection=selection, timings=timings,
-                           confidence=conf, clusters=clusters, minor_clusters=minor)
+                           confidence=conf, clusters=clusters, minor_clusters=minor,
+                           position_model=position_model)
 
 
 def _bic_price(problem, data, active_set, coef_active):
