@@ -50,9 +50,9 @@ def check_forward_spec(spec, *, continuous=False):
 
     With a forward file the transform, BEM and source space are those it was
     computed with; with the template head (no forward, no subject) MNE's
-    fsaverage ones. There, ``--trans``, ``--bem`` and ``--src`` are used only
-    by the dipole fits of a continuous recording (``--bem``, with ``--trans``
-    or the forward's own), and ``--spacing`` only to build a forward.
+    fsaverage ones. There, ``--bem`` (with ``--trans`` or the forward's own)
+    only places the reported sources by dipole fits, ``--src`` is not used,
+    and ``--spacing`` only builds a forward.
 
     Parameters
     ----------
@@ -60,8 +60,8 @@ def check_forward_spec(spec, *, continuous=False):
         Anything with ``forward``, ``subject``, ``trans``, ``bem``, ``src`` and
         ``spacing`` attributes (the command line's arguments).
     continuous : bool
-        A continuous recording (``--continuous``): ``bem`` places its reported
-        sources by a dipole fit.
+        A continuous recording (``--continuous``); ``bem`` places the reported
+        sources by dipole fits either way.
 
     Raises
     ------
@@ -80,7 +80,7 @@ def check_forward_spec(spec, *, continuous=False):
                 "give --subjects-dir and --trans (and optionally --bem, --src), or a "
                 "forward file (--forward), or no --subject to use the template head.")
         return
-    dipole_fit = continuous and spec.bem is not None
+    dipole_fit = spec.bem is not None  # places the reported sources, with --trans
     unused = [name for name, value in (("trans", spec.trans), ("bem", spec.bem),
                                        ("src", spec.src), ("spacing", spec.spacing))
               if value is not None and not (dipole_fit and name in ("trans", "bem"))
@@ -92,14 +92,11 @@ def check_forward_spec(spec, *, continuous=False):
             "source space it was computed with" if spec.forward is not None else
             "no --forward or --subject: the forward model is built on the template head "
             "(fsaverage), with its own transform and BEM")
-    if continuous and unused == ["trans"]:
-        fix = ("add --bem SUBJECT-bem-sol.fif to place the reported sources by a dipole fit "
-               "(--trans is its transform), or drop --trans.")
+    if unused == ["trans"]:
+        fix = ("add --bem SUBJECT-bem-sol.fif to place the reported sources by dipole fits "
+               "with it (--trans is its transform), or drop --trans.")
     else:
         fix = (f"drop {options}; or build the subject's forward with --subject SUBJECT "
                "--subjects-dir DIR --trans FILE [--bem --src] instead of "
-               + ("--forward" if spec.forward is not None else "the template")
-               + ("" if continuous else
-                  "; with --continuous, --bem (and --trans) place the reported sources of a "
-                  "raw recording by a dipole fit") + ".")
+               + ("--forward" if spec.forward is not None else "the template") + ".")
     raise InputError(f"{options} would have no effect here: {what}.", fix)

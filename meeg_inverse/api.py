@@ -203,7 +203,7 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="auto", loose="auto", depth
                    return_residual=False, return_as_dipoles=False, dgap_freq=10, rank=None,
                    pick_ori=None, sure_alpha_grid="auto", verbose=None, *, rng=None,
                    random_state=None, penalty=None, penalty_params=None, alpha_fraction=None,
-                   return_result=False, max_time=DEFAULT_MAX_TIME):
+                   return_result=False, max_time=DEFAULT_MAX_TIME, bem="auto", trans=None):
     """Sparse source estimate with group penalties; a drop-in for ``mixed_norm``.
 
     Parameters
@@ -277,6 +277,20 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="auto", loose="auto", depth
         it the estimate is returned with ``solver_info['converged'] = False``
         (and a warning). λ below 1e-4 · λ_max is refused, below 1 % warned
         about (:data:`meeg_inverse.solve.ALPHA_FRACTION_FLOOR`).
+    bem : 'auto' | path-like | mne.bem.ConductorModel | None
+        Head model of the reported positions (automatic ``alpha`` on a cortical
+        source space): each reported source is placed by a scanning dipole fit
+        whose fields the forward model computes at every lattice point
+        (:class:`meeg_inverse.subgrid.ForwardLatticeScanner`; position method
+        'dipole fit (BEM)'). 'auto' (default): the BEM solution file the
+        forward was computed with, when the forward names one that exists
+        (:func:`mne.make_forward_solution` records it) and it models every
+        channel; otherwise, and with None, the fields are interpolated
+        between the grid's ('sub-grid fit'). The source estimate is the same
+        either way.
+    trans : path-like | mne.transforms.Transform | None
+        Head↔MRI transform of ``bem`` (None: the forward's); it must agree
+        with the forward's.
 
     Returns
     -------
@@ -302,6 +316,15 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="auto", loose="auto", depth
         operator = make_sparse_inverse_operator(joint.info, forward, noise_cov, loose=loose,
                                                 depth=depth, rank=rank, weights=weights,
                                                 weights_min=weights_min)
+    if bem is None or (isinstance(bem, str) and bem == "auto"):
+        if trans is not None:
+            raise InputError("trans= is used only with a bem= file (the dipole fits of the "
+                             "reported sources).", "give bem= too, or omit trans.")
+        head_model = bem
+    else:
+        from .dipole_positions import checked_head_model
+
+        head_model = checked_head_model(bem, trans, forward, operator.info)
     return apply_sparse_inverse(
         operator, evokeds if is_list else evokeds[0], alpha=alpha, maxit=maxit, tol=tol,
         active_set_size=active_set_size, debias=debias, time_pca=time_pca,
@@ -309,7 +332,7 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="auto", loose="auto", depth
         return_as_dipoles=return_as_dipoles, pick_ori=pick_ori, rng=rng,
         random_state=random_state, penalty=penalty, penalty_params=penalty_params,
         alpha_fraction=alpha_fraction, return_result=return_result, max_time=max_time,
-        sure_alpha_grid=sure_alpha_grid, _check_baseline=False)
+        sure_alpha_grid=sure_alpha_grid, head_model=head_model, _check_baseline=False)
 
 
 def apply_sparse_inverse(operator, evoked, alpha="auto", *, maxit=3000, tol=1e-4,
@@ -318,7 +341,7 @@ def apply_sparse_inverse(operator, evoked, alpha="auto", *, maxit=3000, tol=1e-4
                          rng=None, random_state=None, penalty=None, penalty_params=None,
                          alpha_fraction=None, return_result=False,
                          max_time=DEFAULT_MAX_TIME, sure_alpha_grid="auto",
-                         _check_baseline=True):
+                         head_model="auto", _check_baseline=True):
     """Apply a prepared operator to evoked data (see :func:`sparse_inverse`).
 
     Parameters
@@ -383,7 +406,7 @@ def apply_sparse_inverse(operator, evoked, alpha="auto", *, maxit=3000, tol=1e-4
         # The confidence belongs to the support rules' answer ("which few sources");
         # MNE's fixed alpha and SURE get none (it costs ~20 solves).
         confidence=DEFAULT_REDRAWS if return_result and alpha_mode in ("auto", "bic", "qut")
-        else 0, **select_kw)
+        else 0, head_model=head_model, **select_kw)
     active_set = solution.active_set
     # Only the active rows from here on: never a source space x time array
     # (a 230-s raw window on 5124 free sources would be 3.6 GB).

@@ -154,12 +154,13 @@ def build_parser():
     g.add_argument("--subject", help="FreeSurfer subject, to build the forward model")
     g.add_argument("--subjects-dir", help="FreeSurfer subjects folder")
     g.add_argument("--trans", help="head<->MRI transform (-trans.fif) to build the forward "
-                   "with --subject; with --continuous --bem also that of the dipole fits "
-                   "(default there: the forward's). Refused where it would have no effect")
+                   "with --subject; with --bem also that of the dipole fits (default there: "
+                   "the forward's). Refused where it would have no effect")
     g.add_argument("--bem", help="BEM solution (-bem-sol.fif) to build the forward with "
-                   "--subject (default: the subject's). With --continuous (also with "
-                   "--forward): the reported sources are placed by a dipole fit with it "
-                   "(a one-layer BEM fits the MEG channels only)")
+                   "--subject (default: the subject's). With --forward or the template: the "
+                   "reported sources are placed by dipole fits with it (default: with the "
+                   "BEM the forward names, when it does; with --continuous a one-layer BEM "
+                   "fits the MEG channels only)")
     g.add_argument("--src", help="source space file (-src.fif) to build the forward with "
                    "--subject")
     g.add_argument("--spacing", help="source spacing of a forward built here: oct6, ico4, "

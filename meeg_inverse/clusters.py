@@ -75,7 +75,7 @@ class SourceCluster:
         (the vertices of the fitted triangle and their barycentric weights; the
         members and their energy weights for a centroid).
     position_method : str
-        'sub-grid fit' or 'centroid'.
+        'dipole fit (BEM)', 'sub-grid fit' or 'centroid'.
     """
 
     members: np.ndarray

@@ -93,6 +93,8 @@ class SparseInverseOperator:
         self._sensor_rows = sensor_rows
         self.source_mask = source_mask
         self._block_eigh = None
+        #: The BEM solution file the forward was computed with (None: not known).
+        self.bem_path = None
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -276,7 +278,8 @@ class SparseInverseOperator:
             mri_head_t_frames=np.array([self.mri_head_t["from"], self.mri_head_t["to"]]),
             sensor_gain=np.ascontiguousarray(sensor),
             source_mask=np.zeros(0, bool) if self.source_mask is None else self.source_mask,
-            noise_var=self._noise_var, src_fif=src_bytes, info_fif=info_bytes)
+            noise_var=self._noise_var, src_fif=src_bytes, info_fif=info_bytes,
+            bem_path="" if self.bem_path is None else str(self.bem_path))
         tmp_name = fname.with_name(f".{fname.name}.partial")
         h5io.write_hdf5(tmp_name, state, title=_H5_TITLE, overwrite=True)
         os.replace(tmp_name, fname)
@@ -321,6 +324,8 @@ def read_sparse_inverse_operator(fname):
         mri_head_t=mne.transforms.Transform(int(frames[0]), int(frames[1]), state["mri_head_t"]),
         sensor_gain=state["sensor_gain"], source_mask=mask if mask.size else None)
     op._noise_var = state["noise_var"]
+    bem = state.get("bem_path") or ""
+    op.bem_path = Path(bem) if bem and Path(bem).is_file() else None
     return op
 
 
@@ -595,6 +600,10 @@ def make_sparse_inverse_operator(info, forward, noise_cov, *, loose="auto", dept
         source_weighting=source_weighting, loose=min_loose, depth=depth, rank=rank_value,
         src=forward["src"], source_nn=forward["source_nn"], mri_head_t=forward["mri_head_t"],
         sensor_gain=sol, sensor_rows=sol_rows, source_mask=source_mask)
+    # The forward's own BEM, when it names one: the reported sources' dipole fits.
+    from .dipole_positions import forward_bem_path
+
+    op.bem_path = forward_bem_path(forward)
     idx = [noise_cov["names"].index(c) for c in ch_names]
     op._noise_var = (noise_cov["data"][idx] if noise_cov["diag"]
                      else np.diag(noise_cov["data"])[idx]).copy()

@@ -333,7 +333,7 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
              depth=0.8, tmin=None, tmax=None, pick_ori=None, rank=None, tol=1e-6,
              penalty_params=None, random_state=0, sure_curve=False, debias=True, subject=None,
              subjects_dir=None, progress=None, verbose=False, max_time=DEFAULT_MAX_TIME,
-             epochs=None, confidence=DEFAULT_REDRAWS, operator=None):
+             epochs=None, confidence=DEFAULT_REDRAWS, operator=None, head_model="auto"):
     """Localize an evoked response with MNE objects in and out.
 
     Parameters
@@ -371,6 +371,10 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
         used instead of ``forward`` and ``noise_cov`` (which may then be None):
         what a cohort builds once per subject and applies to each of its data
         sets. ``loose``, ``depth`` and ``rank`` are then the operator's.
+    head_model : 'auto' | meeg_inverse.dipole_positions.HeadModel | None
+        The reported positions' dipole fits: 'auto' with the BEM the forward
+        names, a head model (:func:`meeg_inverse.dipole_positions.checked_head_model`),
+        or None (fields interpolated between the grid's).
 
     Returns
     -------
@@ -409,7 +413,7 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
             debias=debias, random_state=random_state, sure_curve=sure_curve,
             max_time=max_time, callback=show if bar is not None else None,
             solver_callback=show if bar is None else None, verbose=verbose,
-            confidence=confidence, epochs=trials)
+            confidence=confidence, epochs=trials, head_model=head_model)
     finally:
         if bar is not None:
             bar.close()
@@ -442,6 +446,8 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
                        "faded_below": CONFIDENT} if confidence else None,
         # The few parts of the brain: clusters of neighbouring grid sources.
         "reported_sources": reported,
+        # How their positions were fitted (the forward's BEM, or interpolated fields).
+        "position_model": solution.position_model,
         "cluster_radius_mm": CLUSTER_RADIUS_MM,
         "minor_sources_dropped": len(solution.minor_clusters),
     }
@@ -686,12 +692,20 @@ def _localize_file(recording, folder, *, forward_spec, noise_cov, empty_room, co
             trials = loaded.epochs[loaded.evoked.comment]
         except KeyError:
             trials = loaded.epochs if len(loaded.conditions) == 1 else None
+    head_model = "auto"  # the BEM the forward names, if any
+    if forward_spec.bem is not None and not (forward_spec.subject not in (None, TEMPLATE_SUBJECT)
+                                             and forward_spec.forward is None):
+        # --bem with a forward file or the template: the reported sources' dipole fits.
+        from .dipole_positions import checked_head_model
+
+        head_model = checked_head_model(forward_spec.bem, forward_spec.trans, fwd,
+                                        loaded.evoked.info)
     result = localize(loaded.evoked, fwd, cov, alpha=alpha, penalty=penalty, loose=loose,
                       depth=depth, tmin=tmin, tmax=tmax, pick_ori=pick_ori, rank=rank,
                       tol=tol, penalty_params=penalty_params, random_state=random_state,
                       sure_curve=sure_curve, debias=debias, subject=subject,
                       subjects_dir=subjects_dir, progress=progress, verbose=verbose,
-                      epochs=trials)
+                      epochs=trials, head_model=head_model)
     if loaded.notes:  # what the channel matching did
         result.extra["notes"] = loaded.notes
     result.extra["recording"] = str(recording)

@@ -74,6 +74,10 @@ class InverseSolution:
     minor_clusters : list of SourceCluster
         Clusters dropped from the estimate by the support rules (weaker than
         :data:`meeg_inverse.clusters.MINOR_FRACTION` × the strongest).
+    position_model : str | None
+        How the reported positions were fitted: the head model's description
+        (dipole fits with the BEM), 'fields interpolated between the grid's
+        vertices', or None (no fit: centroids).
     """
 
     coef_active: np.ndarray
@@ -86,6 +90,7 @@ class InverseSolution:
     confidence: dict | None = None
     clusters: list = field(default_factory=list)
     minor_clusters: list = field(default_factory=list)
+    position_model: str | None = None
 
     def full_coef(self):
         """The solution with all rows, shape (n_rows, n_times)."""
@@ -116,7 +121,7 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
                   max_iter=None, p0=None, time_pca=False, debias=True, random_state=0,
                   sure_curve=False, max_time=DEFAULT_MAX_TIME, callback=None,
                   solver_callback=None, verbose=False, confidence=0, epochs=None,
-                  **select_kw):
+                  head_model="auto", **select_kw):
     """Solve a whitened problem at ``alpha`` or with the automatic λ rule.
 
     Parameters
@@ -161,6 +166,11 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
         The whitened single trials of the average (same channels and times as
         ``problem.data``): the confidence then resamples trials instead of
         redrawing noise.
+    head_model : 'auto' | meeg_inverse.dipole_positions.HeadModel | None
+        The fields of the reported positions' scans
+        (:func:`meeg_inverse.subgrid.refine_positions`): 'auto' the BEM the
+        forward names (:func:`meeg_inverse.dipole_positions.head_model_of`),
+        None the grid's interpolated fields.
     **select_kw
         Passed to :func:`~meeg_inverse.sure.select_alpha` (e.g. ``method``).
 
@@ -296,6 +306,7 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
         clusters = _clusters(problem, active_set, coef_active)  # refitted amplitudes
     else:
         minor = []
+    position_model = None
     if clusters:
         # Reported positions between grid vertices (meeg_inverse.subgrid).
         from .subgrid import MAX_SOURCES, inversion_mesh, refine_positions
@@ -326,9 +337,17 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
         # The automatic rules' reporting also drops sources within the others'
         # model error (subgrid.PRUNE_FRACTION); an alpha the user gave keeps them.
         floors = [0.0] * (len(before) - len(candidates)) + [price] * len(candidates)
-        stability = refine_positions(problem, data, clusters, prune=automatic, floors=floors)
+        if isinstance(head_model, str):  # 'auto': the forward's own BEM, when it names one
+            from .dipole_positions import head_model_of
+
+            head_model = head_model_of(problem) if inversion_mesh(problem) is not None else None
+        stability = refine_positions(problem, data, clusters, prune=automatic, floors=floors,
+                                     head_model=head_model)
         if stability is not None:
             timings["subgrid"] = time.perf_counter() - t3
+            position_model = ("fields interpolated between the grid's vertices"
+                              if head_model is None else
+                              f"dipole fits with {head_model.description}")
         kept_members = {int(m) for c in clusters for m in c.members}
         gone = [i for i, c in enumerate(before)
                 if not kept_members.intersection(c.members.tolist())]
@@ -375,7 +394,8 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
     return InverseSolution(coef_active=coef_active, active_set=active_set, alpha=alpha_abs,
                            alpha_fraction=alpha_abs / problem.alpha_max,
                            solver_info=solver_info, selection=selection, timings=timings,
-                           confidence=conf, clusters=clusters, minor_clusters=minor)
+                           confidence=conf, clusters=clusters, minor_clusters=minor,
+                           position_model=position_model)
 
 
 def _bic_price(problem, data, active_set, coef_active):

@@ -82,17 +82,18 @@ def _forward(kind, evoked):
     return cached_forward(cached, evoked.info, make_src)
 
 
-def cached_forward(path, info, make_src):
-    """Sample MEG+EEG forward (3-layer BEM) of the source space ``make_src()`` builds,
-    cached at ``path`` (written through a temporary file: never a half-written cache;
-    the source space is only built when the cache is absent)."""
+def cached_forward(path, info, make_src, bem=None):
+    """Sample MEG+EEG forward (3-layer BEM; ``bem``: another BEM solution file) of the
+    source space ``make_src()`` builds, cached at ``path`` (written through a temporary
+    file: never a half-written cache; the source space is only built when the cache is
+    absent)."""
     import mne
 
     if path.exists():
         return mne.read_forward_solution(path, verbose=False)
     fwd = mne.make_forward_solution(
         info, SAMPLE / "MEG" / "sample_audvis_trunc-trans.fif", make_src(),
-        SAMPLE / "subjects" / "sample" / "bem" / "sample-320-320-320-bem-sol.fif",
+        bem or SAMPLE / "subjects" / "sample" / "bem" / "sample-320-320-320-bem-sol.fif",
         meg=True, eeg=True, mindist=0.0, verbose=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name("tmp-" + path.name)

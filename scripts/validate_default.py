@@ -200,6 +200,7 @@ def clustered(sim, idx, amp, tcs, evoked=None):
         hemis = ["lh" if i < n_lh else "rh" for i in idx]
         kept, _ = minor_clusters(cluster_sources(idx, sim.pos[idx], strength, hemis))
     else:
+        from meeg_inverse.dipole_positions import head_model_of
         from meeg_inverse.problem import InverseProblem
         from meeg_inverse.subgrid import refine_positions
 
@@ -208,7 +209,8 @@ def clustered(sim, idx, amp, tcs, evoked=None):
         problem = InverseProblem.from_evoked(evoked, sim.fwd, sim.cov)
         mri_pos, hemis = problem.source_positions(np.asarray(idx))
         kept, _ = minor_clusters(cluster_sources(idx, mri_pos, strength, hemis))
-        refine_positions(problem, problem.data, kept)
+        # Amendment 7: the fields of the forward's own BEM, as ours' default.
+        refine_positions(problem, problem.data, kept, head_model=head_model_of(problem))
     tc_of = dict(zip(np.asarray(idx).tolist(), tcs))
     pos = np.array([np.asarray(c.position_weights) @ sim.pos[np.asarray(c.position_sources)]
                     for c in kept])
@@ -584,6 +586,10 @@ def main(argv=None):
                         help="draw the trials from other seeds (a confirmation on fresh "
                              f"trials; the study's are {SEED_BASE}): its own table block, "
                              "CSV and summary")
+    parser.add_argument("--model-error", action="store_true",
+                        help="simulate the truth with another head model than the inverses' "
+                             "(validate_simulation.model_error_bem; amendment 7's run 13): "
+                             "its own table block, CSV and summary")
     parser.add_argument("--table-only", action="store_true",
                         help="rebuild the table and figure from the last run's per-trial CSV")
     args = parser.parse_args(argv)
@@ -600,6 +606,9 @@ def main(argv=None):
     if args.seed_base is not None:
         tag += f"-seeds{args.seed_base}"
         begin = BEGIN.replace(" -->", f" --seed-base {args.seed_base} -->")
+    if args.model_error:
+        tag += "-model-error"
+        begin = begin.replace(" -->", " --model-error -->")
     out = Path(args.out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -614,7 +623,7 @@ def main(argv=None):
     else:
         evoked, cov, fwd = vs.load_inputs("surface")
         sim = vs.Simulator(evoked, cov, fwd, orientation="normal",
-                           truth_fwd=vs.offgrid_truth_forward(evoked))
+                           truth_fwd=vs.offgrid_truth_forward(evoked, args.model_error))
         log(f"{len(sim.pos)} inverse sources, {len(sim.truth_pos)} off-grid truth positions, "
             f"{len(sim.info.ch_names)} channels, whitener rank {sim.rank}; {len(tasks)} trials "
             f"on {args.jobs} workers")
@@ -623,9 +632,12 @@ def main(argv=None):
     done = {(float(r["snr"]), int(r["n_sources"]), int(r["trial"])) for r in rows}
     missing = [t for t in tasks if (float(t[1]), t[0], t[2]) not in done]
     figure = FIGURE if args.seed_base is None else f"validation_default_seeds{args.seed_base}.png"
+    if args.model_error:
+        figure = figure.replace(".png", "_model_error.png")
     plot(rows, out / "figures" / figure)
     elapsed = (time.perf_counter() - t_start) / 60
     seeds = f" --seed-base {args.seed_base}" if args.seed_base is not None else ""
+    seeds += " --model-error" if args.model_error else ""
     cmd = ("python scripts/validate_default.py" + (" --quick" if args.quick else "") + seeds
            + f" --out {args.out}")
     meta = _meta(cmd, elapsed, len(done))

@@ -256,19 +256,45 @@ def _normal_gain(fwd):
 OFFGRID_FWD = CACHE / "validation" / "offgrid-truth-fwd.fif"
 
 
-def offgrid_truth_forward(evoked):
+MODEL_ERROR_BEM = CACHE / "validation" / "sample-1280x3-skull1to80-bem-sol.fif"
+#: The head model of the truth in the model-error check (docs/validation.md,
+#: amendment 7): the sample subject's three BEM surfaces at ico-3 (1280 triangles
+#: each, the inversion's BEM has 320) with the classic 1:80 skull conductivity ratio
+#: (0.3, 0.00375, 0.3 S/m; MNE's default, the inversion's, is 1:50).
+MODEL_ERROR_CONDUCTIVITY = (0.3, 0.00375, 0.3)
+
+
+def model_error_bem():
+    """The BEM solution file of the model-error truth (built once, cached)."""
+    import mne
+
+    if not MODEL_ERROR_BEM.exists():
+        model = mne.make_bem_model("sample", ico=3, conductivity=MODEL_ERROR_CONDUCTIVITY,
+                                   subjects_dir=SAMPLE / "subjects", verbose=False)
+        solution = mne.make_bem_solution(model, verbose=False)
+        MODEL_ERROR_BEM.parent.mkdir(parents=True, exist_ok=True)
+        tmp = MODEL_ERROR_BEM.with_name("tmp-" + MODEL_ERROR_BEM.name)
+        mne.write_bem_solution(tmp, solution, overwrite=True, verbose=False)
+        tmp.replace(MODEL_ERROR_BEM)
+    return MODEL_ERROR_BEM
+
+
+def offgrid_truth_forward(evoked, model_error=False):
     """Forward of the cortical vertices the small source space does *not* use.
 
     The source-space file stores its whole (decimated) cortical surface, 2 × 1026
     vertices with normals, of which 2 × 258 are in use; the other 2 × 768 lie
     between them, on the same cortex.  Simulating there and inverting on the used
     vertices avoids the inverse crime.  A discrete source space with the
-    vertex normals, 3-layer BEM; cached.
+    vertex normals, 3-layer BEM; cached. ``model_error``: with :func:`model_error_bem`
+    instead of the inversion's BEM (another head model than the inverses').
     """
     import mne
 
-    if OFFGRID_FWD.exists():
-        return mne.read_forward_solution(OFFGRID_FWD, verbose=False)
+    path = OFFGRID_FWD.with_name("offgrid-truth-model-error-fwd.fif") if model_error \
+        else OFFGRID_FWD
+    if path.exists():
+        return mne.read_forward_solution(path, verbose=False)
     src = mne.read_source_spaces(SAMPLE / "MEG" / "sample-small-src.fif.gz", verbose=False)
     rr = np.concatenate([s["rr"][s["inuse"] == 0] for s in src])  # MRI frame, m
     nn = np.concatenate([s["nn"][s["inuse"] == 0] for s in src])
@@ -276,7 +302,8 @@ def offgrid_truth_forward(evoked):
                                          subjects_dir=SAMPLE / "subjects", verbose=False)
     from benchmark_solvers import cached_forward
 
-    return cached_forward(OFFGRID_FWD, evoked.info, lambda: disc)
+    return cached_forward(path, evoked.info, lambda: disc,
+                          bem=model_error_bem() if model_error else None)
 
 
 class Simulator:

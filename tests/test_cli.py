@@ -1,6 +1,7 @@
 """``meeg-inverse localize`` end to end on real recordings, and its bad-input handling."""
 
 import json
+from pathlib import Path
 
 import mne
 import numpy as np
@@ -244,9 +245,11 @@ def test_default_localize_names_sources_with_a_confidence(sample_paths, sample_f
         rec["source_index"] for rec in summary["sources"])
     assert all(0.0 <= r["confidence"] <= 1.0 and len(r["centroid_mni_mm"]) == 3
                for r in reported)
-    # the reported position: the sub-grid fit on this surface forward (loose 0.2),
-    # within the cluster's reach of its centroid
-    assert all(r["position_method"] == "sub-grid fit" for r in reported)
+    # the reported position: a dipole fit with the BEM this surface forward was computed
+    # with (it names it; amendment 7), within the cluster's reach of its centroid
+    assert all(r["position_method"] == "dipole fit (BEM)" for r in reported)
+    assert summary["position_model"].startswith(
+        f"dipole fits with {Path(sample_paths['bem']).name} (3 layer(s))")
     assert all(np.linalg.norm(np.subtract(r["position_head_mm"], r["centroid_head_mm"])) < 40
                for r in reported)
 
@@ -374,12 +377,12 @@ def test_localize_debias_and_rank_options(sample_paths, sample_fwd_file, tmp_pat
     ([], ["--forward", "f-fwd.fif", "--trans", "t-trans.fif"], "--trans would have no effect",
      "drop --trans"),
     ([], ["--forward", "f-fwd.fif", "--bem", "b-bem-sol.fif", "--src", "s-src.fif"],
-     "--bem and --src would have no effect", "with --continuous, --bem"),
+     "--src would have no effect", "drop --src"),
     ([], ["--forward", "f-fwd.fif", "--spacing", "oct5"], "--spacing would have no effect",
      "drop --spacing"),
     # The template head (no --forward, no --subject) uses its own transform and BEM.
-    ([], ["--trans", "t-trans.fif", "--bem", "b-bem-sol.fif"],
-     "--trans and --bem would have no effect here: no --forward or --subject", "--subject"),
+    ([], ["--trans", "t-trans.fif", "--src", "s-src.fif"],
+     "--trans and --src would have no effect here: no --forward or --subject", "--subject"),
     # --continuous: --trans counts only as the transform of --bem's dipole fits.
     (["--continuous"], ["--forward", "f-fwd.fif", "--trans", "t-trans.fif"],
      "--trans would have no effect", "add --bem"),
@@ -407,17 +410,35 @@ def test_head_model_options_without_effect_are_refused(tmp_path, capsys, mode, e
     assert not out.exists()
 
 
+def test_localize_refuses_a_bem_that_cannot_model_the_eeg(sample_paths, sample_fwd_file,
+                                                           tmp_path, capsys):
+    """--bem with --forward places the reported sources (amendment 7); a one-layer BEM
+    cannot model the recording's EEG: one message, exit 2, no output folder."""
+    one_layer = Path(sample_paths["bem"]).with_name("sample-1280-bem-sol.fif")
+    if not one_layer.exists():
+        pytest.skip("the one-layer sample BEM is not in the shared data")
+    out = tmp_path / "one-layer"
+    assert main(_localize_args(sample_paths, sample_fwd_file, out)
+                + ["--bem", str(one_layer)]) == 2
+    err = capsys.readouterr().err
+    assert "does not model every channel" in err and "Traceback" not in err
+    assert not out.exists()
+
+
 def test_head_model_options_that_count_are_accepted():
     from meeg_inverse.errors import InputError
     from meeg_inverse._choices import check_forward_spec
     from meeg_inverse.pipeline import ForwardSpec
 
-    # Building a subject's forward uses all of them; --continuous --bem fits dipoles
-    # with --trans (or the forward's); the template takes a --spacing.
+    # Building a subject's forward uses all of them; --bem fits dipoles with --trans
+    # (or the forward's); the template takes a --spacing.
     check_forward_spec(ForwardSpec(subject="s", subjects_dir="d", trans="t", bem="b",
                                    src="s", spacing="oct5"))
     check_forward_spec(ForwardSpec(forward="f", bem="b", trans="t"), continuous=True)
     check_forward_spec(ForwardSpec(bem="b", trans="t", spacing="ico4"), continuous=True)
     check_forward_spec(ForwardSpec(spacing="ico4"))
-    with pytest.raises(InputError, match="--bem would have no effect"):
-        check_forward_spec(ForwardSpec(forward="f", bem="b"))  # Python API: averages
+    # Averages too (amendment 7): --bem places the reported sources by dipole fits.
+    check_forward_spec(ForwardSpec(forward="f", bem="b"))
+    check_forward_spec(ForwardSpec(bem="b", trans="t"))
+    with pytest.raises(InputError, match="--src would have no effect"):
+        check_forward_spec(ForwardSpec(forward="f", src="s"))

@@ -1,0 +1,166 @@
+"""Reported positions by dipole fits with the forward's own BEM (amendment 7 of
+docs/validation.md): meeg_inverse.subgrid.ForwardLatticeScanner and
+meeg_inverse.dipole_positions.forward_bem_path / head_model_of."""
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from meeg_inverse.clusters import cluster_sources
+from meeg_inverse.dipole_positions import forward_bem_path, head_model_of, read_head_model
+from meeg_inverse.errors import InputError
+from meeg_inverse.subgrid import (ForwardLatticeScanner, LatticeScanner, forward_field_function,
+                                  free_gain_blocks, refine_positions)
+
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+
+@pytest.fixture(scope="module")
+def problem(sample_evoked, sample_forward, sample_cov):
+    from meeg_inverse.problem import InverseProblem
+
+    return InverseProblem.from_evoked(sample_evoked, sample_forward, sample_cov,
+                                      tmin=0.05, tmax=0.15)
+
+
+@pytest.fixture(scope="module")
+def head_model(problem):
+    model = head_model_of(problem)
+    assert model is not None and model.channels == "meg+eeg"
+    return model
+
+
+def _with_command(forward, command, working_dir=None):
+    fwd = copy.copy(forward)
+    fwd["info"] = forward["info"].copy()
+    with fwd["info"]._unlock():
+        fwd["info"]["command_line"] = command
+        if working_dir is not None:
+            fwd["info"]["working_dir"] = str(working_dir)
+    return fwd
+
+
+def test_forward_names_its_bem(sample_forward, sample_paths, tmp_path):
+    assert forward_bem_path(sample_forward).resolve() == Path(sample_paths["bem"]).resolve()
+    bem = Path(sample_paths["bem"]).resolve()
+    template = ("make_forward_solution(instance of Info, trans.fif, <SourceSpaces: [<surface "
+                "(lh), n_vertices=1026, n_used=258>, <surface (rh)>] MRI (surface RAS) coords, "
+                "subject 'sample', ~254 KiB>, {}, True, False, 5.0, 1, None)")
+    # A relative path is relative to the folder make_forward_solution ran in.
+    rel = _with_command(sample_forward, template.format(bem.name), working_dir=bem.parent)
+    assert forward_bem_path(rel) == bem.parent / bem.name
+    # No BEM file to read: a conductor model given as an object, a file gone, another program.
+    for command in (template.format("instance of ConductorModel"),
+                    template.format(tmp_path / "gone-bem-sol.fif"),
+                    "mne_forward_solution --meg --eeg", ""):
+        assert forward_bem_path(_with_command(sample_forward, command)) is None
+
+
+def test_forward_fields_at_grid_vertices_are_the_gain(problem, head_model):
+    """The head model's fields, whitened as the gain, at the grid's own vertices are the
+    gain's columns (the same BEM and transform computed them)."""
+    fields = forward_field_function(problem, head_model)
+    sources = np.arange(0, problem.n_sources, 41)
+    positions, _ = problem.source_positions(sources)
+    got, kept = fields(positions)
+    assert kept.sum() >= len(sources) - 1 and len(got) == kept.sum()
+    want = free_gain_blocks(problem, sources[kept]).transpose(1, 0, 2)
+    # The same 3-dimensional span (orientation frames may differ), the same energy.
+    for g, w in zip(got, want):
+        cosines = np.linalg.svd(np.linalg.qr(g)[0].T @ np.linalg.qr(w)[0])[1]
+        assert cosines == pytest.approx(1.0, abs=1e-6)
+        assert np.linalg.norm(g) == pytest.approx(np.linalg.norm(w), rel=1e-5)
+
+
+def test_dipole_fit_finds_an_off_grid_source_the_interpolation_misplaces(problem, head_model):
+    """A dipole between the grid's vertices (the BEM's own field, noise-free): the
+    forward-model scan puts it within the fine lattice step; the scan of interpolated
+    fields may land further away, never closer."""
+    fields = forward_field_function(problem, head_model)
+    positions, hemis = problem.source_positions(np.arange(problem.n_sources))
+    rng = np.random.default_rng(3)
+    n_times = problem.data.shape[1]
+    errors = {"forward": [], "grid": []}
+    for source in rng.choice(problem.n_sources, 4, replace=False):
+        point = positions[source] + rng.uniform(-0.004, 0.004, 3)
+        field, kept = fields(point[None])
+        if not kept[0]:
+            continue
+        data = np.outer(field[0] @ np.array([0.2, -0.6, 0.77]), np.sin(np.linspace(0, 5, n_times)))
+        for kind, model in (("forward", head_model), ("grid", None)):
+            clusters = cluster_sources(np.array([source]), positions[[source]], np.ones(1),
+                                       [hemis[source]], radius_mm=1.0)
+            assert refine_positions(problem, data, clusters, prune=False, head_model=model)
+            errors[kind].append(np.linalg.norm(clusters[0].position - point) * 1e3)
+            assert clusters[0].position_method == ("dipole fit (BEM)" if model else
+                                                   "sub-grid fit")
+    assert len(errors["forward"]) >= 3
+    # Lattice points within 1 mm steps of the scan centre: the nearest is <= 0.87 mm away.
+    assert max(errors["forward"]) <= 1.0
+    assert np.median(errors["forward"]) <= np.median(errors["grid"])
+
+
+def test_forward_scanner_positions_are_affine_combinations_of_grid_sources(problem, head_model):
+    """The reported (indices, weights) place the point (outputs map them to head, MRI,
+    MNI), while the field is the forward model's at the point."""
+    scanner = ForwardLatticeScanner(problem, forward_field_function(problem, head_model))
+    positions, hemis = problem.source_positions(np.arange(problem.n_sources))
+    centre = positions[120]
+    points = scanner._points_near(centre, scanner.step, scanner.fine, hemis[120])
+    assert points
+    key, point = points[len(points) // 2]
+    verts, weights = scanner._weights[key]
+    assert weights @ positions[verts] == pytest.approx(point, abs=1e-9)
+    direct, _ = forward_field_function(problem, head_model)(point[None])
+    assert scanner.field_at(verts, weights) == pytest.approx(direct[0], rel=1e-9)
+    interpolated = LatticeScanner(problem).field_at(verts, weights)
+    assert not np.allclose(interpolated, direct[0], rtol=1e-3)
+
+
+def test_sparse_inverse_uses_the_forwards_bem_unless_told(sample_evoked, sample_forward,
+                                                          sample_cov):
+    from meeg_inverse import sparse_inverse
+
+    evoked = sample_evoked.copy().crop(0.05, 0.15)
+    auto = sparse_inverse(evoked, sample_forward, sample_cov, return_result=True)
+    grid = sparse_inverse(evoked, sample_forward, sample_cov, return_result=True, bem=None)
+    assert auto.sources and {c.position_method for c in auto.sources} == {"dipole fit (BEM)"}
+    assert {c.position_method for c in grid.sources} == {"sub-grid fit"}
+
+
+def test_bad_head_models_are_refused(sample_evoked, sample_forward, sample_cov, sample_paths,
+                                     tmp_path):
+    from meeg_inverse import sparse_inverse
+
+    evoked = sample_evoked.copy().crop(0.05, 0.15)
+    one_layer = Path(sample_paths["bem"]).with_name("sample-1280-bem-sol.fif")
+    if one_layer.exists():  # MEG only, and the recording has EEG
+        with pytest.raises(InputError, match="does not model every channel"):
+            sparse_inverse(evoked, sample_forward, sample_cov, bem=one_layer)
+    with pytest.raises(InputError, match="trans= is used only with a bem="):
+        sparse_inverse(evoked, sample_forward, sample_cov, bem=None,
+                       trans=sample_paths["trans"])
+    with pytest.raises(InputError):
+        sparse_inverse(evoked, sample_forward, sample_cov, bem=tmp_path / "none-bem-sol.fif")
+
+
+def test_one_layer_bem_named_by_the_forward_falls_back(problem, sample_paths):
+    """A forward naming a BEM that cannot model its EEG: interpolated fields, no error."""
+    one_layer = Path(sample_paths["bem"]).with_name("sample-1280-bem-sol.fif")
+    if not one_layer.exists():
+        pytest.skip("the one-layer sample BEM is not in the shared data")
+    other = copy.copy(problem)
+    other.operator = copy.copy(problem.operator)
+    other.operator.bem_path = one_layer
+    other.operator._head_model = None
+    assert head_model_of(other) is None
+    assert read_head_model(one_layer, forward=problem.forward).channels == "meg"
+
+
+def test_operator_file_keeps_the_bem(problem, tmp_path):
+    from meeg_inverse.operator import read_sparse_inverse_operator
+
+    problem.operator.save(tmp_path / "op.h5")
+    assert read_sparse_inverse_operator(tmp_path / "op.h5").bem_path == problem.operator.bem_path
