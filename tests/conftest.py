@@ -213,6 +213,16 @@ def stage_patch(tmp_path_factory, monkeypatch):
     return apply
 
 
+@pytest.fixture(scope="module")
+def problem(sample_evoked, sample_forward, sample_cov):
+    """The whitened problem of 'Left Auditory' (50-150 ms) on the sample forward (one per
+    test module: some tests add to its operator's caches)."""
+    from meeg_inverse.problem import InverseProblem
+
+    return InverseProblem.from_evoked(sample_evoked, sample_forward, sample_cov,
+                                      tmin=0.05, tmax=0.15)
+
+
 @pytest.fixture(scope="session")
 def sample_fwd_file(sample_forward, tmp_path_factory):
     """The sample forward written to a file (what the command line reads)."""

@@ -9,14 +9,6 @@ from meeg_inverse.subgrid import free_gain_blocks
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 
-@pytest.fixture(scope="module")
-def problem(sample_evoked, sample_forward, sample_cov):
-    from meeg_inverse.problem import InverseProblem
-
-    return InverseProblem.from_evoked(sample_evoked, sample_forward, sample_cov,
-                                      tmin=0.05, tmax=0.15)
-
-
 def _two_sources(problem, rng, n_times=None):
     """Two vertex sources in different hemispheres with their own time courses, plus
     white noise at the problem's noise level (whitened units)."""

@@ -414,9 +414,9 @@ def test_localize_refuses_a_bem_that_cannot_model_the_eeg(sample_paths, sample_f
                                                            tmp_path, capsys):
     """--bem with --forward places the reported sources (amendment 7); a one-layer BEM
     cannot model the recording's EEG: one message, exit 2, no output folder."""
-    one_layer = Path(sample_paths["bem"]).with_name("sample-1280-bem-sol.fif")
-    if not one_layer.exists():
-        pytest.skip("the one-layer sample BEM is not in the shared data")
+    one_layer = sample_paths.get("bem_meg")
+    if one_layer is None or not one_layer.exists():
+        pytest.skip("no one-layer sample BEM in the data")
     out = tmp_path / "one-layer"
     assert main(_localize_args(sample_paths, sample_fwd_file, out)
                 + ["--bem", str(one_layer)]) == 2

@@ -119,14 +119,6 @@ def test_empty_activity_has_no_sources():
 
 
 # ------------------------------------------------- sub-grid positions (refine_tracked)
-@pytest.fixture(scope="module")
-def problem(sample_evoked, sample_forward, sample_cov):
-    from meeg_inverse.problem import InverseProblem
-
-    return InverseProblem.from_evoked(sample_evoked, sample_forward, sample_cov,
-                                      tmin=0.05, tmax=0.15)
-
-
 def _events(spans):
     return [dict(start=a / SFREQ, stop=b / SFREQ, peak_nAm=1.0, position=np.zeros(3),
                  samples=(a, b)) for a, b in spans]

@@ -9,14 +9,6 @@ from meeg_inverse.dipole_positions import dipole_fit_positions, read_head_model
 
 
 @pytest.fixture(scope="module")
-def problem(sample_evoked, sample_forward, sample_cov):
-    from meeg_inverse.problem import InverseProblem
-
-    return InverseProblem.from_evoked(sample_evoked, sample_forward, sample_cov,
-                                      tmin=0.05, tmax=0.15)
-
-
-@pytest.fixture(scope="module")
 def bem_meg(sample_paths):
     path = sample_paths.get("bem_meg")
     if path is None or not path.exists():

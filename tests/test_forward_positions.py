@@ -18,14 +18,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 
 @pytest.fixture(scope="module")
-def problem(sample_evoked, sample_forward, sample_cov):
-    from meeg_inverse.problem import InverseProblem
-
-    return InverseProblem.from_evoked(sample_evoked, sample_forward, sample_cov,
-                                      tmin=0.05, tmax=0.15)
-
-
-@pytest.fixture(scope="module")
 def head_model(problem):
     model = head_model_of(problem)
     assert model is not None and model.channels == "meg+eeg"
@@ -135,8 +127,8 @@ def test_bad_head_models_are_refused(sample_evoked, sample_forward, sample_cov, 
     from meeg_inverse import sparse_inverse
 
     evoked = sample_evoked.copy().crop(0.05, 0.15)
-    one_layer = Path(sample_paths["bem"]).with_name("sample-1280-bem-sol.fif")
-    if one_layer.exists():  # MEG only, and the recording has EEG
+    one_layer = sample_paths.get("bem_meg")
+    if one_layer is not None and one_layer.exists():  # MEG only, and the recording has EEG
         with pytest.raises(InputError, match="does not model every channel"):
             sparse_inverse(evoked, sample_forward, sample_cov, bem=one_layer)
     with pytest.raises(InputError, match="trans= is used only with a bem="):
@@ -148,9 +140,9 @@ def test_bad_head_models_are_refused(sample_evoked, sample_forward, sample_cov, 
 
 def test_one_layer_bem_named_by_the_forward_falls_back(problem, sample_paths):
     """A forward naming a BEM that cannot model its EEG: interpolated fields, no error."""
-    one_layer = Path(sample_paths["bem"]).with_name("sample-1280-bem-sol.fif")
-    if not one_layer.exists():
-        pytest.skip("the one-layer sample BEM is not in the shared data")
+    one_layer = sample_paths.get("bem_meg")
+    if one_layer is None or not one_layer.exists():
+        pytest.skip("no one-layer sample BEM in the data")
     other = copy.copy(problem)
     other.operator = copy.copy(problem.operator)
     other.operator.bem_path = one_layer

@@ -12,14 +12,6 @@ N_OFF_GRID = 8
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
 
-@pytest.fixture(scope="module")
-def problem(sample_evoked, sample_forward, sample_cov):
-    from meeg_inverse.problem import InverseProblem
-
-    return InverseProblem.from_evoked(sample_evoked, sample_forward, sample_cov,
-                                      tmin=0.05, tmax=0.15)
-
-
 def _clusters_at(problem, sources):
     positions, hemis = problem.source_positions(np.asarray(sources))
     return cluster_sources(np.asarray(sources), positions, np.ones(len(sources)), hemis,
