@@ -34,6 +34,8 @@ only: with it, the MEG channels are fitted (EEG needs three layers). The source
 estimate itself is unchanged; only the reported position moves.
 """
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -340,30 +342,58 @@ def checked_head_model(bem, trans, forward, info):
     return model
 
 
+#: The last head models read from the BEM files forwards name, and the forward
+#: modelers prepared for them: reading and preparing the sample's 320-triangle BEM
+#: takes ~1 s (a 5120-triangle one longer, and ~1 GB), and a session often localizes
+#: several averages with one forward. Two of each are kept (least recently used out).
+_CACHE_SIZE = 2
+_HEAD_MODELS = OrderedDict()
+_MODELERS = OrderedDict()
+
+
+_CACHE_LOCK = threading.Lock()  # Dask's threaded workers share the module
+
+
+def _cached(cache, key, make):
+    with _CACHE_LOCK:
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+    value = make()  # outside the lock: a second thread may prepare it too, harmlessly
+    with _CACHE_LOCK:
+        cache[key] = value
+        while len(cache) > _CACHE_SIZE:
+            cache.popitem(last=False)
+    return value
+
+
 def head_model_of(problem):
     """The head model the problem's forward was computed with, or None.
 
     The BEM file the forward names (:func:`forward_bem_path`, kept by the
-    operator) and the forward's head↔MRI transform; read once per operator.
+    operator) and the forward's head↔MRI transform; read once per file,
+    transform and channels (the file's size and time say when it changed).
     None when the forward names no readable BEM, or one that does not model
     every channel (a one-layer BEM with EEG): the reported positions then
     come from the grid's interpolated fields (:class:`meeg_inverse.subgrid.LatticeScanner`).
     """
-    operator = problem.operator
-    path = getattr(operator, "bem_path", None)
-    if path is None:
+    path = getattr(problem.operator, "bem_path", None)
+    if path is None or not Path(path).is_file():
         return None
-    cached = getattr(operator, "_head_model", None)
-    if cached is not None and cached[0] == path:
-        return cached[1]
-    try:
-        model = read_head_model(path, forward=problem.forward, info=problem.info)
-    except InputError:
-        model = None
-    if model is not None and not models_channels(model, problem.info):
-        model = None
-    operator._head_model = (path, model)
-    return model
+    stat = Path(path).stat()
+    head = problem.forward.get("mri_head_t")
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns,
+           None if head is None else np.asarray(head["trans"]).tobytes(),
+           tuple(problem.info["ch_names"]))
+
+    def read():
+        try:
+            model = read_head_model(path, forward=problem.forward, info=problem.info)
+        except InputError:
+            return None
+        return model if models_channels(model, problem.info) else None
+
+    return _cached(_HEAD_MODELS, key, read)
 
 
 def forward_modeler(info, head_model, min_dist_mm=0.0):
@@ -371,8 +401,16 @@ def forward_modeler(info, head_model, min_dist_mm=0.0):
 
     MNE's incremental forward modeler (private; 0.03 s + 0.2 ms per point on the
     sample head) when this MNE has it, else :func:`mne.make_forward_solution`
-    per call (0.4 s + 0.2 ms per point).
+    per call (0.4 s + 0.2 ms per point). Prepared once per head model and
+    channels (the last two kept).
     """
+    # The head model in the key's value too: its id stays its own while cached.
+    key = (id(head_model), tuple(info["ch_names"]), float(min_dist_mm))
+    return _cached(_MODELERS, key,
+                   lambda: (head_model, _forward_modeler(info, head_model, min_dist_mm)))[1]
+
+
+def _forward_modeler(info, head_model, min_dist_mm):
     info = mne.pick_info(info, _channel_picks(info, head_model.channels))
     try:
         from mne.forward._make_forward import _ForwardModeler

@@ -487,15 +487,7 @@ def forward_field_function(problem, head_model):
     """
     from .dipole_positions import forward_modeler
 
-    # The BEM is prepared once per operator (1 s on the sample head) and head model.
-    cache = getattr(problem.operator, "_forward_modelers", None)
-    if cache is None:
-        cache = {}
-        if problem.operator is not None:
-            problem.operator._forward_modelers = cache
-    if id(head_model) not in cache:
-        cache[id(head_model)] = (head_model, forward_modeler(problem.info, head_model))
-    compute = cache[id(head_model)][1]
+    compute = forward_modeler(problem.info, head_model)  # prepared once (cached)
 
     def fields(points):
         gain, kept, names = compute(points)
