@@ -145,7 +145,7 @@ def _read_trans(trans):
     return trans if trans["from"] == _HEAD else mne.transforms.invert_transform(trans)
 
 
-def read_head_model(bem, trans=None, forward=None, info=None):
+def read_head_model(bem, trans=None, forward=None, info=None, all_channels=False):
     """Check and read the head model of the dipole fits.
 
     Parameters
@@ -161,6 +161,10 @@ def read_head_model(bem, trans=None, forward=None, info=None):
         an ``mri_head_t`` transform (e.g. not yet checked): ignored.
     info : mne.Info | None
         The recording's info: it must hold channels the BEM models.
+    all_channels : bool
+        With ``info``: the BEM must model *every* channel type of the recording
+        (the reported positions of an evoked response); else a one-layer BEM
+        fits the MEG channels of a recording with EEG (the continuous dipole fits).
 
     Returns
     -------
@@ -205,6 +209,11 @@ def read_head_model(bem, trans=None, forward=None, info=None):
                              f"no MEG channels.",
                              "give a three-layer BEM solution for EEG (mne.make_bem_model "
                              "with three conductivities, then mne.make_bem_solution).")
+        if all_channels and n_eeg and not eeg_ok:
+            raise InputError(f"The BEM {description} does not model every channel of the "
+                             "recording (a one-layer BEM models MEG only).",
+                             "give a three-layer BEM solution, or localize the MEG channels "
+                             "alone (evoked.pick('meg')).")
         if n_eeg == 0:
             channels = "meg"
         elif n_meg == 0:
@@ -259,17 +268,23 @@ def _channel_picks(info, channels):
     return mne.pick_types(info, **kw, exclude=[])
 
 
-def _forward_fields(points, info, head_model, min_dist_mm):
+def _forward_fields(points, info, head_model, min_dist_mm, modeler=None):
     """Free-orientation fields of MRI points by the head model, (n_channels, n_kept, 3); the
-    mask of the points kept (inside the inner skull, ``min_dist_mm`` from it); channel names."""
+    mask of the points kept (inside the inner skull, ``min_dist_mm`` from it); channel names.
+    ``modeler``: MNE's incremental forward modeler prepared for them (see
+    :func:`forward_modeler`), else :func:`mne.make_forward_solution`."""
     src = mne.setup_volume_source_space(
         subject=None, pos=dict(rr=points, nn=np.tile([0.0, 0.0, 1.0], (len(points), 1))),
         verbose=False)
     try:
-        fwd = mne.make_forward_solution(info, head_model.head_mri_t, src, head_model.bem,
-                                        meg="meg" in head_model.channels,
-                                        eeg="eeg" in head_model.channels, mindist=min_dist_mm,
-                                        verbose=False)
+        if modeler is None:
+            fwd = mne.make_forward_solution(info, head_model.head_mri_t, src, head_model.bem,
+                                            meg="meg" in head_model.channels,
+                                            eeg="eeg" in head_model.channels,
+                                            mindist=min_dist_mm, verbose=False)
+        else:
+            with mne.utils.use_log_level("error"):
+                fwd = modeler.compute(src)
     except RuntimeError as exc:  # every point outside the inner skull: none to fit
         if "No points left" not in str(exc):
             raise
@@ -316,30 +331,16 @@ def forward_bem_path(forward):
     return path if path.suffix == ".fif" and path.is_file() else None
 
 
-def models_channels(head_model, info):
-    """Whether the head model models every channel type of ``info`` (MEG, EEG)."""
-    has_eeg = len(mne.pick_types(info, meg=False, eeg=True, exclude=[])) > 0
-    has_meg = len(mne.pick_types(info, meg=True, eeg=False, exclude=[])) > 0
-    return not ((has_eeg and "eeg" not in head_model.channels)
-                or (has_meg and "meg" not in head_model.channels))
-
-
 def checked_head_model(bem, trans, forward, info):
     """:func:`read_head_model` for the reported positions of an evoked response: the
-    head model must model every channel type of ``info``.
+    head model must model every channel type of ``info`` (``all_channels``).
 
     Raises
     ------
     InputError
         As :func:`read_head_model`, and a one-layer BEM for a recording with EEG.
     """
-    model = read_head_model(bem, trans, forward=forward, info=info)
-    if not models_channels(model, info):
-        raise InputError(f"The BEM {model.description.split(';')[0]} does not model every "
-                         "channel of the recording (a one-layer BEM models MEG only).",
-                         "give a three-layer BEM solution, or localize the MEG channels "
-                         "alone (evoked.pick('meg')).")
-    return model
+    return read_head_model(bem, trans, forward=forward, info=info, all_channels=True)
 
 
 #: The last head models read from the BEM files forwards name, and the forward
@@ -388,10 +389,9 @@ def head_model_of(problem):
 
     def read():
         try:
-            model = read_head_model(path, forward=problem.forward, info=problem.info)
+            return checked_head_model(path, None, problem.forward, problem.info)
         except InputError:
             return None
-        return model if models_channels(model, problem.info) else None
 
     return _cached(_HEAD_MODELS, key, read)
 
@@ -419,25 +419,7 @@ def _forward_modeler(info, head_model, min_dist_mm):
     with mne.utils.use_log_level("error"):
         modeler = _ForwardModeler(info, head_model.head_mri_t, head_model.bem,
                                   mindist=min_dist_mm)
-
-    def compute(points):
-        src = mne.setup_volume_source_space(
-            subject=None, pos=dict(rr=points, nn=np.tile([0.0, 0.0, 1.0], (len(points), 1))),
-            verbose=False)
-        try:
-            with mne.utils.use_log_level("error"):
-                fwd = modeler.compute(src)
-        except RuntimeError as exc:
-            if "No points left" not in str(exc):
-                raise
-            return (np.zeros((len(info["ch_names"]), 0, 3)), np.zeros(len(points), bool),
-                    list(info["ch_names"]))
-        kept = np.zeros(len(points), bool)
-        kept[fwd["src"][0]["vertno"]] = True
-        gain = fwd["sol"]["data"]
-        return gain.reshape(gain.shape[0], -1, 3), kept, fwd["info"]["ch_names"]
-
-    return compute
+    return lambda points: _forward_fields(points, info, head_model, min_dist_mm, modeler)
 
 
 class _LatticeFields:

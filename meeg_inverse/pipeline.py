@@ -693,8 +693,9 @@ def _localize_file(recording, folder, *, forward_spec, noise_cov, empty_room, co
         except KeyError:
             trials = loaded.epochs if len(loaded.conditions) == 1 else None
     head_model = "auto"  # the BEM the forward names, if any
-    if forward_spec.bem is not None and not (forward_spec.subject not in (None, TEMPLATE_SUBJECT)
-                                             and forward_spec.forward is None):
+    built_with_bem = (forward_spec.forward is None
+                      and forward_spec.subject not in (None, TEMPLATE_SUBJECT))
+    if forward_spec.bem is not None and not built_with_bem:
         # --bem with a forward file or the template: the reported sources' dipole fits.
         from .dipole_positions import checked_head_model
 

@@ -313,7 +313,8 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
 
         t3 = time.perf_counter()
         candidates, price = [], 0.0
-        if automatic and len(clusters) < MAX_SOURCES and inversion_mesh(problem) is not None:
+        has_mesh = inversion_mesh(problem) is not None
+        if automatic and len(clusters) < MAX_SOURCES and has_mesh:
             # A candidate stays only if it pays its BIC price, as the path's sources did.
             price = _bic_price(problem, data, active_set, coef_active)
             # γ-MAP's sources join the candidates; the reporting keeps what the
@@ -340,7 +341,7 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
         if isinstance(head_model, str):  # 'auto': the forward's own BEM, when it names one
             from .dipole_positions import head_model_of
 
-            head_model = head_model_of(problem) if inversion_mesh(problem) is not None else None
+            head_model = head_model_of(problem) if has_mesh else None
         stability = refine_positions(problem, data, clusters, prune=automatic, floors=floors,
                                      head_model=head_model)
         if stability is not None:

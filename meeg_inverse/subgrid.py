@@ -50,8 +50,8 @@ import numpy as np
 from .clusters import merge_clusters
 
 __all__ = ["FINE_STEP_MM", "ForwardLatticeScanner", "LATTICE_STEP_MM", "MAX_SOURCES",
-           "MERGE_MM", "MLS_RADIUS_MM", "MLS_SIGMA_MM", "NEAR_GRID_MM", "PRUNE_FRACTION", "SCAN_RADIUS_MM", "STABLE_MM",
-           "STEP", "SWEEPS", "TWIN_COSINE", "TWIN_MM", "LatticeScanner", "Scanner",
+           "MERGE_MM", "MLS_MIN_VERTICES", "MLS_RADIUS_MM", "MLS_SIGMA_MM", "NEAR_GRID_MM",
+           "PRUNE_FRACTION", "SCAN_RADIUS_MM", "STABLE_MM", "STEP", "SWEEPS", "TWIN_COSINE", "TWIN_MM", "LatticeScanner", "Scanner",
            "forward_field_function", "refine_positions", "free_gain_blocks",
            "inversion_mesh", "mls_weights"]
 
@@ -316,6 +316,11 @@ def mls_weights(vertex_positions, point, radius_mm=MLS_RADIUS_MM, sigma_mm=MLS_S
     return near, np.linalg.pinv(design * w[:, None])[0] * w
 
 
+def _key(point):
+    """The cache key of a scanned point: its position to 0.1 mm."""
+    return tuple(np.round(point * 1e4).astype(int))
+
+
 class LatticeScanner(Scanner):
     """The scan of one source's position on a 3-D lattice, fields by moving least squares.
 
@@ -353,7 +358,7 @@ class LatticeScanner(Scanner):
             keep &= self.hemis[nearest] == hemi
         if placeable:
             keep &= (dist < MLS_RADIUS_MM * 1e-3).sum(axis=1) >= MLS_MIN_VERTICES
-        return [(tuple(np.round(point * 1e4).astype(int)), point) for point in points[keep]]
+        return [(_key(point), point) for point in points[keep]]
 
     def _points(self, points, hemi):
         """The lattice points kept: (key, point) pairs, the key (0.1 mm) naming the
@@ -452,7 +457,7 @@ class ForwardLatticeScanner(LatticeScanner):
 
     def field_at(self, verts, weights, rows=slice(None)):
         point = np.asarray(weights) @ self.positions[np.asarray(verts)]
-        key = tuple(np.round(point * 1e4).astype(int))
+        key = _key(point)
         self._store([(key, point)])
         if self._point_fields[key] is None:  # a grid vertex outside the BEM: the grid's field
             return super().field_at(verts, weights, rows)
