@@ -26,9 +26,12 @@ system-deps:
 demo: install
 	$(BIN)/meeg-inverse demo --out $(OUT) --overwrite
 
-# The suite CI runs; studies and long end-to-end checks are marked `slow`.
+# The suite CI runs; studies and long end-to-end checks are marked `slow`. One
+# process per core (at most 4); a test module stays in one process, in order.
+PARALLEL := -n auto --maxprocesses 4 --dist loadscope
+
 test: install-test
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" $(PARALLEL)
 
 test-all: install-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PARALLEL)

@@ -12,6 +12,7 @@ Where the data come from, in this order (CONTRIBUTING.md says how to get them):
 Tests that need data absent from both are skipped, with the reason.
 """
 
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -115,18 +116,33 @@ def eeglab_dir():
     return _require(eeglab_source(), "EEGLAB's sample EEG")
 
 
+@contextlib.contextmanager
+def _building(cached):
+    """Hold ``cached``'s lock while it is looked up or built.
+
+    ``make test`` runs the suite in parallel processes (pytest-xdist): one builds
+    a cached file, the others wait for it instead of building it too (and
+    writing over each other's temporary file).
+    """
+    from filelock import FileLock
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cached.with_name(cached.name + ".lock"))):
+        yield
+
+
 def _fetched_src(subjects_dir):
     """A ~500-source surface source space of 'sample' (oct-4), built once and cached."""
     import mne
 
     cached = CACHE / "fetched-sample-oct4-src.fif"
-    if not cached.exists():
-        src = mne.setup_source_space("sample", spacing="oct4", subjects_dir=subjects_dir,
-                                     add_dist=False, verbose=False)
-        CACHE.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name("tmp-" + cached.name)
-        mne.write_source_spaces(tmp, src, overwrite=True, verbose=False)
-        tmp.replace(cached)
+    with _building(cached):
+        if not cached.exists():
+            src = mne.setup_source_space("sample", spacing="oct4", subjects_dir=subjects_dir,
+                                         add_dist=False, verbose=False)
+            tmp = cached.with_name("tmp-" + cached.name)
+            mne.write_source_spaces(tmp, src, overwrite=True, verbose=False)
+            tmp.replace(cached)
     return cached
 
 
@@ -170,17 +186,17 @@ def sample_forward(sample_paths, sample_evoked):
     # Building it takes ~50 s on 2 cores, so it is cached between runs.
     cached = CACHE / ("sample-small-meeg-fwd.fif" if sample_paths["kind"] == "shared"
                       else "fetched-sample-oct4-meeg-fwd.fif")
-    if cached.exists():
-        return mne.read_forward_solution(cached, verbose=False)
-    src = mne.read_source_spaces(sample_paths["src"], verbose=False)
-    fwd = mne.make_forward_solution(
-        sample_evoked.info, sample_paths["trans"], src, sample_paths["bem"],
-        meg=True, eeg=True, mindist=0.0, verbose=False,
-    )
-    CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_name("tmp-" + cached.name)
-    mne.write_forward_solution(tmp, fwd, overwrite=True, verbose=False)
-    tmp.replace(cached)
+    with _building(cached):
+        if cached.exists():
+            return mne.read_forward_solution(cached, verbose=False)
+        src = mne.read_source_spaces(sample_paths["src"], verbose=False)
+        fwd = mne.make_forward_solution(
+            sample_evoked.info, sample_paths["trans"], src, sample_paths["bem"],
+            meg=True, eeg=True, mindist=0.0, verbose=False,
+        )
+        tmp = cached.with_name("tmp-" + cached.name)
+        mne.write_forward_solution(tmp, fwd, overwrite=True, verbose=False)
+        tmp.replace(cached)
     return fwd
 
 
