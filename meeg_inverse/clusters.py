@@ -229,9 +229,11 @@ def cluster_confidence(gain, data, clusters, *, penalty, alpha_fraction, n_orien
     callback : callable | None
         Called with the number of subsamples done.
     stability : callable | None
-        ``stability(rows, sub_data)`` -> bool per cluster: a further check a
-        subsample must pass to confirm a source (the sub-grid position's, from
-        :func:`meeg_inverse.subgrid.refine_positions`).
+        ``stability([(rows, sub_data, which), ...])`` -> a bool array per
+        subsample, one value per cluster: a further check a subsample must pass
+        to confirm a source (the sub-grid position's, from
+        :func:`meeg_inverse.subgrid.refine_positions`), asked of the sources
+        ``which`` it confirmed otherwise, for all subsamples at once.
     **penalty_params
         ``gamma`` / ``eps`` of the penalty.
 
@@ -264,6 +266,7 @@ def cluster_confidence(gain, data, clusters, *, penalty, alpha_fraction, n_orien
     n_channels = gain.shape[0]
     n_blocks = gain.shape[1] // n_orient
     hits = np.zeros(len(clusters))
+    checks = []  # (rows, sub_data, found) of the subsamples the stability check decides
     use_trials = epochs is not None and len(epochs) >= 2
     for r in range(int(n_resamples)):
         sample = (epochs[rng.integers(0, len(epochs), len(epochs))].mean(axis=0)
@@ -284,10 +287,14 @@ def cluster_confidence(gain, data, clusters, *, penalty, alpha_fraction, n_orien
             found = found & _near(above.coef, centroids, n_blocks, positions, hemis,
                                   amplitude_scale, radius_mm, match_mm)
             if stability is not None and found.any():
-                found = found & stability(rows, sub_data)
-            hits += found
+                checks.append((rows, sub_data, found))
+            else:
+                hits += found
         if callback is not None:
             callback(r + 1)
+    if checks:
+        for (_, _, found), stable in zip(checks, stability(checks)):
+            hits += found & stable
     return hits / n_resamples
 
 

@@ -414,7 +414,7 @@ def _forward_modeler(info, head_model, min_dist_mm):
     info = mne.pick_info(info, _channel_picks(info, head_model.channels))
     try:
         from mne.forward._make_forward import _ForwardModeler
-    except ImportError:  # pragma: no cover - another MNE layout
+    except ImportError:  # another MNE layout (tests/test_forward_positions.py)
         return lambda points: _forward_fields(points, info, head_model, min_dist_mm)
     with mne.utils.use_log_level("error"):
         modeler = _ForwardModeler(info, head_model.head_mri_t, head_model.bem,

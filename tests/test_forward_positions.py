@@ -111,6 +111,74 @@ def test_forward_scanner_positions_are_affine_combinations_of_grid_sources(probl
     assert not np.allclose(interpolated, direct[0], rtol=1e-3)
 
 
+def test_lattices_computed_together_have_the_fields_computed_one_by_one(problem, head_model):
+    """The confidence asks the head model for all its subsamples' lattices at once
+    (prefetch): the same fields as lattice by lattice, and no point computed twice."""
+    fields = forward_field_function(problem, head_model)
+    calls = []
+
+    def counted(points):
+        calls.append(len(points))
+        return fields(points)
+
+    positions, hemis = problem.source_positions(np.arange(problem.n_sources))
+    together = ForwardLatticeScanner(problem, counted)
+    # Three fine lattices, two of them overlapping (centres 1 mm apart).
+    centres = [positions[120], positions[120] + [0.001, 0, 0], positions[400]]
+    lattices = [(c, together.step, together.fine, hemis[i])
+                for c, i in zip(centres, (120, 120, 400))]
+    together.prefetch(lattices)
+    assert len(calls) == 1
+    one_by_one = ForwardLatticeScanner(problem, fields)
+    keys = set()
+    for centre, radius, step, hemi in lattices:
+        points = one_by_one._points_near(centre, radius, step, hemi)
+        assert points
+        got = together._points_near(centre, radius, step, hemi)  # cached: no new call
+        assert [k for k, _ in got] == [k for k, _ in points]
+        keys.update(k for k, _ in points)
+        want = one_by_one._fields_of([k for k, _ in points], slice(None))
+        assert together._fields_of([k for k, _ in got], slice(None)) == pytest.approx(
+            want, rel=1e-9, abs=1e-9 * np.abs(want).max())
+    assert len(calls) == 1 and calls[0] == len(set(together._point_fields)) >= len(keys)
+
+
+def test_position_check_asks_only_the_sources_it_is_given(problem, head_model):
+    positions, hemis = problem.source_positions(np.arange(problem.n_sources))
+    # Two dipoles beside grid sources 120 and 400, noise-free, other time courses.
+    fields, kept = forward_field_function(problem, head_model)(
+        positions[[120, 400]] + [0.002, -0.001, 0.001])
+    assert kept.all()
+    times = np.linspace(0, 5, problem.data.shape[1])
+    data = (np.outer(fields[0] @ [0.3, -0.5, 0.8], np.sin(times))
+            + np.outer(fields[1] @ [-0.7, 0.2, 0.6], np.cos(2 * times)))
+    clusters = cluster_sources(np.array([120, 400]), positions[[120, 400]], np.ones(2),
+                               [hemis[120], hemis[400]], radius_mm=1.0)
+    stability = refine_positions(problem, data, clusters, prune=False, head_model=head_model)
+    rows = np.arange(0, problem.n_channels, 2)
+    none, first = stability([(rows, data[rows], np.zeros(2, bool)),
+                             (rows, data[rows], np.array([True, False]))])
+    assert not none.any() and not first[1]
+    # The full data confirm the positions fitted on them.
+    assert stability([(np.arange(problem.n_channels), data, np.ones(2, bool))])[0].all()
+
+
+def test_without_mnes_incremental_modeler_the_public_forward_gives_the_same_fields(
+        problem, head_model, monkeypatch):
+    """MNE's _ForwardModeler is private: where an MNE lacks it, each batch of points
+    goes through mne.make_forward_solution (slower), with the same fields."""
+    import mne.forward._make_forward as make_forward
+
+    from meeg_inverse.dipole_positions import _forward_modeler
+
+    positions, _ = problem.source_positions(np.array([30, 300, 480]))
+    fast = _forward_modeler(problem.info, head_model, 0.0)(positions)
+    monkeypatch.delattr(make_forward, "_ForwardModeler")
+    slow = _forward_modeler(problem.info, head_model, 0.0)(positions)
+    assert slow[2] == fast[2] and slow[1].tolist() == fast[1].tolist() and fast[1].any()
+    assert slow[0] == pytest.approx(fast[0], rel=1e-9, abs=1e-9 * np.abs(fast[0]).max())
+
+
 def test_sparse_inverse_uses_the_forwards_bem_unless_told(sample_evoked, sample_forward,
                                                           sample_cov):
     from meeg_inverse import sparse_inverse
