@@ -402,16 +402,18 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
 def _bic_price(problem, data, active_set, coef_active):
     """Energy (whitened) a source must explain for the BIC to take it.
 
-    ``log(n·T) · n_orient · T · σ̂²`` (:func:`meeg_inverse.rules.select_bic`'s
-    price per source), σ̂² the variance the estimate (``coef_active``, the rows
-    of ``active_set``) leaves in the data, never below the noise level of the
-    support rules.
+    ``log(n·T) · n_orient · T · σ̂²`` (:func:`meeg_inverse.rules.bic_price`, the
+    price per source of :func:`meeg_inverse.rules.select_bic`), σ̂² the variance
+    the estimate (``coef_active``, the rows of ``active_set``) leaves in the
+    data, never below the noise level of the support rules.
     """
+    from .rules import bic_price
+
     n_channels, n_times = problem.data.shape
     resid = data - problem.gain[:, active_set] @ coef_active if active_set.any() else data
     variance = max(float(problem.noise_estimate.variance),
                    float(np.sum(resid ** 2)) / (n_channels * n_times))
-    return np.log(n_channels * n_times) * problem.n_orient * n_times * variance
+    return bic_price(n_channels, n_times, problem.n_orient) * variance
 
 
 def _rows_of_sources(problem, sources):
