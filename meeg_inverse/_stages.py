@@ -118,8 +118,11 @@ def run_stage(stage, staging, argv):
     """Run one stage in a child process and wait for it; raise what it reported."""
     staging = Path(staging)
     root = str(Path(__file__).resolve().parents[1])
+    from .progress import TERMINAL_ENV
+
     env = dict(os.environ, PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1",
-               **{_PARENT_ENV: str(os.getpid())})
+               **{_PARENT_ENV: str(os.getpid()),
+                  TERMINAL_ENV: "1" if sys.stderr.isatty() else "0"})
     proc = subprocess.Popen([sys.executable, "-c", _BOOT, root, stage, str(staging), *argv],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env)

@@ -179,8 +179,8 @@ def _resolve_alpha(alpha, alpha_fraction):
     try:
         alpha = float(alpha)
     except (TypeError, ValueError):
-        raise InputError(f"alpha must be 'sure' or a number in (0, 100), got {alpha!r}.",
-                         "use alpha='sure' or a percentage of lambda_max, e.g. 30.") from None
+        raise InputError(f"alpha must be 'auto' or a number in (0, 100), got {alpha!r}.",
+                         "use alpha='auto' or a percentage of lambda_max, e.g. 30.") from None
     if alpha == 0.0:
         # MNE's alpha=0 ("no regularization") has infinitely many solutions (more
         # unknowns than sensors): what its solver returns depends on maxit.
@@ -193,7 +193,7 @@ def _resolve_alpha(alpha, alpha_fraction):
         raise InputError(
             f"alpha={alpha} is outside (0, 100): it is a percentage of lambda_max, and at "
             "100 % or more no source is active.",
-            "use a percentage strictly between 0 and 100 (e.g. 30), or alpha='sure'.")
+            "use a percentage strictly between 0 and 100 (e.g. 30), or alpha='auto'.")
     return "fraction", alpha / 100.0
 
 
@@ -216,9 +216,9 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="auto", loose="auto", depth
         Noise covariance.
     alpha : 'auto' | 'bic' | 'qut' | 'sure' | float
         Regularization. ``'auto'`` (default) chooses it for the question "which
-        few sources": the BIC of the least-squares refit along the L2,1 path
-        with a discrepancy floor (:mod:`meeg_inverse.rules`; chosen by the
-        study in ``docs/studies/``). ``'qut'``: the quantile universal
+        few sources": the BIC of the least-squares refit along the penalty's path
+        (L0.5 unless ``penalty`` is given) with a discrepancy floor
+        (:mod:`meeg_inverse.rules`; chosen by the study in ``docs/studies/``). ``'qut'``: the quantile universal
         threshold. ``'sure'``: MNE's meaning, Stein's unbiased risk estimate
         (by hypergradients here), which targets prediction and keeps many
         weak sources on real averages. A number is a percentage of lambda_max
@@ -470,7 +470,9 @@ def _result_warnings(problem, solution, cancellation, penalty):
                            residual_ratio=problem.residual_ratio(solution.coef_active,
                                                                  solution.active_set),
                            at_bound=bool(getattr(selection, "at_bound", False)),
-                           penalty=penalty)
+                           search_bound=getattr(selection, "search_bound", None),
+                           automatic=selection is not None,
+                           alpha_fraction=solution.alpha_fraction, penalty=penalty)
 
 
 def _residual(problem, evoked, coef, active_set):

@@ -59,7 +59,8 @@ def annotate_records(records, *, confidence=None, subject=None, subjects_dir=Non
 
 
 def result_warnings(records, *, field_cancellation=float("nan"), residual_ratio=None,
-                    at_bound=False, empty=False, penalty="l21"):
+                    at_bound=False, empty=False, penalty="l21", automatic=False,
+                    search_bound=None, alpha_fraction=None):
     """Everything implausible or uncertain about a result, as (code, message, fix) dicts.
 
     Parameters
@@ -75,6 +76,12 @@ def result_warnings(records, *, field_cancellation=float("nan"), residual_ratio=
     empty : bool
         No source is active.
     penalty : str
+    automatic : bool
+        λ was chosen by an automatic rule (not given by the user).
+    search_bound : 'upper' | 'lower' | None
+        Which end of the search the automatic λ is (with ``at_bound``).
+    alpha_fraction : float | None
+        λ / λ_max, for the message.
 
     Returns
     -------
@@ -106,8 +113,11 @@ def result_warnings(records, *, field_cancellation=float("nan"), residual_ratio=
     if len(records) > MANY_SOURCES:
         add("many_sources",
             f"{len(records)} active sources: more than the few a focal response has.",
-            "use the default automatic λ (--alpha auto) or a larger --alpha for a sparser "
-            "answer; sources with a low confidence are the least reliable.")
+            ("read the reported sources (neighbours merged) and their confidences: the "
+             "weak ones are the least reliable; a larger --alpha (e.g. --alpha 50) keeps "
+             "fewer." if automatic else
+             "use the default automatic λ (--alpha auto) or a larger --alpha for a sparser "
+             "answer; sources with a low confidence are the least reliable."))
     if residual_ratio is not None and residual_ratio < RESIDUAL_FLOOR:
         add("fits_noise",
             f"The residual is {residual_ratio:.2f} × the noise variance: the sources also "
@@ -120,9 +130,16 @@ def result_warnings(records, *, field_cancellation=float("nan"), residual_ratio=
             f"{len(uncertain)} of {len(records)} sources have a confidence below "
             f"{CONFIDENT:.1f} (found again in fewer than half of the resamples).",
             "read them as uncertain; they are drawn faded.")
-    if at_bound:
-        add("selection_at_bound", "The automatic λ is an end of its search interval.",
-            "check the λ curve (selection.png) and set --alpha if needed.")
+    where = "" if alpha_fraction is None else f" ({alpha_fraction:.3g} × λ_max)"
+    if at_bound and search_bound == "upper":
+        add("selection_at_bound",
+            f"The automatic λ is the top of its search{where}: the data support few "
+            "sources, the strongest first.",
+            "read the sources with their confidences; an average of more trials "
+            "supports more.")
+    elif at_bound:
+        add("selection_at_bound", f"The automatic λ is an end of its search interval{where}.",
+            "check the λ curve (sure_curve.png) and set --alpha if needed.")
     return out
 
 

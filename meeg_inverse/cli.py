@@ -176,16 +176,19 @@ def build_parser():
     g = loc.add_argument_group("inverse")
     g.add_argument("--penalty", default=None,
                    help="l21 (MxNE), l1, mcp, scad, l05, l23, log, irmxne "
-                        "(reweighted L2,1 as MNE's irMxNE); default l05 with --alpha auto, "
-                        "l21 otherwise; weighted_l21 needs per-source weights: Python API only")
+                        "(reweighted L2,1 as MNE's irMxNE); default l05 with --alpha auto "
+                        "(l21 with --continuous), l21 otherwise; weighted_l21 needs per-source "
+                        "weights: Python API only")
     g.add_argument("--alpha", type=_parse_alpha, default="auto",
                    help="regularization: 'auto' (default) picks it for a few reliable sources "
-                        "(BIC of the refit along the L2,1 path, never fitting below the noise "
-                        "level); 'qut' the quantile universal threshold; 'sure' Stein's "
+                        "(BIC of the refit along the penalty's path, L0.5 by default, never "
+                        "fitting below the noise level); 'qut' the quantile universal "
+                        "threshold; 'sure' Stein's "
                         "unbiased risk (best prediction, many weak sources); a number is a "
                         "fraction of lambda_max in (0, 1)")
     g.add_argument("--seed", type=int, default=0,
-                   help="seed of SURE's random direction (default 0)")
+                   help="seed of SURE's random direction and of the confidence's "
+                        "resamples (default 0)")
     g.add_argument("--sure-curve", action="store_true",
                    help="also evaluate SURE on a 30-point grid for the curve figure")
     g.add_argument("--gamma", type=float,
@@ -204,8 +207,8 @@ def build_parser():
                    help="keep the penalty's amplitude shrinkage (default: debias the "
                         "amplitudes, as mixed_norm(debias=True))")
     g = loc.add_argument_group(
-        "continuous recordings (every window of a raw recording; needs --noise-cov or "
-        "--empty-room)")
+        "continuous recordings (every window of a raw recording; needs --noise-cov, "
+        "--empty-room or --noise-segment)")
     g.add_argument("--continuous", action="store_true",
                    help="localize every window of the raw recording (bounded memory)")
     g.add_argument("--window", type=float, default=0.1, help="window length, s (0.1)")
@@ -386,6 +389,13 @@ def _run_view(args):
     if not result.exists():
         raise InputError(f"The result {str(result)!r} does not exist.",
                          "give the output folder of `meeg-inverse localize`.")
+    if result.is_file() and result.suffix.lower() not in (".html", ".htm"):
+        # A file of a result (summary.json, a figure): its folder's viewer.
+        if not any((result.parent / n).exists() for n in ("viewer.html", "index.html")):
+            raise InputError(f"{str(result)!r} is neither a result folder nor a viewer page.",
+                             "give the output folder of `meeg-inverse localize` (or its "
+                             "viewer.html).")
+        result = result.parent
     if not args.show:
         try:
             uri = open_viewer(result)
@@ -659,8 +669,8 @@ def _print_result(summary, paths, args):
               file=sys.stderr)
     reported = summary.get("reported_sources") or []
     if reported:
-        print(f"{len(reported)} reported source(s) (neighbouring grid sources within "
-              f"{summary.get('cluster_radius_mm', 25):.0f} mm merged):")
+        print(f"{len(reported)} reported source(s) (neighbouring grid sources grouped, "
+              "each placed by a fit; docs/guide/outputs.md):")
     for rec in reported[:10]:
         mni = rec["position_mni_mm"]
         where = f"MNI ({mni[0]:.0f}, {mni[1]:.0f}, {mni[2]:.0f}) mm" if mni else \

@@ -297,6 +297,14 @@ def time_window(times, tmin=None, tmax=None):
     """
     lo = times[0] if tmin is None else tmin
     hi = times[-1] if tmax is None else tmax
+    if lo > hi and tmax is None:  # only a start, after the data's end
+        raise InputError(f"The time window is empty: tmin {lo} s is after the end of the "
+                         f"data ({times[-1]:.3f} s).",
+                         f"choose --tmin before {times[-1]:.3f} s.")
+    if lo > hi and tmin is None:  # only an end, before the data's start
+        raise InputError(f"The time window is empty: tmax {hi} s is before the start of the "
+                         f"data ({times[0]:.3f} s).",
+                         f"choose --tmax after {times[0]:.3f} s.")
     if lo > hi:
         raise InputError(f"The time window is empty: tmin {lo} s is after tmax {hi} s.",
                          f"swap them: --tmin {hi} --tmax {lo}.")

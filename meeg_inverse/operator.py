@@ -233,7 +233,7 @@ class SparseInverseOperator:
         return {"names": self.ch_names, "data": self._noise_var, "diag": True, "bads": []}
 
     # ------------------------------------------------------------------ apply
-    def apply(self, evoked, alpha="sure", **kwargs):
+    def apply(self, evoked, alpha="auto", **kwargs):
         """Sparse source estimate of one evoked response (or a list, fitted jointly).
 
         Same arguments and return values as :func:`meeg_inverse.sparse_inverse`

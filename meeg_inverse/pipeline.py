@@ -306,11 +306,14 @@ def _search_progress(progress, rule="sure"):
     from tqdm.auto import tqdm
 
     name = {"sure": "SURE", "bic": "BIC", "qut": "residual/noise"}[rule]
-    bar = tqdm(desc=f"[meeg-inverse] lambda search ({name})", unit=" solve",
-               file=progress.stream, disable=not progress.enabled, leave=False)
+    # Not in a log file (each redraw would be a line); the chosen λ is printed after.
+    bar = tqdm(desc=f"[meeg-inverse] lambda search ({name})",
+               unit=" evaluation" if rule == "sure" else " solve",
+               file=progress.stream, disable=not (progress.enabled and progress.interactive),
+               leave=False)
 
-    def show(n_evaluations, fraction, value):
-        bar.update(1)
+    def show(count, fraction, value):
+        bar.update(max(int(count) - bar.n, 0))  # counted as in the summary
         bar.set_postfix_str(f"lambda = {fraction:.3f} x lambda_max, {name} = {value:.5g}")
     return show, bar
 
@@ -458,6 +461,7 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
             "n_outer_iter": int(selection.n_outer_iter), "n_solves": int(selection.n_solves),
             "dof": _json_float(selection.dof), "time_s": float(selection.time),
             "empty": bool(selection.empty), "at_search_bound": bool(selection.at_bound),
+            "search_bound": getattr(selection, "search_bound", None),
             "random_state": random_state,
             "path": {"alpha_fraction": [a / problem.alpha_max for a in selection.history["alphas"]],
                      "criterion": [_json_float(v) for v in selection.history["sure"]]},
@@ -465,7 +469,8 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
     extra["warnings"] = result_warnings(
         records, field_cancellation=cancellation, residual_ratio=residual_ratio,
         at_bound=bool(getattr(selection, "at_bound", False)),
-        empty=not records, penalty=penalty)
+        search_bound=getattr(selection, "search_bound", None), automatic=selection is not None,
+        alpha_fraction=alpha_abs / problem.alpha_max, empty=not records, penalty=penalty)
     return Localization(stc=stc, problem=problem, coef=coef, alpha=alpha_abs,
                         alpha_fraction=alpha_abs / problem.alpha_max, penalty=penalty,
                         solver_info=solver_info, records=records, subject=subject,
@@ -576,6 +581,18 @@ def hand_off_outputs(result, staging, *, figures=True, progress=None, extra_file
     progress.done()
 
 
+def _named_in_result(path, extra_files, out_dir):
+    """``path``, or where it will be in the result when it is among ``extra_files``
+    (the demo's simulated inputs: their temporary folder is gone afterwards)."""
+    for name, source in (extra_files or {}).items():
+        try:
+            return Path(out_dir) / name / Path(path).resolve().relative_to(
+                Path(source).resolve())
+        except ValueError:
+            continue
+    return path
+
+
 def localize_file(recording, out_dir, *, forward_spec=None, noise_cov=None, empty_room=None,
                   condition=None, events=None, epoch_tmin=-0.2, epoch_tmax=0.5,
                   baseline=(None, 0), reject=None, tmin=None, tmax=None, alpha="auto",
@@ -649,12 +666,13 @@ def _localize_file(recording, folder, *, forward_spec, noise_cov, empty_room, co
                        bads=bads, ch_types=ch_types, exclude=exclude, verbose=verbose)
     for note in loaded.notes:
         progress.info(f"note: {note}")
-    if condition is None:
-        others = [c for c in loaded.conditions if c != loaded.evoked.comment]
-        progress.info(f"condition {loaded.evoked.comment!r}"
-                      + (f" (the first of {len(loaded.conditions)}; the others: "
-                         f"{', '.join(map(repr, others[:6]))}; choose with --condition)"
-                         if others else ""))
+    # What is localized is always said: the condition and the time window.
+    others = [c for c in loaded.conditions if c != loaded.evoked.comment]
+    progress.info(f"condition {loaded.evoked.comment!r}"
+                  + (f" (the first of {len(loaded.conditions)}; the others: "
+                     f"{', '.join(map(repr, others[:6]))}; choose with --condition)"
+                     if others and condition is None else
+                     f", {loaded.evoked.nave} trial(s)" if loaded.evoked.nave else ""))
     if loaded.baseline_applied:
         progress.info(f"the evoked response was saved without baseline correction: "
                       f"applied baseline {baseline}")
@@ -665,6 +683,9 @@ def _localize_file(recording, folder, *, forward_spec, noise_cov, empty_room, co
         progress.info(f"time window {tmin:.3f} to "
                       f"{times[-1] if tmax is None else tmax:.3f} s: after the stimulus "
                       "(choose with --tmin/--tmax)")
+    else:
+        progress.info(f"time window {times[0] if tmin is None else tmin:.3f} to "
+                      f"{times[-1] if tmax is None else tmax:.3f} s")
     progress.step("getting the noise covariance")
     cov = load_noise_cov(noise_cov, loaded, empty_room=empty_room, verbose=verbose)
     what = ("reading the forward solution" if forward_spec.forward is not None else
@@ -709,7 +730,7 @@ def _localize_file(recording, folder, *, forward_spec, noise_cov, empty_room, co
                       epochs=trials, head_model=head_model)
     if loaded.notes:  # what the channel matching did
         result.extra["notes"] = loaded.notes
-    result.extra["recording"] = str(recording)
+    result.extra["recording"] = str(_named_in_result(recording, extra_files, folder.path))
     result.extra["conditions_available"] = loaded.conditions
     result.extra["baseline_applied"] = list(baseline) if loaded.baseline_applied else None
     result.extra["channels"] = report.as_dict()

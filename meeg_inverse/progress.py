@@ -4,8 +4,13 @@ A module of its own (standard library only): the light launcher of
 ``meeg-inverse localize`` (:mod:`meeg_inverse._stages`) prints with it too.
 """
 
+import os
 import sys
 import time
+
+#: Set by ``meeg-inverse localize`` for its stage processes, whose standard error
+#: is a pipe to it: "1" when its own is a terminal (progress bars redraw there).
+TERMINAL_ENV = "MEEG_INVERSE_STDERR_IS_TERMINAL"
 
 
 class Progress:
@@ -38,6 +43,16 @@ class Progress:
         if self._t0 is not None and self.enabled:
             print(f" {time.perf_counter() - self._t0:.1f} s", file=self.stream, flush=True)
         self._t0 = None
+
+    @property
+    def interactive(self):
+        """Whether the lines go to a terminal (a progress bar redraws in place there;
+        in a log file each redraw would be a line of its own)."""
+        inherited = os.environ.get(TERMINAL_ENV)
+        if inherited is not None:
+            return inherited == "1"
+        isatty = getattr(self.stream, "isatty", None)
+        return bool(isatty and isatty())
 
     def info(self, message):
         self.done()

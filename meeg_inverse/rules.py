@@ -11,7 +11,8 @@ rules were written before it was run (docs/studies/).
 
 ``'bic'`` (the default, :func:`select_bic`)
     The Bayesian information criterion (Schwarz 1978, Ann. Statist. 6(2)) of
-    the least-squares refit on each support of the L2,1 path:
+    the least-squares refit on each support of the penalty's path (L0.5 by
+    default in the pipeline, L2,1 when called alone):
     ``‖Y − G_S B_LS‖² / σ̂² + log(nT) · |S_rows| · T``, σ̂² the noise level
     measured on the average's baseline. A source enters only when it explains
     more than ``log(nT)`` noise variances per parameter — a consistent rule for
@@ -213,6 +214,7 @@ def select_qut(gain, data, noise, *, penalty="mcp", n_orient=1, tol=1e-8, random
         time=time.perf_counter() - t0, n_solves=n_solves, converged=bool(res.converged),
         residual_ratio=float(ratio), n_raises=len(history["alphas"]) - 1)
     sel.at_bound = bool(alpha >= a_max)
+    sel.search_bound = "upper" if sel.at_bound else None
     return _flag_empty(sel)
 
 
@@ -365,7 +367,12 @@ def select_bic(gain, data, noise, *, penalty="l21", n_orient=1, tol=1e-8, grid=N
         method="bic", alpha_max=a_max, sigma=noise.std, time=time.perf_counter() - t0,
         n_solves=n_solves, converged=bool(res.converged), residual_ratio=float(ratio),
         n_raises=n_raises)
-    # At the bound only when the criterion was still falling where the path had to stop.
-    sel.at_bound = bool(i == len(values) - 1 and (stopped_by_interpolation or
-                                                  fracs[i] == fractions.min()))
+    # At the lower bound when the criterion was still falling where the path had to
+    # stop; at the upper one when it rose from the path's first point on (the empty
+    # model is no candidate: the data support no more than the path's first sources).
+    if i == len(values) - 1 and (stopped_by_interpolation or fracs[i] == fractions.min()):
+        sel.search_bound = "lower"
+    elif i == 0 and n_raises == 0 and len(values) > 1:
+        sel.search_bound = "upper"
+    sel.at_bound = sel.search_bound is not None
     return _flag_empty(sel)

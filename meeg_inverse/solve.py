@@ -107,7 +107,7 @@ def check_alpha_fraction(fraction, max_time):
             f"{ALPHA_FRACTION_FLOOR:g} x lambda_max: the estimate would be an almost "
             "unregularized fit with hundreds of active sources, and its solve unbounded.",
             "use alpha between 0.01 and 0.9 x lambda_max (e.g. 0.3; MNE's percentages "
-            "divide by 100), or the automatic choice (alpha='sure').")
+            "divide by 100), or the automatic choice (alpha='auto').")
     if fraction < ALPHA_FRACTION_WARN:
         budget = "no time budget" if max_time is None else f"a time budget of {max_time:.0f} s"
         warnings.warn(
@@ -238,7 +238,7 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
         if alpha not in AUTOMATIC_ALPHA:
             raise InputError(f"alpha must be one of {AUTOMATIC_ALPHA} or a fraction of "
                              f"lambda_max, got {alpha!r}.",
-                             "use alpha='sure' or a number such as 0.3.")
+                             "use alpha='auto' or a number such as 0.3.")
         from .sure import select_alpha
 
         if max_time is not None:  # the search's own solver settings, with the budget

@@ -97,6 +97,9 @@ class AlphaSelection:
         True when the selected λ is an end of the search interval
         (``bounds_fraction``, or of the grid): the criterion may still
         decrease beyond it.
+    search_bound : 'upper' | 'lower' | None
+        Which end: 'upper' the largest λ searched (the sparsest estimate),
+        'lower' the smallest; None inside.
     method : str
     alpha_max : float
     sigma : float
@@ -131,6 +134,7 @@ class AlphaSelection:
     n_solves: int = 0
     converged: bool = True
     at_bound: bool = False
+    search_bound: str | None = None
     residual_ratio: float = np.nan
     n_raises: int = 0
 
@@ -615,7 +619,9 @@ def select_alpha(gain, data, penalty="l21", n_orient=1, method="sure-hypergradie
         n_solves=crit.n_solves, converged=converged)
     ends = ((curve[0].min(), curve[0].max()) if method == "sure-grid" else
             (bounds_fraction[0] * a_max, bounds_fraction[1] * a_max))
-    sel.at_bound = bool(np.isclose(alpha, ends, rtol=1e-6).any())
+    at_end = np.isclose(alpha, ends, rtol=1e-6)
+    sel.search_bound = "lower" if at_end[0] else "upper" if at_end[1] else None
+    sel.at_bound = sel.search_bound is not None
     return _flag_empty(sel)
 
 

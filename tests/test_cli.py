@@ -164,6 +164,18 @@ def test_view_opens_the_viewer_of_a_result(tmp_path, monkeypatch, capsys):
     assert main(["view", str(tmp_path / "nothing")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["view", str(tmp_path), "--show"]) == 2  # no sources-stc.h5 / display
+    # A file of the result (summary.json) opens its folder's viewer ...
+    (tmp_path / "summary.json").write_text("{}")
+    assert main(["view", str(tmp_path / "summary.json")]) == 0
+    assert opened[-1] == (tmp_path / "viewer.html").resolve().as_uri()
+    # ... any other file is refused, not handed to the browser.
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "notes.txt").write_text("x")
+    capsys.readouterr()
+    assert main(["view", str(other / "notes.txt")]) == 2
+    assert "neither a result folder nor a viewer page" in capsys.readouterr().err
+    assert len(opened) == 2
 
 
 def test_localize_builds_the_forward_from_the_subject_anatomy(sample_paths, tmp_path):
@@ -346,11 +358,31 @@ def test_progress_on_stderr_json_alone_on_stdout_and_quiet(sample_paths, sample_
     assert summary["n_active_sources"] >= 1 and "files" in summary
     steps = [line for line in captured.err.splitlines() if line.startswith("[meeg-inverse]")]
     for step in ("reading", "noise covariance", "forward model", "whitening", "solving",
-                 "writing"):
+                 "writing", "condition 'Left Auditory', 3 trial(s)",
+                 "time window 0.080 to 0.120 s"):
         assert any(step in line for line in steps), (step, captured.err)
     assert main(args + ["--out", str(tmp_path / "quiet"), "--quiet"]) == 0
     captured = capsys.readouterr()
     assert captured.err == "" and json.loads(captured.out)["n_active_sources"] >= 1
+
+
+def test_search_progress_bar_only_on_a_terminal(monkeypatch):
+    """A log file would get every redraw of the λ search's bar as a line of its own."""
+    import io
+
+    from meeg_inverse.pipeline import _search_progress
+    from meeg_inverse.progress import TERMINAL_ENV, Progress
+
+    for inherited, drawn in (("0", False), ("1", True)):
+        monkeypatch.setenv(TERMINAL_ENV, inherited)  # as the launcher sets it for a stage
+        stream = io.StringIO()
+        show, bar = _search_progress(Progress(stream=stream), "bic")
+        show(4, 0.5, 10.0)
+        show(9, 0.4, 9.0)
+        bar.close()
+        text = stream.getvalue()
+        assert ("lambda search (BIC)" in text) is drawn
+        assert not drawn or "9 solve" in text  # solves, as the summary counts them
 
 
 def test_localize_debias_and_rank_options(sample_paths, sample_fwd_file, tmp_path):

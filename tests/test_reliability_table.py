@@ -535,6 +535,14 @@ def r_alpha_bad(ctx):
     return o
 
 
+def r_window_after_the_data(ctx):
+    """Only a start, after the data's end: the fix names the end, not a swap."""
+    out = ctx.tmp / "r"
+    o = run_main(ctx, localize_args(ctx.d, out, "--tmin", "0.6", window=False), out)
+    assert "swap" not in o.err, o.err
+    return o
+
+
 def r_window_between_samples(ctx):
     t = ctx.d.times[(ctx.d.times > 0.1)][0]
     step = 1 / ctx.d.sfreq
@@ -790,6 +798,8 @@ ROWS = {
     "unreadable file": Row(15, r_unreadable_file, 2, ("permission denied",)),
     "--tmin after --tmax": Row(15, r_window_reversed, 2, ("--tmin 0.15 is after --tmax 0.05",
                                                           "swap them")),
+    "--tmin after the data's end": Row(15, r_window_after_the_data, 2, (
+        "tmin 0.6 s is after the end of the data (0.499 s)", "choose --tmin before 0.499 s")),
     "window between two samples": Row(15, r_window_between_samples, 2, ("holds no sample",)),
     "NaN in the forward": Row(15, r_nan_forward, 2, ("The forward solution contains",
                                                      "recompute the forward solution")),

@@ -62,3 +62,36 @@ def test_qut_gives_no_source_on_noise_and_finds_a_signal():
     with pytest.warns(RuntimeWarning, match="EMPTY"):
         empty = select_qut(gain, pure, noise, penalty="l21")
     assert not empty.active_set.any()
+
+
+def test_bic_says_which_end_of_its_search_it_chose():
+    """Inside the path: no bound. One strong source in much noise: the criterion rises
+    from the path's first point (the empty model is no candidate), which is the upper
+    end of the search; the result says so and the user is told what it means."""
+    from meeg_inverse.assessment import result_warnings
+
+    gain, data, noise, _ = _problem(0)
+    inside = select_bic(gain, data, noise)
+    assert not inside.at_bound and inside.search_bound is None
+    gain, data, noise, _ = _problem(2, support=(10,), amp=1.5)
+    top = select_bic(gain, data, noise)
+    assert top.alpha_fraction == pytest.approx(0.95)
+    assert top.sure == top.history["sure"][0] < top.history["sure"][1]
+    assert top.at_bound and top.search_bound == "upper"
+    record = {"source_index": 10, "peak_amplitude_nAm": 5.0, "confidence": 0.9}
+    [warning] = result_warnings([record], at_bound=True, search_bound="upper",
+                                alpha_fraction=top.alpha_fraction, automatic=True)
+    assert warning["code"] == "selection_at_bound"
+    assert "top of its search (0.95 × λ_max)" in warning["message"]
+    assert "confidences" in warning["fix"]
+
+
+def test_many_sources_fix_depends_on_who_chose_lambda():
+    from meeg_inverse.assessment import result_warnings
+
+    records = [{"source_index": k, "peak_amplitude_nAm": 5.0, "confidence": 0.9}
+               for k in range(40)]
+    given = result_warnings(records, automatic=False)
+    auto = result_warnings(records, automatic=True)
+    assert [w["code"] for w in given] == [w["code"] for w in auto] == ["many_sources"]
+    assert "--alpha auto" in given[0]["fix"] and "--alpha auto" not in auto[0]["fix"]
