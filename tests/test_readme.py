@@ -35,7 +35,15 @@ def test_readme_images_exist_and_include_the_real_sample_data():
 def test_readme_links_to_the_docs():
     links = re.findall(r"\]\((docs/[^)]+)\)", README)
     assert "docs/index.md" in links
-    assert all((ROOT / link).is_file() for link in links), links
+    for link in links:
+        path, _, anchor = link.partition("#")
+        assert (ROOT / path).is_file(), link
+        if anchor:  # a section of the page: one of its headings, as GitHub names it
+            headings = re.findall(r"^#+\s+(.+)$", (ROOT / path).read_text(encoding="utf-8"),
+                                  re.M)
+            slugs = {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+                     for h in headings}
+            assert anchor in slugs, (link, sorted(slugs))
 
 
 def test_install_guide_gives_the_same_two_commands():

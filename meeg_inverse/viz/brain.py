@@ -245,8 +245,10 @@ def plot_source_map(stc, src, fname, subject=None, subjects_dir=None, time=None,
             ax.set_axis_off()
     if title is None:
         title = "Sparse source estimate"
-    sub = (f"{n_active} active source{'s' if n_active != 1 else ''}"
-           f"   ·   peak {vmax_used * NAM:.3g} nA·m")
+    # Grid sources (a reported source may group several): the console's and the
+    # summary's reported sources are named as such.
+    sub = (f"{n_active} active grid source{'s' if n_active != 1 else ''}"
+           f"   ·   strongest {vmax_used * NAM:.3g} nA·m")
     fig.text(0.5, 1 - 0.28 / fig_h, f"{title} — {format_time(t)}", ha="center", va="center",
              fontsize=15, weight="bold")
     fig.text(0.5, 1 - 0.58 / fig_h, sub, ha="center", va="center", fontsize=11, color="0.3")
