@@ -165,7 +165,9 @@ def reported_sources(records, clusters, frames_of=None):
         ``position_{head,mri,mni}_mm`` (the reported position: the sub-grid fit
         of :mod:`meeg_inverse.subgrid`, or the centroid), ``position_method``,
         ``centroid_{head,mri,mni}_mm`` (energy-weighted centroid of the members),
-        ``peak_amplitude_nAm`` (root-sum-square of the members' peaks),
+        ``peak_amplitude_nAm`` (the peak of the dipole moment fitted at the
+        reported position; for a centroid, the root-sum-square of the members'
+        peaks),
         ``peak_time_s`` (the strongest member's), ``confidence``, ``members``
         (source indices) and ``weights``.
     """
@@ -196,8 +198,12 @@ def reported_sources(records, clusters, frames_of=None):
             for frame in ("head", "mri", "mni"):
                 entry[f"position_{frame}_mm"] = entry[f"centroid_{frame}_mm"]
         entry["position_method"] = method
-        entry["peak_amplitude_nAm"] = float(np.sqrt(sum(m["peak_amplitude_nAm"] ** 2
-                                                        for m in members)))
+        moment = getattr(cluster, "moment", None)
+        if moment is not None and method != "centroid":  # the dipole's, at its position
+            entry["peak_amplitude_nAm"] = float(np.linalg.norm(moment, axis=0).max() * 1e9)
+        else:
+            entry["peak_amplitude_nAm"] = float(np.sqrt(sum(m["peak_amplitude_nAm"] ** 2
+                                                            for m in members)))
         entry["peak_time_s"] = members[0]["peak_time_s"]
         entry["confidence"] = (None if cluster.confidence is None
                                else round(float(cluster.confidence), 3))

@@ -76,6 +76,10 @@ class SourceCluster:
         members and their energy weights for a centroid).
     position_method : str
         'dipole fit (BEM)', 'sub-grid fit' or 'centroid'.
+    moment : ndarray, shape (3, n_times) | None
+        With a fitted position: the dipole moment there (A·m, x/y/z of the head
+        frame), from the joint least-squares fit of the reported sources'
+        fields to the data. None for a centroid.
     """
 
     members: np.ndarray
@@ -88,6 +92,7 @@ class SourceCluster:
     position_sources: np.ndarray | None = None
     position_weights: np.ndarray | None = None
     position_method: str = "centroid"
+    moment: np.ndarray | None = None
 
     def __post_init__(self):
         if self.position is None:

@@ -372,6 +372,9 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
         timings["confidence"] = time.perf_counter() - t2
     if basis is not None:
         coef_active = coef_active @ basis
+        for cluster in clusters:  # fitted on the time-SVD components too
+            if cluster.moment is not None:
+                cluster.moment = cluster.moment @ basis
     crit = getattr(result, "stop_criterion", np.nan)
     norm_y2 = float(np.vdot(data, data))
     solver_info = {

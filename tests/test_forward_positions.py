@@ -94,6 +94,26 @@ def test_dipole_fit_finds_an_off_grid_source_the_interpolation_misplaces(problem
     assert np.median(errors["forward"]) <= np.median(errors["grid"])
 
 
+def test_reported_amplitude_is_the_fitted_dipole_moment(problem, head_model):
+    """Two dipoles off the grid, noise-free: the moments fitted at the reported positions
+    are theirs (not the root-sum-square of grid sources sharing them)."""
+    fields = forward_field_function(problem, head_model)
+    positions, hemis = problem.source_positions(np.arange(problem.n_sources))
+    points = positions[[120, 400]] + [0.002, -0.001, 0.001]
+    field, kept = fields(points)
+    assert kept.all()
+    times = np.linspace(0, 5, problem.data.shape[1])
+    moments = [np.outer([0.3, -0.5, 0.8], np.sin(times)) * 40e-9,
+               np.outer([-0.7, 0.2, 0.6], np.cos(2 * times)) * 25e-9]
+    data = field[0] @ moments[0] + field[1] @ moments[1]
+    clusters = cluster_sources(np.array([120, 400]), positions[[120, 400]], np.ones(2),
+                               [hemis[120], hemis[400]], radius_mm=1.0)
+    assert refine_positions(problem, data, clusters, prune=False, head_model=head_model)
+    for cluster, moment in zip(clusters, moments):
+        peak = np.linalg.norm(moment, axis=0).max()
+        assert np.linalg.norm(cluster.moment, axis=0).max() == pytest.approx(peak, rel=0.05)
+
+
 def test_forward_scanner_positions_are_affine_combinations_of_grid_sources(problem, head_model):
     """The reported (indices, weights) place the point (outputs map them to head, MRI,
     MNI), while the field is the forward model's at the point."""
