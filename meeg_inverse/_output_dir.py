@@ -64,6 +64,24 @@ def _pid_alive(pid):
     return True
 
 
+def _result_files(folder):
+    """Names in ``folder`` that its result wrote (its summary.json lists them)."""
+    import json
+
+    try:
+        files = json.loads((folder / "summary.json").read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, AttributeError):
+        files = None
+    if not isinstance(files, dict):  # not a summary of ours: nothing is known to be its
+        return {"summary.json"}
+    names = {"summary.json"}
+    for value in files.values():
+        for path in value if isinstance(value, list) else [value]:
+            if isinstance(path, str) and path:
+                names.add(Path(path).parts[0])
+    return names
+
+
 def resolve_output_dir(out_dir):
     """The output folder as an absolute path, refusing names that can't be one."""
     if out_dir is None or not str(out_dir).strip():
@@ -141,6 +159,13 @@ class OutputFolder:
             return False
         if (self.path / "summary.json").is_file():
             if self.overwrite:
+                others = [e for e in entries if e not in _result_files(self.path)]
+                if others:  # the user's own files beside the result: never deleted
+                    shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+                    raise InputError(
+                        f"The output folder {str(self.path)!r} holds a result and other "
+                        f"files ({shown}): --overwrite would delete them too.",
+                        "move those files out of the folder, or choose another --out.")
                 return True
             raise InputError(
                 f"The output folder {str(self.path)!r} already holds a result.",

@@ -312,7 +312,7 @@ def _compute(args, staging, progress):
         args.recording, _Staged, forward_spec=spec, noise_cov=args.noise_cov,
         empty_room=args.empty_room, condition=args.condition, events=args.events,
         epoch_tmin=args.epoch_tmin, epoch_tmax=args.epoch_tmax,
-        baseline=None if args.no_baseline else (None, 0), reject=cli._parse_reject(args.reject),
+        baseline=None if args.no_baseline else (None, 0), reject=cli._parse_reject(args.reject, check_types=True),
         tmin=args.tmin, tmax=args.tmax, alpha=args.alpha, penalty=args.penalty,
         penalty_params=penalty_params, loose=args.loose, depth=args.depth,
         pick_ori=args.pick_ori, rank=args.rank, tol=args.tol, debias=not args.no_debias,

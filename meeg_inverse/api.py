@@ -168,6 +168,9 @@ def _concatenate(evokeds):
 def _resolve_alpha(alpha, alpha_fraction):
     if alpha_fraction is not None:
         return "fraction", alpha_fraction
+    if isinstance(alpha, (bool, np.bool_)):  # float(True) would be 1 %
+        raise InputError(f"alpha must be 'auto' or a number in (0, 100), got {alpha!r}.",
+                         "use alpha='auto' or a percentage of lambda_max, e.g. 30.")
     if isinstance(alpha, str):
         from .solve import AUTOMATIC_ALPHA
 
@@ -363,6 +366,11 @@ def apply_sparse_inverse(operator, evoked, alpha="auto", *, maxit=3000, tol=1e-4
 
     evokeds, is_list = _as_evoked_list(evoked)
     alpha_mode, fraction = _resolve_alpha(alpha, alpha_fraction)
+    if max_time is not None and (isinstance(max_time, bool) or not isinstance(
+            max_time, (int, float, np.integer, np.floating)) or not max_time > 0):
+        raise InputError(f"max_time must be a positive number of seconds or None, got "
+                         f"{max_time!r}.", f"use e.g. max_time={DEFAULT_MAX_TIME:g} (the "
+                         "default) or None (no budget).")
     sure_grid = _check_mne_options("auto", 10, sure_alpha_grid, alpha, active_set_size,
                                    time_pca)
     from .io import with_average_reference

@@ -114,7 +114,8 @@ def result_warnings(records, *, field_cancellation=float("nan"), residual_ratio=
         add("many_sources",
             f"{len(records)} active sources: more than the few a focal response has.",
             ("read the reported sources (neighbours merged) and their confidences: the "
-             "weak ones are the least reliable; a larger --alpha (e.g. --alpha 50) keeps "
+             "weak ones are the least reliable; a larger --alpha (a fraction of λ_max, e.g. "
+             "0.5) keeps "
              "fewer." if automatic else
              "use the default automatic λ (--alpha auto) or a larger --alpha for a sparser "
              "answer; sources with a low confidence are the least reliable."))

@@ -55,7 +55,9 @@ LOCALIZE_EXAMPLES = textwrap.dedent("""\
     """)
 
 
-def _parse_reject(text):
+def _parse_reject(text, check_types=False):
+    """--reject as a dict; ``check_types`` (in a stage: it imports MNE) also checks
+    the channel types and limits."""
     if text is None:
         return None
     reject = {}
@@ -66,6 +68,18 @@ def _parse_reject(text):
         except ValueError:
             raise InputError(f"Cannot read --reject {text!r}.",
                              "write it as TYPE=VALUE pairs, e.g. eeg=150e-6,grad=4000e-13,mag=4e-12.") from None
+    if not check_types:
+        return reject
+    from mne.io import get_channel_type_constants
+
+    known = get_channel_type_constants()
+    for key, value in reject.items():
+        if key not in known:
+            raise InputError(f"--reject names an unknown channel type {key!r}.",
+                             "use MNE's channel types, e.g. eeg=150e-6,grad=4000e-13,mag=4e-12.")
+        if not math.isfinite(value) or value <= 0:
+            raise InputError(f"--reject {key}={value:g}: a peak-to-peak limit must be positive.",
+                             f"give e.g. {key}=150e-6 (volts for eeg, T/m for grad, T for mag).")
     return reject
 
 
@@ -531,6 +545,16 @@ def _check_localize_args(args):
     if args.seed < 0:
         raise InputError(f"--seed must be >= 0, got {args.seed}.", "use e.g. --seed 0.")
     _parse_reject(args.reject)
+    if not args.continuous:  # options of continuous recordings would be silently ignored
+        given = [o for o, default in _CONTINUOUS_ONLY if getattr(args, o) != default]
+        if given:
+            raise InputError(f"{', '.join('--' + o.replace('_', '-') for o in given)} only "
+                             "apply with --continuous (every window of a raw recording).",
+                             "add --continuous, or drop them to localize an average.")
+    if args.sure_curve and not isinstance(args.alpha, str):
+        raise InputError(f"--sure-curve draws the automatic λ search's curve; with --alpha "
+                         f"{args.alpha:g} there is no search.",
+                         "drop --sure-curve, or let λ be chosen (--alpha auto or sure).")
     from ._choices import check_forward_spec  # light: no MNE in the launcher
 
     check_forward_spec(args, continuous=args.continuous)
@@ -558,6 +582,9 @@ def _run_localize(args, progress, argv):
 
 
 _EPOCH_OPTIONS = ("condition", "events", "reject", "pick_ori", "gamma", "sure_curve")
+#: Options of --continuous only, with their defaults (given otherwise: refused).
+_CONTINUOUS_ONLY = (("window", 0.1), ("step", 0.05), ("l_freq", None), ("h_freq", None),
+                    ("n_jobs", 1), ("noise_segment", None))
 
 
 def _run_continuous(args, spec, progress):

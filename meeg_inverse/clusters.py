@@ -195,7 +195,8 @@ def minor_clusters(clusters, fraction=MINOR_FRACTION):
 def cluster_confidence(gain, data, clusters, *, penalty, alpha_fraction, n_orient, positions,
                        hemis, amplitude_scale, noise, epochs=None, n_resamples=20,
                        match_mm=MATCH_MM, radius_mm=CLUSTER_RADIUS_MM, tol=1e-6,
-                       random_state=0, callback=None, stability=None, **penalty_params):
+                       random_state=0, callback=None, stability=None, max_time=None,
+                       **penalty_params):
     """Stability-selection frequency of each reported source over channel subsamples.
 
     Parameters
@@ -239,6 +240,10 @@ def cluster_confidence(gain, data, clusters, *, penalty, alpha_fraction, n_orien
         to confirm a source (the sub-grid position's, from
         :func:`meeg_inverse.subgrid.refine_positions`), asked of the sources
         ``which`` it confirmed otherwise, for all subsamples at once.
+    max_time : float | None
+        Time budget (s) of all the subsamples' solves together: past it the
+        remaining subsamples are not drawn, the frequencies count those done
+        (a warning says how many). None: no budget.
     **penalty_params
         ``gamma`` / ``eps`` of the penalty.
 
@@ -247,6 +252,9 @@ def cluster_confidence(gain, data, clusters, *, penalty, alpha_fraction, n_orien
     confidence : ndarray, shape (len(clusters),)
         In [0, 1].
     """
+    import time
+    import warnings
+
     from .penalties import make_penalty
     from .rules import _solve_at
     from .solvers import alpha_max as _alpha_max
@@ -273,7 +281,14 @@ def cluster_confidence(gain, data, clusters, *, penalty, alpha_fraction, n_orien
     hits = np.zeros(len(clusters))
     checks = []  # (rows, sub_data, found) of the subsamples the stability check decides
     use_trials = epochs is not None and len(epochs) >= 2
+    deadline = None if max_time is None else time.perf_counter() + float(max_time)
+    n_done = 0
     for r in range(int(n_resamples)):
+        left = None if deadline is None else deadline - time.perf_counter()
+        if left is not None and left <= 0:
+            break
+        budget = {} if left is None else {"max_time": left}
+        n_done += 1
         sample = (epochs[rng.integers(0, len(epochs), len(epochs))].mean(axis=0)
                   if use_trials else data)
         rows = np.sort(rng.choice(n_channels, n_channels // 2, replace=False))
@@ -283,12 +298,12 @@ def cluster_confidence(gain, data, clusters, *, penalty, alpha_fraction, n_orien
         if not a_max > 0:
             continue
         res, _, _ = _solve_at(sub_gain, sub_data, pen, start, alpha_fraction * a_max, None,
-                              n_orient, tol, {})
+                              n_orient, tol, budget)
         found = _near(res.coef, centroids, n_blocks, positions, hemis, amplitude_scale,
                       radius_mm, match_mm)
         if found.any() and qut_half < a_max:
             above = solve(sub_gain, sub_data, l21.with_alpha(qut_half), n_orient=n_orient,
-                          tol=tol)
+                          tol=tol, **budget)
             found = found & _near(above.coef, centroids, n_blocks, positions, hemis,
                                   amplitude_scale, radius_mm, match_mm)
             if stability is not None and found.any():
@@ -300,7 +315,11 @@ def cluster_confidence(gain, data, clusters, *, penalty, alpha_fraction, n_orien
     if checks:
         for (_, _, found), stable in zip(checks, stability(checks)):
             hits += found & stable
-    return hits / n_resamples
+    if n_done < n_resamples:
+        warnings.warn(f"The confidence used {n_done} of {int(n_resamples)} resamples: their "
+                      f"time budget ({max_time:g} s) ran out (a small alpha makes every "
+                      "resample slow).", RuntimeWarning, stacklevel=2)
+    return hits / max(n_done, 1)
 
 
 def _near(coef, centroids, n_blocks, positions, hemis, amplitude_scale, radius_mm, match_mm):

@@ -394,6 +394,12 @@ def exclude_channels(inst, exclude):
         raise InputError(f"--exclude names channel(s) the recording does not have: "
                          f"{', '.join(missing)}.",
                          f"use names of the recording, e.g. {', '.join(names[:4])}.")
+    meeg = [names[k] for k in mne.pick_types(insts[0].info, meg=True, eeg=True, exclude=[])]
+    if meeg and set(meeg) <= set(exclude):
+        raise InputError(f"--exclude leaves out every MEG and EEG channel "
+                         f"({len(exclude)} of {len(names)} channels named).",
+                         "name only the channels to leave out, e.g. --exclude 'MEG 0113,EEG "
+                         "053'.")
     for one in insts:
         one.drop_channels(exclude)
     return inst

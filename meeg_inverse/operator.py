@@ -329,6 +329,28 @@ def read_sparse_inverse_operator(fname):
     return op
 
 
+def _prepare_noise_cov(noise_cov, info, ch_names, rank):
+    """:func:`mne.cov.prepare_noise_cov`, its refusals of the input as InputError."""
+    import mne
+
+    try:
+        return mne.cov.prepare_noise_cov(noise_cov, info, ch_names, rank)
+    except ValueError as exc:
+        if "exceeds the number of channels" not in str(exc):
+            raise
+        raise InputError(f"The rank asked for is too large: {exc}.",
+                         "give each channel type at most its number of channels (e.g. "
+                         "--rank meg=303,eeg=59; rank=dict(meg=303, eeg=59) in Python), or "
+                         "leave the rank out (estimated).") from None
+    except RuntimeError as exc:
+        if "will yield no components" not in str(exc):
+            raise
+        raise InputError(f"Too few channels are left for their projectors ({exc}): "
+                         "nothing of that channel type is left to localize with.",
+                         "leave out fewer channels of that type (--exclude), or all of "
+                         "them.") from None
+
+
 def _prepared_rank(cov, info):
     """Rank per channel type of a covariance prepared by ``prepare_noise_cov`` (rank=None).
 
@@ -533,7 +555,7 @@ def make_sparse_inverse_operator(info, forward, noise_cov, *, loose="auto", dept
         # covariance gets one message).
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            cov = mne.cov.prepare_noise_cov(noise_cov, info, ch_names, rank)
+            cov = _prepare_noise_cov(noise_cov, info, ch_names, rank)
         # With rank=None the preparation has estimated the covariance's rank per
         # channel type (the SVDs that dominate it): the check reuses it.
         check_rank_consistency(info, noise_cov, ch_names,

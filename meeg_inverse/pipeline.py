@@ -109,7 +109,13 @@ def load_data(recording, *, condition=None, events=None, stim_channel=None,
     elif isinstance(inst, (list, tuple)) and inst and all(isinstance(e, mne.Evoked) for e in inst):
         evokeds = {}
         for k, e in enumerate(inst):
-            evokeds[e.comment or f"evoked {k}"] = e
+            name = e.comment or f"evoked {k}"
+            if name in evokeds:  # a dict keeps the last: the first would be silently lost
+                raise InputError(f"Two averages of the file are named {name!r}: "
+                                 "--condition cannot tell them apart.",
+                                 "rename one (mne.read_evokeds, set .comment, save), or "
+                                 "give the file of one of them.")
+            evokeds[name] = e
     else:
         raise InputError(f"Cannot localize a {type(inst).__name__}.",
                          "give a Raw, Epochs or Evoked (or a file holding one).")

@@ -368,7 +368,7 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
         conf = _cluster_confidence(problem, data, clusters, penalty,
                                    alpha_abs / problem.alpha_max, int(confidence), epochs,
                                    random_state, params,
-                                   stability)
+                                   stability, max_time)
         timings["confidence"] = time.perf_counter() - t2
     if basis is not None:
         coef_active = coef_active @ basis
@@ -472,7 +472,7 @@ def _refit_amplitudes(problem, active_set, coef_active, clusters):
 
 
 def _cluster_confidence(problem, data, clusters, penalty, alpha_fraction, n_resamples, epochs,
-                        random_state, params, stability=None):
+                        random_state, params, stability=None, max_time=None):
     """Each cluster's stability-selection frequency, and {source index: it} of its members."""
     from .clusters import cluster_confidence
 
@@ -483,7 +483,7 @@ def _cluster_confidence(problem, data, clusters, penalty, alpha_fraction, n_resa
         problem.gain, data, clusters, penalty=penalty if penalty != "irmxne" else "l21",
         alpha_fraction=alpha_fraction, n_orient=problem.n_orient, positions=positions,
         hemis=hemis, amplitude_scale=weights, noise=problem.noise_estimate, epochs=epochs,
-        n_resamples=n_resamples, stability=stability,
+        n_resamples=n_resamples, stability=stability, max_time=max_time,
         random_state=0 if random_state is None else random_state, **penalty_params)
     conf = {}
     for c, f in zip(clusters, freq):

@@ -98,7 +98,7 @@ def test_estimator_params_and_fit(evoked_window, sample_forward, sample_cov):
     assert "SparseInverse(" in repr(est)
 
 
-@pytest.mark.parametrize("alpha", [0, 100, 150, -3, "automatic", None])
+@pytest.mark.parametrize("alpha", [0, 100, 150, -3, "automatic", None, True])
 def test_bad_alpha(evoked_window, sample_forward, sample_cov, alpha):
     with pytest.raises(InputError, match="alpha"):
         sparse_inverse(evoked_window, sample_forward, sample_cov, alpha=alpha)
@@ -111,6 +111,10 @@ def test_bad_inputs(evoked_window, sample_forward, sample_cov):
         sparse_inverse(evoked_window, sample_forward, sample_cov, alpha=30, penalty="lasso2")
     with pytest.raises(InputError, match="tol"):
         sparse_inverse(evoked_window, sample_forward, sample_cov, alpha=30, tol=0)
+    for max_time in (0, -1, "10", True):  # an empty estimate, silently, before
+        with pytest.raises(InputError, match="max_time must be a positive number"):
+            sparse_inverse(evoked_window, sample_forward, sample_cov, alpha=30,
+                           max_time=max_time)
     with pytest.raises(InputError, match="same channels"):
         sparse_inverse([evoked_window, evoked_window.copy().pick("eeg")], sample_forward,
                        sample_cov, alpha=30)

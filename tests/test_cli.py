@@ -474,3 +474,20 @@ def test_head_model_options_that_count_are_accepted():
     check_forward_spec(ForwardSpec(bem="b", trans="t"))
     with pytest.raises(InputError, match="--src would have no effect"):
         check_forward_spec(ForwardSpec(forward="f", src="s"))
+
+
+def test_two_averages_of_one_name_are_refused(sample_paths, tmp_path, capsys):
+    """--condition would pick one of them (the last) without a word."""
+    import mne
+
+    evokeds = mne.read_evokeds(sample_paths["evoked"], condition=[0, 1], verbose=False)
+    for evoked in evokeds:
+        evoked.comment = "A"
+    fname = tmp_path / "dup-ave.fif"
+    mne.write_evokeds(fname, evokeds, verbose=False)
+    out = tmp_path / "out"
+    assert main(["localize", str(fname), "--condition", "A", "--noise-cov",
+                 str(sample_paths["cov"]), "--alpha", "0.5", "--no-figures", "--out",
+                 str(out), "-q"]) == 2
+    assert "Two averages of the file are named 'A'" in capsys.readouterr().err
+    assert not out.exists()

@@ -102,3 +102,24 @@ def test_confidence_resamples_trials_when_given():
     noise = NoiseEstimate(0.09 / 12, 0.0, 0.09 / 12, 0, "x")
     conf, _ = _confidence(gain, epochs.mean(0), [30, 70], positions, noise, epochs=epochs)
     assert conf[0] == 1.0 and conf[1] < 0.5
+
+
+def test_confidence_stops_at_its_time_budget():
+    """A small alpha makes each resample slow: the confidence's solves share one time
+    budget (the solve's max_time), and say how many resamples they used."""
+    rng = np.random.default_rng(1)
+    gain, positions, n_times = _toy(rng)
+    noise = NoiseEstimate(0.01, 0.0, 0.01, 0, "x")
+    truth = np.zeros((gain.shape[1], n_times))
+    truth[10] = 3.0 * np.sin(np.linspace(0, 3, n_times))
+    data = gain @ truth + draw_noise(rng, (gain.shape[0], n_times), noise)
+    clusters = cluster_sources([10], positions[[10]], np.ones(1))
+    common = dict(penalty="l21", alpha_fraction=0.5, n_orient=1, positions=positions,
+                  hemis=None, amplitude_scale=np.ones(gain.shape[1]), noise=noise,
+                  n_resamples=20)
+    with pytest.warns(RuntimeWarning, match="used 0 of 20 resamples"):
+        spent = cluster_confidence(gain, data, clusters, max_time=0.0, **common)
+    assert spent.tolist() == [0.0]
+    # A budget that is not reached changes nothing.
+    assert (cluster_confidence(gain, data, clusters, max_time=300.0, **common)
+            == cluster_confidence(gain, data, clusters, **common)).all()

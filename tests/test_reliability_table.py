@@ -284,9 +284,13 @@ def r_mni_with_subjects_dir(ctx):
 
 # 5. A previous result: refused, or replaced as a whole with --overwrite; other files kept.
 def _previous_result(ctx):
+    """A result whose run also wrote a viewer (listed in its summary, as with figures)."""
     out = ctx.tmp / "r"
     assert main(localize_args(ctx.d, out)) == 0
     (out / "viewer.html").write_text("<html>the previous run's viewer</html>")
+    summary = summary_of(out)
+    summary["files"]["viewer"] = "viewer.html"
+    (out / "summary.json").write_text(json.dumps(summary))
     ctx.capsys.readouterr()
     return out
 
@@ -308,6 +312,16 @@ def r_overwrite_replaces_whole(ctx):
     listed = {f for v in s["files"].values() for f in (v if isinstance(v, list) else [v])}
     assert {p.name for p in out.iterdir()} == listed | {"summary.json"}  # no viewer.html
     assert s["alpha_fraction_of_max"] == pytest.approx(0.4)  # the new run's result
+    return o
+
+
+def r_own_files_beside_a_result_kept(ctx):
+    """--overwrite replaces a result, never the user's own files put beside it."""
+    out = _previous_result(ctx)
+    (out / "extra.txt").write_text("my notes")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    o = run_main(ctx, localize_args(ctx.d, out, "--overwrite"), out, fresh_out=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched
     return o
 
 
@@ -524,6 +538,14 @@ def r_tol_negative(ctx):
     return _refused_before_reading(ctx, "--tol", "-1")
 
 
+def r_continuous_options_on_an_average(ctx):
+    return _refused_before_reading(ctx, "--noise-segment", "0,1", "--n-jobs", "4")
+
+
+def r_sure_curve_without_a_search(ctx):
+    return _refused_before_reading(ctx, "--sure-curve")  # localize_args gives --alpha 0.5
+
+
 def r_window_reversed(ctx):
     return _refused_before_reading(ctx, "--tmin", "0.15", "--tmax", "0.05", window=False)
 
@@ -533,6 +555,34 @@ def r_alpha_bad(ctx):
         o = _refused_before_reading(ctx, "--alpha", value)
         assert o.status == 2 and "--alpha" in o.err, (value, o.err)
     return o
+
+
+def _all_channels(ctx):
+    import mne
+
+    return mne.read_evokeds(ctx.d.paths["evoked"], condition=0, verbose=False).ch_names
+
+
+def r_exclude_everything(ctx):
+    out = ctx.tmp / "r"
+    return run_main(ctx, localize_args(ctx.d, out, "--exclude", ",".join(_all_channels(ctx))),
+                    out)
+
+
+def r_exclude_all_but_one_eeg(ctx):
+    out = ctx.tmp / "r"
+    names = [c for c in _all_channels(ctx) if c != "EEG 001"]
+    return run_main(ctx, localize_args(ctx.d, out, "--exclude", ",".join(names)), out)
+
+
+def r_rank_too_large(ctx):
+    out = ctx.tmp / "r"
+    return run_main(ctx, localize_args(ctx.d, out, "--rank", "meg=5000"), out)
+
+
+def r_reject_unknown_type(ctx):
+    out = ctx.tmp / "r"
+    return run_main(ctx, localize_args(ctx.d, out, "--reject", "foo=1e-6"), out)
 
 
 def r_window_after_the_data(ctx):
@@ -764,6 +814,9 @@ ROWS = {
                                                                  "--overwrite")),
     "--overwrite replaces the result as a whole": Row(5, r_overwrite_replaces_whole, 0),
     "--out holding other files": Row(5, r_other_files_kept, 2, ("holds other files",)),
+    "--overwrite on a result with the user's files": Row(
+        5, r_own_files_beside_a_result_kept, 2, ("holds a result and other files (extra.txt)",
+                                                 "move those files out")),
     # item 6
     "SIGTERM while running": Row(6, r_sigterm, 128 + signal.SIGTERM, ("SIGTERM",)),
     "SIGHUP while running": Row(6, r_sighup, 128 + signal.SIGHUP, ("SIGHUP",)),
@@ -798,6 +851,18 @@ ROWS = {
     "unreadable file": Row(15, r_unreadable_file, 2, ("permission denied",)),
     "--tmin after --tmax": Row(15, r_window_reversed, 2, ("--tmin 0.15 is after --tmax 0.05",
                                                           "swap them")),
+    "continuous-only options on an average": Row(15, r_continuous_options_on_an_average, 2, (
+        "--n-jobs, --noise-segment only apply with --continuous",)),
+    "--sure-curve with a given alpha": Row(15, r_sure_curve_without_a_search, 2, (
+        "with --alpha 0.5 there is no search",)),
+    "--exclude every channel": Row(15, r_exclude_everything, 2, (
+        "--exclude leaves out every MEG and EEG channel",)),
+    "--exclude all but one EEG channel": Row(15, r_exclude_all_but_one_eeg, 2, (
+        "Too few channels are left for their projectors", "leave out fewer channels")),
+    "--rank above the channels": Row(15, r_rank_too_large, 2, (
+        "The rank asked for is too large", "at most its number of channels")),
+    "--reject of an unknown channel type": Row(15, r_reject_unknown_type, 2, (
+        "--reject names an unknown channel type 'foo'",)),
     "--tmin after the data's end": Row(15, r_window_after_the_data, 2, (
         "tmin 0.6 s is after the end of the data (0.499 s)", "choose --tmin before 0.499 s")),
     "window between two samples": Row(15, r_window_between_samples, 2, ("holds no sample",)),
