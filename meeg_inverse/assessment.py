@@ -144,7 +144,7 @@ def result_warnings(records, *, field_cancellation=float("nan"), residual_ratio=
     return out
 
 
-def reported_sources(records, clusters, frames_of=None):
+def reported_sources(records, clusters, frames_of=None, times=None):
     """One entry per reported source (a cluster of grid sources), strongest first.
 
     Each record gets ``source``: the 1-based number of its reported source.
@@ -158,6 +158,9 @@ def reported_sources(records, clusters, frames_of=None):
         ``frames_of(indices)`` -> ``{'head'|'mri'|'mni': ndarray (n, 3) in m | None}``:
         positions of any grid sources (for the sub-grid positions, whose
         triangle vertices need not be active). None: the centroid is reported.
+    times : ndarray, shape (n_times,) | None
+        Times of the columns of the clusters' ``moment`` (s): the peak time of a
+        fitted moment. None: the strongest member's peak time.
 
     Returns
     -------
@@ -169,8 +172,9 @@ def reported_sources(records, clusters, frames_of=None):
         ``peak_amplitude_nAm`` (the peak of the dipole moment fitted at the
         reported position; for a centroid, the root-sum-square of the members'
         peaks),
-        ``peak_time_s`` (the strongest member's), ``confidence``, ``members``
-        (source indices) and ``weights``.
+        ``peak_time_s`` (the time of that peak: where the fitted moment's norm
+        is largest; for a centroid, or without ``times``, the strongest
+        member's), ``confidence``, ``members`` (source indices) and ``weights``.
     """
     by_index = {r["source_index"]: r for r in records}
     out = []
@@ -201,11 +205,16 @@ def reported_sources(records, clusters, frames_of=None):
         entry["position_method"] = method
         moment = getattr(cluster, "moment", None)
         if moment is not None and method != "centroid":  # the dipole's, at its position
-            entry["peak_amplitude_nAm"] = float(np.linalg.norm(moment, axis=0).max() * 1e9)
+            norm = np.linalg.norm(moment, axis=0)
+            peak = int(np.argmax(norm))
+            entry["peak_amplitude_nAm"] = float(norm[peak] * 1e9)
+            # Amplitude and time of one curve: the fitted moment's.
+            entry["peak_time_s"] = (members[0]["peak_time_s"] if times is None else
+                                    round(float(np.asarray(times)[peak]), 5))
         else:
             entry["peak_amplitude_nAm"] = float(np.sqrt(sum(m["peak_amplitude_nAm"] ** 2
                                                             for m in members)))
-        entry["peak_time_s"] = members[0]["peak_time_s"]
+            entry["peak_time_s"] = members[0]["peak_time_s"]
         entry["confidence"] = (None if cluster.confidence is None
                                else round(float(cluster.confidence), 3))
         entry["members"] = [m["source_index"] for m in members]

@@ -440,7 +440,7 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
     annotate_records(records, confidence=solution.confidence, subject=subject,
                      subjects_dir=subjects_dir)
     reported = reported_sources(records, solution.clusters, frames_of=lambda idx: source_frames(
-        problem, idx, subject=subject, subjects_dir=subjects_dir)[0])
+        problem, idx, subject=subject, subjects_dir=subjects_dir)[0], times=problem.times)
     if not records:
         warnings.warn(f"No active source at alpha = {alpha_abs / problem.alpha_max:.3g} x "
                       "lambda_max.", stacklevel=2)
