@@ -8,7 +8,7 @@ figures' titles and the viewer — not only to stderr.
 import numpy as np
 
 # The fields-cancel threshold lives where the CLI launcher reads it without numpy.
-from ._choices import FIELD_CANCELLATION_WARNING
+from ._choices import FIELD_CANCELLATION_WARNING, LAMBDA_CURVE_FILE, selection_criterion
 from .anatomy import source_labels
 from .confidence import CONFIDENT
 
@@ -60,7 +60,7 @@ def annotate_records(records, *, confidence=None, subject=None, subjects_dir=Non
 
 def result_warnings(records, *, field_cancellation=float("nan"), residual_ratio=None,
                     at_bound=False, empty=False, penalty="l21", automatic=False,
-                    search_bound=None, alpha_fraction=None):
+                    search_bound=None, alpha_fraction=None, selection_method=None):
     """Everything implausible or uncertain about a result, as (code, message, fix) dicts.
 
     Parameters
@@ -82,6 +82,9 @@ def result_warnings(records, *, field_cancellation=float("nan"), residual_ratio=
         Which end of the search the automatic λ is (with ``at_bound``).
     alpha_fraction : float | None
         λ / λ_max, for the message.
+    selection_method : str | None
+        ``AlphaSelection.method`` of the automatic rule: the criterion its λ curve
+        (:data:`~meeg_inverse._choices.LAMBDA_CURVE_FILE`) shows, for the message.
 
     Returns
     -------
@@ -140,7 +143,10 @@ def result_warnings(records, *, field_cancellation=float("nan"), residual_ratio=
             "supports more.")
     elif at_bound:
         add("selection_at_bound", f"The automatic λ is an end of its search interval{where}.",
-            "check the λ curve (sure_curve.png) and set --alpha if needed.")
+            f"check the λ curve ({LAMBDA_CURVE_FILE}: "
+            + ("the criterion" if selection_method is None
+               else selection_criterion(selection_method)[0])
+            + " along λ) and set --alpha if needed.")
     return out
 
 

@@ -204,7 +204,8 @@ def build_parser():
                    help="seed of SURE's random direction and of the confidence's "
                         "resamples (default 0)")
     g.add_argument("--sure-curve", action="store_true",
-                   help="also evaluate SURE on a 30-point grid for the curve figure")
+                   help="with --alpha sure, also evaluate SURE on a 30-point grid for the "
+                        "λ curve figure (lambda_curve.png)")
     g.add_argument("--gamma", type=float,
                    help="shape parameter of mcp (> 0, default 3), scad (> 2, default 3.7) "
                         "and log (epsilon > 0, default 1)")

@@ -728,15 +728,15 @@ def r_fit_band_is_noise_of_average(ctx):
     return Outcome(0, "", "", None)
 
 
-def r_index_links_sure_curve(ctx):
+def r_index_links_lambda_curve(ctx):
     from meeg_inverse.viz.report import _write_index
 
     stc = mne.SourceEstimate(np.ones((1, 3)) * 1e-9, [np.array([0]), np.array([], int)],
                              0.0, 0.01, subject="sample")
-    (ctx.tmp / "sure_curve.png").write_bytes(b"png")
-    _write_index(ctx.tmp, {"sure_curve": ctx.tmp / "sure_curve.png"}, stc, "t", {})
+    (ctx.tmp / "lambda_curve.png").write_bytes(b"png")
+    _write_index(ctx.tmp, {"lambda_curve": ctx.tmp / "lambda_curve.png"}, stc, "t", {})
     page = (ctx.tmp / "index.html").read_text()
-    assert 'href="sure_curve.png"' in page and "selection criterion along lambda" in page
+    assert 'href="lambda_curve.png"' in page and "selection criterion along lambda" in page
     return Outcome(0, "", "", None)
 
 
@@ -883,7 +883,7 @@ ROWS = {
     # item 17
     "docs: --alpha default": Row(17, r_docs_alpha_default, 0),
     "fit_residual band is the noise of the average": Row(17, r_fit_band_is_noise_of_average, 0),
-    "index.html links sure_curve.png": Row(17, r_index_links_sure_curve, 0),
+    "index.html links lambda_curve.png": Row(17, r_index_links_lambda_curve, 0),
     "viewer names its start view": Row(17, r_viewer_names_start_view, 0),
     # item 18
     "CONTRIBUTING.md": Row(18, r_contributing, 0),
