@@ -165,7 +165,10 @@ def build_parser():
     g = loc.add_argument_group(
         "forward model (default: the fsaverage template head)")
     g.add_argument("--forward", help="forward solution (-fwd.fif)")
-    g.add_argument("--subject", help="FreeSurfer subject, to build the forward model")
+    g.add_argument("--subject", help="FreeSurfer subject, to build the forward model (with "
+                   "--subjects-dir and --trans). With --forward: only checked, it must be "
+                   "the forward's subject (the one whose MRI in --subjects-dir gives the "
+                   "sources' MNI positions and labels, with or without --subject)")
     g.add_argument("--subjects-dir", help="FreeSurfer subjects folder")
     g.add_argument("--trans", help="head<->MRI transform (-trans.fif) to build the forward "
                    "with --subject; with --bem also that of the dipole fits (default there: "

@@ -282,6 +282,21 @@ def r_mni_with_subjects_dir(ctx):
     return o
 
 
+def r_subject_of_another_forward(ctx):
+    out = ctx.tmp / "r"
+    return run_main(ctx, localize_args(ctx.d, out, "--subject", "bert"), out)
+
+
+def r_subject_of_the_forward(ctx):
+    out = ctx.tmp / "r"
+    o = run_main(ctx, localize_args(ctx.d, out, "--subject", "sample", "--subjects-dir",
+                                    ctx.d.paths["subjects_dir"]), out)
+    s = summary_of(out)
+    assert s["subject"] == "sample" and s["coordinates"].startswith("MNI")
+    assert all(r["label"] for r in s["sources"])  # named on its anatomy
+    return o
+
+
 # 5. A previous result: refused, or replaced as a whole with --overwrite; other files kept.
 def _previous_result(ctx):
     """A result whose run also wrote a viewer (listed in its summary, as with figures)."""
@@ -809,6 +824,10 @@ ROWS = {
     # item 4
     "--forward without --subjects-dir": Row(4, r_head_coordinates, 0, ("head coordinates",)),
     "--forward with --subjects-dir": Row(4, r_mni_with_subjects_dir, 0),
+    "--subject other than the forward's": Row(4, r_subject_of_another_forward, 2, (
+        "computed for subject 'sample', not 'bert' (--subject)",
+        "drop --subject (the forward's subject 'sample' is used)")),
+    "--subject of the forward": Row(4, r_subject_of_the_forward, 0),
     # item 5
     "second run into a result": Row(5, r_second_run_refused, 2, ("already holds a result",
                                                                  "--overwrite")),
