@@ -143,10 +143,12 @@ def result_warnings(records, *, field_cancellation=float("nan"), residual_ratio=
             "supports more.")
     elif at_bound:
         add("selection_at_bound", f"The automatic λ is an end of its search interval{where}.",
-            f"check the λ curve ({LAMBDA_CURVE_FILE}: "
+            # The figure exists only where figures were drawn; the path always.
+            f"check the λ curve ("
             + ("the criterion" if selection_method is None
                else selection_criterion(selection_method)[0])
-            + " along λ) and set --alpha if needed.")
+            + f" along λ: {LAMBDA_CURVE_FILE} where figures are drawn, alpha_selection.path "
+            "in summary.json or result.selection) and set alpha (--alpha) if needed.")
     return out
 
 

@@ -128,7 +128,8 @@ def test_lambda_curve_of_bic_names_its_criterion_and_the_message_its_file(tmp_pa
     [warning] = result_warnings([record], at_bound=True, search_bound="lower", automatic=True,
                                 selection_method=sel.method)
     assert warning["code"] == "selection_at_bound"
-    assert f"({LAMBDA_CURVE_FILE}: BIC of the refit along λ)" in warning["fix"]
+    assert f"(BIC of the refit along λ: {LAMBDA_CURVE_FILE} where" in warning["fix"]
+    assert "alpha_selection.path" in warning["fix"]  # where no figure was drawn
     assert "sure_curve" not in warning["fix"]
     # The result page's caption of the figure says the same.
     from meeg_inverse.report import _caption
