@@ -282,8 +282,8 @@ def test_reported_peak_time_is_that_of_the_fitted_moment():
     assert centroid["peak_amplitude_nAm"] == pytest.approx(np.hypot(35.0, 20.0))
 
 
-def test_reported_peak_times_of_simulated_sources(sample_forward, sample_cov, sample_evoked,
-                                                  monkeypatch):
+def test_reported_peak_times_of_simulated_sources(sample_forward, sample_cov,
+                                                  sample_fixed_forward, monkeypatch):
     """Two sources of the real head peaking at 80 and 115 ms: through the pipeline, each
     reported source's peak time is where its fitted moment peaks, within one sample of
     the truth's."""
@@ -292,12 +292,7 @@ def test_reported_peak_times_of_simulated_sources(sample_forward, sample_cov, sa
     from meeg_inverse import assessment
     from meeg_inverse.pipeline import localize
 
-    fixed = mne.convert_forward_solution(sample_forward, surf_ori=True, force_fixed=True,
-                                         use_cps=True, verbose=False)
-    info = sample_evoked.copy().pick([c for c in sample_evoked.ch_names
-                                      if c in fixed["sol"]["row_names"]
-                                      and c not in sample_evoked.info["bads"]]).info
-    fixed = mne.pick_channels_forward(fixed, info.ch_names, ordered=True, verbose=False)
+    fixed, info = sample_fixed_forward
     sfreq = info["sfreq"]
     times = np.arange(-0.1, 0.16, 1 / sfreq)
     whitener, _, colorer = mne.cov.compute_whitener(sample_cov, info, return_colorer=True,
