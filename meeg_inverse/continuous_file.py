@@ -196,12 +196,19 @@ def no_source_warning(summary, figures):
     why = (f"{solved} of {summary['n_windows']} windows were above the threshold, but BIC "
            "pruning kept no source in any of them" if solved else
            f"none of the {summary['n_windows']} windows was above the noise-only threshold")
+    # BIC pruning weighs each source against the noise level: a lower threshold (--alpha)
+    # solves more windows but keeps no more sources; the noise reference is what to check.
+    fix = ("the windows do not stand out of the noise that the covariance describes: give "
+           "one of a quiet segment or an empty-room recording (--noise-cov, --empty-room, or "
+           "a --noise-segment without the activity: one over the activity whitens it away)."
+           if solved else
+           "check the noise covariance and the band (--l-freq/--h-freq); --alpha 0.5 (a "
+           "fraction of each window's λ_max instead of the noise-only threshold) solves "
+           "every window.")
     return {"code": "no_source",
             "message": f"No source in the recording: {why}"
                        + ("; no timeline, map or viewer was drawn." if figures else "."),
-            "fix": "check the noise covariance and the band (--l-freq/--h-freq); a quiet "
-                   "--noise-segment, or --alpha 0.5 (a fraction of each window's "
-                   "λ_max) instead of the noise-only threshold, report weaker activity."}
+            "fix": fix}
 
 
 def noise_cov_from_segment(raw, segment, *, verbose=False):
