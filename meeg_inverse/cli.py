@@ -655,8 +655,10 @@ def _print_continuous(result, paths, args, wall_s):
     # How the reported sources were placed (a --bem dipole fit, sub-grid fit, centroid).
     methods = ", ".join(dict.fromkeys(s["position_method"]
                                       for s in summary["reported_sources"])) or "none"
-    print(f"{summary['n_windows']} windows: {summary['n_windows_solved']} with sources, "
-          f"{summary['n_windows_empty']} below the threshold, {summary['n_windows_bad']} "
+    # "Above the threshold" windows are solved; BIC pruning may leave them without a source.
+    print(f"{summary['n_windows']} windows: {summary['n_windows_solved']} above the threshold "
+          f"({summary['n_windows_with_sources']} with a source after BIC pruning), "
+          f"{summary['n_windows_empty']} below it, {summary['n_windows_bad']} "
           f"skipped (BAD_); {len(summary['sources'])} grid source(s) active at some time, "
           f"{len(summary['reported_sources'])} reported source(s) ({methods}); "
           f"{wall_s:.0f} s in all for {summary['duration_s']:.0f} s of data (localizing "

@@ -345,6 +345,8 @@ class ContinuousResult:
             "noise": self.noise,
             "n_windows": int(status.size),
             "n_windows_solved": int(solved.sum()),
+            # Solved windows whose support kept a source (BIC pruning can empty it).
+            "n_windows_with_sources": int((solved & (np.asarray(w["n_sources"]) > 0)).sum()),
             "n_windows_empty": int((status == 1).sum()),
             "n_windows_bad": int((status == 2).sum()),
             "explained_variance_median_solved": (float(np.nanmedian(ev[solved]))

@@ -92,6 +92,11 @@ def localize_continuous_file(recording, out_dir, *, forward_spec=None, noise_cov
         notes += mio.type_channels_by_name(raw)
         for note in notes:
             progress.info(f"note: {note}")
+        warnings = []
+        drift = unfiltered_warning(raw, l_freq)
+        if drift is not None:
+            warnings.append(drift)
+            progress.warn(f"{drift['message']} Fix: {drift['fix']}")
         if noise_cov is None and empty_room is None and noise_segment is None:
             raise InputError(
                 "A continuous recording needs a noise covariance (there are no baseline "
@@ -125,6 +130,11 @@ def localize_continuous_file(recording, out_dir, *, forward_spec=None, noise_cov
         summary = result.summary()
         summary["recording"] = str(recording)
         summary["notes"] = notes
+        if not summary["sources"]:
+            none = no_source_warning(summary, figures)
+            warnings.append(none)
+            progress.warn(f"{none['message']} Fix: {none['fix']}")
+        summary["warnings"] = warnings
         if figures and summary["sources"]:
             from .viz.timeline import plot_timeline
 
@@ -136,7 +146,8 @@ def localize_continuous_file(recording, out_dir, *, forward_spec=None, noise_cov
                 plot_source_map(result.peak_stc(), fwd["src"], folder.staging / "peak_map.png",
                                 subject=subject, subjects_dir=subjects_dir,
                                 trans=fwd["mri_head_t"],
-                                title="Largest amplitude of each source over the recording")
+                                title="Largest amplitude of each source over the recording",
+                                show_time=False)  # the peaks of the whole recording
                 written["peak_map"] = "peak_map.png"
             except Exception as exc:  # a rendering problem must not lose the results
                 progress.warn(f"the source map could not be drawn ({exc}); the other "
@@ -159,6 +170,45 @@ def localize_continuous_file(recording, out_dir, *, forward_spec=None, noise_cov
         folder.release()
     result.fname = folder.path / H5_NAME
     return result, {k: folder.path / v for k, v in written.items()}
+
+
+def unfiltered_warning(raw, l_freq):
+    """A warning (code, message, fix) when no high-pass applies to the windows, else None.
+
+    Without one, each 100-ms window holds the channels' offsets and slow drifts: they
+    raise the windows' measured noise level (the threshold with it; on EEGLAB's
+    recording the 10-s chunks' level is 5x the segment's) and hide the sources.
+    """
+    if l_freq is not None or raw.info["highpass"] > 0:
+        return None
+    return {"code": "no_high_pass",
+            "message": "The recording is not high-pass filtered (its high-pass is 0 Hz) and "
+                       "no --l-freq was given: the channels' offsets and slow drifts stay in "
+                       "every window, raise the noise level the threshold is set from, and "
+                       "can hide the sources.",
+            "fix": "band-pass the windows, e.g. --l-freq 1 --h-freq 40 (Python: l_freq=1, "
+                   "h_freq=40), or high-pass the recording first (mne.io.Raw.filter)."}
+
+
+def no_source_warning(summary, figures):
+    """The warning (code, message, fix) of a run that kept no source in any window."""
+    solved = summary["n_windows_solved"]
+    why = (f"{solved} of {summary['n_windows']} windows were above the threshold, but BIC "
+           "pruning kept no source in any of them" if solved else
+           f"none of the {summary['n_windows']} windows was above the noise-only threshold")
+    # BIC pruning weighs each source against the noise level: a lower threshold (--alpha)
+    # solves more windows but keeps no more sources; the noise reference is what to check.
+    fix = ("the windows do not stand out of the noise that the covariance describes: give "
+           "one of a quiet segment or an empty-room recording (--noise-cov, --empty-room, or "
+           "a --noise-segment without the activity: one over the activity whitens it away)."
+           if solved else
+           "check the noise covariance and the band (--l-freq/--h-freq); --alpha 0.5 (a "
+           "fraction of each window's λ_max instead of the noise-only threshold) solves "
+           "every window.")
+    return {"code": "no_source",
+            "message": f"No source in the recording: {why}"
+                       + ("; no timeline, map or viewer was drawn." if figures else "."),
+            "fix": fix}
 
 
 def noise_cov_from_segment(raw, segment, *, verbose=False):

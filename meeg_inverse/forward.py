@@ -263,8 +263,11 @@ def fit_template_trans(info, subjects_dir, *, verbose=False):
     kinds = {d["kind"] for d in dig}
     if mne.io.constants.FIFF.FIFFV_POINT_CARDINAL not in kinds:
         return mne.read_trans(_MNE_FSAVERAGE / "fsaverage-trans.fif")
-    coreg = Coregistration(info, TEMPLATE_SUBJECT, subjects_dir=subjects_dir,
-                           fiducials="auto")
+    # The constructor takes no verbose: without this it prints "Using low resolution head
+    # model ..." at MNE's global level (INFO in a cohort's Dask workers).
+    with mne.utils.use_log_level(verbose if verbose else "WARNING"):
+        coreg = Coregistration(info, TEMPLATE_SUBJECT, subjects_dir=subjects_dir,
+                               fiducials="auto")
     coreg.fit_fiducials(verbose=verbose)
     n_points = sum(d["kind"] in (mne.io.constants.FIFF.FIFFV_POINT_EEG,
                                  mne.io.constants.FIFF.FIFFV_POINT_EXTRA) for d in dig)

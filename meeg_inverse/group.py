@@ -2,8 +2,10 @@
 
 Written into ``derivatives/meeg-inverse/group/``:
 
-- ``task-T_sources.tsv``: one row per source of every localization — subject,
-  session, run, condition, MNI x/y/z (mm), hemisphere, atlas label, peak
+- ``task-T_sources.tsv``: one row per reported source of every localization (the
+  sources its console line, summary.json's ``reported_sources`` and report name: a
+  part of the brain at its fitted position, not the grid sources it groups) —
+  subject, session, run, condition, MNI x/y/z (mm), hemisphere, atlas label, peak
   amplitude (nA·m), peak time, confidence, and the cluster it falls in;
 - ``task-T_tasks.tsv``: one row per localization: status (done, skipped as up
   to date, failed) and the failure's message;
@@ -29,6 +31,9 @@ import numpy as np
 
 #: Sources closer than this (mm, average linkage) form one cluster of the group figure.
 CLUSTER_MM = 20.0
+#: Part of the group summary's key: a table written by another rule is rewritten.
+#: 2: rows are the reported sources (1: the grid sources).
+TABLE_FORMAT = 2
 
 SOURCE_COLUMNS = ("subject", "session", "run", "condition", "x_mni_mm", "y_mni_mm", "z_mni_mm",
                   "hemisphere", "label", "amplitude_nAm", "peak_time_s", "confidence",
@@ -44,7 +49,13 @@ def _read_summary(folder):
 
 
 def source_rows(tasks):
-    """One dict per source of every finished localization (MNI coordinates in mm)."""
+    """One dict per reported source of every finished localization (MNI coordinates in mm).
+
+    The reported sources (``summary.json``'s ``reported_sources``: neighbouring grid
+    sources as one, at the fitted position, with the fitted moment's peak amplitude
+    and time) are what the localization's console line and report name; a summary
+    without them (written before they existed) gives its grid sources.
+    """
     rows = []
     for t in tasks:
         if t["status"] not in ("done", "skipped") or not t.get("folder"):
@@ -52,7 +63,8 @@ def source_rows(tasks):
         summary = _read_summary(t["folder"])
         if summary is None:
             continue
-        for s in summary.get("sources") or []:
+        reported = summary.get("reported_sources")
+        for s in (reported if reported is not None else summary.get("sources")) or []:
             mni = s.get("position_mni_mm") or [None] * 3
             rows.append(dict(subject=t["subject"], session=t.get("session") or "n/a",
                              run=t.get("run") or "n/a", condition=t.get("condition"),
@@ -175,8 +187,8 @@ def write_group_summary(out_root, task, tasks, *, say=print):
 
     folder = Path(out_root) / "group"
     folder.mkdir(parents=True, exist_ok=True)
-    state = [(t["task"] if "task" in t else None, t.get("key"), t["status"] == "failed",
-              t.get("message")) for t in tasks]
+    state = [TABLE_FORMAT] + [(t["task"] if "task" in t else None, t.get("key"),
+                               t["status"] == "failed", t.get("message")) for t in tasks]
     key = hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
     stamp = folder / f".task-{task}_key"
     if stamp.is_file() and stamp.read_text() == key and (folder / "index.html").is_file():

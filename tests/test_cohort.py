@@ -330,3 +330,44 @@ def test_reports_open_in_chromium_and_mne(dataset, eeglab_dir, tmp_path):
     assert len(links) == 3
     assert all((group.parent / link).is_file() for link in links)
     assert mne.open_report(group.with_name("report.h5")).title.startswith("meeg-inverse cohort")
+
+
+def test_group_table_rows_are_the_reported_sources(tmp_path):
+    """The group table lists the reported sources (what each localization's console line,
+    summary and report name), not the grid sources they group. Found on EEGLAB's
+    recording as a 2-subject BIDS dataset (newuser-21): 4 grid sources per subject in the
+    table where the summaries reported 3 (two parsopercularis grid sources are one source),
+    and the table's isthmus cingulate source was the grid vertex's (MNI -1, -40, 7; 148
+    nA·m at 406 ms), not the reported one (3, -44, 3; 172 nA·m at 398 ms)."""
+    from meeg_inverse.group import source_rows
+
+    def grid(index, hemi, mni, nam, t):
+        return {"source": index, "hemisphere": hemi, "position_mni_mm": mni,
+                "peak_amplitude_nAm": nam, "peak_time_s": t, "label": "x", "confidence": 0.0}
+
+    summary = {
+        "sources": [grid(1, "lh", [-0.96, -40.05, 6.57], 148.141, 0.40625),
+                    grid(2, "lh", [-40.03, 13.19, 7.31], 62.48, 0.42188),
+                    grid(3, "lh", [-53.88, 21.51, 16.59], 30.338, 0.42188)],
+        "reported_sources": [
+            {"source": 1, "hemisphere": "lh", "label": "isthmuscingulate-lh",
+             "position_mni_mm": [3.04, -44.05, 2.57], "peak_amplitude_nAm": 171.712,
+             "peak_time_s": 0.39844, "confidence": 0.0, "members": [2420]},
+            {"source": 2, "hemisphere": "lh", "label": "parsopercularis-lh",
+             "position_mni_mm": [-45.0, 15.0, 10.0], "peak_amplitude_nAm": 70.0,
+             "peak_time_s": 0.42188, "confidence": 0.1, "members": [1893, 120]}]}
+    folder = tmp_path / "sub-01_task-T_run-1_desc-square"
+    folder.mkdir()
+    (folder / "summary.json").write_text(json.dumps(summary))
+    task = {"task": folder.name, "subject": "01", "session": None, "run": "1",
+            "condition": "square", "status": "done", "folder": str(folder)}
+    rows = source_rows([task])
+    assert len(rows) == 2
+    assert [r["x_mni_mm"] for r in rows] == [3.04, -45.0]
+    assert [r["amplitude_nAm"] for r in rows] == [171.712, 70.0]
+    assert [r["peak_time_s"] for r in rows] == [0.39844, 0.42188]
+    assert [r["label"] for r in rows] == ["isthmuscingulate-lh", "parsopercularis-lh"]
+    # a summary written before reported sources existed: its grid sources
+    del summary["reported_sources"]
+    (folder / "summary.json").write_text(json.dumps(summary))
+    assert [r["amplitude_nAm"] for r in source_rows([task])] == [148.141, 62.48, 30.338]

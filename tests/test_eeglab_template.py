@@ -93,3 +93,22 @@ def test_digitized_eeg_is_fitted_to_the_template_head(eeglab_dir, tmp_path):
     for record in result.records:
         x, y, z = record["position_mni_mm"]
         assert -80 < x < 80 and -115 < y < 80 and -60 < z < 90
+
+
+def test_template_fit_is_quiet_at_mne_info_level(eeglab_dir, caplog):
+    """MNE at INFO (a cohort's Dask workers): fitting the template head printed "Using low
+    resolution head model ..." and "Using fiducials from ..." into the cohort's console
+    (newuser-21); with verbose=False it says nothing."""
+    from meeg_inverse.forward import fit_template_trans, template_subjects_dir
+
+    raw = mne.io.read_raw_eeglab(eeglab_dir / "test_raw_chanloc.set", verbose=False)
+    subjects_dir = template_subjects_dir()
+    logger = mne.utils.logger
+    logger.addHandler(caplog.handler)
+    try:
+        with mne.utils.use_log_level("INFO"):
+            fit_template_trans(raw.info, subjects_dir)
+    finally:
+        logger.removeHandler(caplog.handler)
+    said = [r.getMessage() for r in caplog.records if r.name == "mne"]
+    assert not any("head model" in m or "fiducials from" in m for m in said), said

@@ -166,7 +166,7 @@ def _colorbar(fig, rect, cmap, vmax, label="Source amplitude (nA·m)"):
 def plot_source_map(stc, src, fname, subject=None, subjects_dir=None, time=None,
                     views=None, hemis=("lh", "rh"), trans=None, surface="auto", mode="both",
                     smoothing_mm=None, vmax=None, cmap=None, title=None, mri=True,
-                    panel_size=(560, 420), dpi=100, backend=None, faded=None):
+                    panel_size=(560, 420), dpi=100, backend=None, faded=None, show_time=True):
     """Draw a sparse source estimate at one time point and save it as a PNG.
 
     Surface source spaces: one panel per hemisphere (columns) and view (rows; default
@@ -181,7 +181,9 @@ def plot_source_map(stc, src, fname, subject=None, subjects_dir=None, time=None,
     the largest amplitude over all times, so maps at different times share a scale).
     ``surface``: ``'auto'``, ``'source'``, ``'fsaverage'`` (template via MNI) or a FreeSurfer
     surface name. ``faded``: a boolean per row of ``stc``, sources drawn washed out (low
-    confidence; surface source spaces). Returns the path written.
+    confidence; surface source spaces). ``show_time=False`` leaves the time out of the
+    title (a map over no single time: each source's peak over a recording). Returns the
+    path written.
     """
     import matplotlib.pyplot as plt
 
@@ -249,7 +251,8 @@ def plot_source_map(stc, src, fname, subject=None, subjects_dir=None, time=None,
     # summary's reported sources are named as such.
     sub = (f"{n_active} active grid source{'s' if n_active != 1 else ''}"
            f"   ·   strongest {vmax_used * NAM:.3g} nA·m")
-    fig.text(0.5, 1 - 0.28 / fig_h, f"{title} — {format_time(t)}", ha="center", va="center",
+    heading = f"{title} — {format_time(t)}" if show_time else title
+    fig.text(0.5, 1 - 0.28 / fig_h, heading, ha="center", va="center",
              fontsize=15, weight="bold")
     fig.text(0.5, 1 - 0.58 / fig_h, sub, ha="center", va="center", fontsize=11, color="0.3")
     if backend == "matplotlib":
