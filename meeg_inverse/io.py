@@ -5,6 +5,7 @@ files itself.
 """
 
 import re
+import warnings
 from pathlib import Path
 
 import mne
@@ -240,10 +241,12 @@ def make_epochs(raw, events, event_id, *, tmin=-0.2, tmax=0.5, baseline=(None, 0
         raise InputError("None of the requested conditions occurs in the events.",
                          "check --condition and --events: the condition must be an event "
                          "name or code present in the recording.")
-    epochs = mne.Epochs(
-        raw, events, event_id, tmin=tmin, tmax=tmax, baseline=baseline,
-        reject=reject, preload=True, on_missing="ignore", verbose=verbose,
-    )
+    with warnings.catch_warnings():  # MNE's "All epochs were dropped!": said below
+        warnings.filterwarnings("ignore", "All epochs were dropped")
+        epochs = mne.Epochs(
+            raw, events, event_id, tmin=tmin, tmax=tmax, baseline=baseline,
+            reject=reject, preload=True, on_missing="ignore", verbose=verbose,
+        )
     if len(epochs) == 0:
         raise InputError(
             "All epochs were rejected or fell outside the recording.",
@@ -254,7 +257,9 @@ def make_epochs(raw, events, event_id, *, tmin=-0.2, tmax=0.5, baseline=(None, 0
 
 def reject_epochs(epochs, reject, *, verbose=False):
     """Drop the epochs (of an epochs file) whose peak-to-peak amplitude exceeds ``reject``."""
-    kept = epochs.copy().drop_bad(reject=reject, verbose=verbose)
+    with warnings.catch_warnings():  # MNE's "All epochs were dropped!": said below
+        warnings.filterwarnings("ignore", "All epochs were dropped")
+        kept = epochs.copy().drop_bad(reject=reject, verbose=verbose)
     if len(kept) == 0:
         raise InputError(f"--reject dropped all {len(epochs)} epochs of the file.",
                          "relax the rejection thresholds (--reject), or drop --reject.")
