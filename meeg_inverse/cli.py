@@ -240,11 +240,11 @@ def build_parser():
         "--empty-room or --noise-segment)")
     g.add_argument("--continuous", action="store_true",
                    help="localize every window of the raw recording (bounded memory)")
-    g.add_argument("--window", type=float, default=0.1, help="window length, s (0.1)")
-    g.add_argument("--step", type=float, default=0.05, help="step between windows, s (0.05)")
+    g.add_argument("--window", type=float, default=None, help="window length, s (0.1)")
+    g.add_argument("--step", type=float, default=None, help="step between windows, s (0.05)")
     g.add_argument("--l-freq", type=float, help="high-pass edge of a band-pass, Hz")
     g.add_argument("--h-freq", type=float, help="low-pass edge of a band-pass, Hz")
-    g.add_argument("--n-jobs", type=int, default=1, help="processes (1; -1: all cores)")
+    g.add_argument("--n-jobs", type=int, default=None, help="processes (1; -1: all cores)")
     g.add_argument("--noise-segment",
                    help="a quiet segment START,STOP (s): noise level (and the covariance, "
                         "without --noise-cov / --empty-room)")
@@ -640,7 +640,7 @@ def _check_localize_args(args):
                                 events=args.events, epoch_tmin=args.epoch_tmin,
                                 epoch_tmax=args.epoch_tmax, reject=args.reject)
     if not args.continuous:  # options of continuous recordings would be silently ignored
-        given = [o for o, default in _CONTINUOUS_ONLY if getattr(args, o) != default]
+        given = [o for o, _ in _CONTINUOUS_ONLY if getattr(args, o) is not None]
         if given:
             raise InputError(f"{', '.join('--' + o.replace('_', '-') for o in given)} only "
                              "apply with --continuous (every window of a raw recording).",
@@ -685,12 +685,16 @@ def _epoch_window(args):
 
     return tuple(default if value is None else value for value, default in
                  zip((args.epoch_tmin, args.epoch_tmax), EPOCH_WINDOW_DEFAULT))
-#: Options of --continuous only, with their defaults (given otherwise: refused).
+#: Options of --continuous only, with their defaults there (None on the command line, so
+#: that one given without --continuous is refused even at its default value).
 _CONTINUOUS_ONLY = (("window", 0.1), ("step", 0.05), ("l_freq", None), ("h_freq", None),
                     ("n_jobs", 1), ("noise_segment", None))
 
 
 def _run_continuous(args, spec, progress):
+    for option, default in _CONTINUOUS_ONLY:
+        if getattr(args, option) is None:
+            setattr(args, option, default)
     given = [o for o in _EPOCH_OPTIONS  # (0.0 == False: compared by identity)
              if getattr(args, o, None) is not None and getattr(args, o) is not False]
     if given:

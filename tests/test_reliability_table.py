@@ -542,6 +542,11 @@ def r_continuous_options_on_an_average(ctx):
     return _refused_before_reading(ctx, "--noise-segment", "0,1", "--n-jobs", "4")
 
 
+def r_continuous_option_at_its_default(ctx):
+    # Given at the value --continuous would use: still an option that would be ignored.
+    return _refused_before_reading(ctx, "--window", "0.1", "--step", "0.05")
+
+
 def r_sure_curve_without_a_search(ctx):
     return _refused_before_reading(ctx, "--sure-curve")  # localize_args gives --alpha 0.5
 
@@ -1007,6 +1012,9 @@ ROWS = {
                                                           "swap them")),
     "continuous-only options on an average": Row(15, r_continuous_options_on_an_average, 2, (
         "--n-jobs, --noise-segment only apply with --continuous",)),
+    "continuous-only option at its default value": Row(15, r_continuous_option_at_its_default,
+                                                         2, ("--window, --step only apply with "
+                                                             "--continuous",)),
     "--sure-curve with a given alpha": Row(15, r_sure_curve_without_a_search, 2, (
         "with --alpha 0.5 there is no search",)),
     "--exclude every channel": Row(15, r_exclude_everything, 2, (
