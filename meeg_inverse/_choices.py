@@ -38,6 +38,25 @@ def resolve_penalty(penalty, alpha):
     return DEFAULT_RULE_PENALTY if alpha == "auto" else "l21"
 
 
+#: The λ curve figure of a result folder: the criterion of the automatic rule
+#: that chose λ, along λ (whichever rule it was).
+LAMBDA_CURVE_FILE = "lambda_curve.png"
+#: What the λ curve shows for each automatic rule (``AlphaSelection.method``):
+#: (the criterion, as the figure's axis names it; the rule, as its title names it).
+SELECTION_CRITERIA = {
+    "bic": ("BIC of the refit", "the BIC of the least-squares refit"),
+    "qut": ("residual / noise variance", "the quantile universal threshold"),
+    "sure-hypergradient": ("SURE", "SURE (hypergradient search)"),
+    "sure-grid": ("SURE", "SURE (grid)"),
+    "heldout": ("held-out MSE", "the held-out prediction error"),
+}
+
+
+def selection_criterion(method):
+    """(criterion, rule) of an automatic λ rule, by its ``AlphaSelection.method``."""
+    return SELECTION_CRITERIA.get(method, ("criterion", str(method)))
+
+
 #: Field-cancellation ratio above which a solution is flagged (see
 #: :meth:`meeg_inverse.problem.InverseProblem.field_cancellation`). Simulated
 #: sources on the sample head (docs/validation.md, λ by SURE): at most 1.1 on the cortical grid (90

@@ -480,7 +480,8 @@ def _result_warnings(problem, solution, cancellation, penalty):
                            at_bound=bool(getattr(selection, "at_bound", False)),
                            search_bound=getattr(selection, "search_bound", None),
                            automatic=selection is not None,
-                           alpha_fraction=solution.alpha_fraction, penalty=penalty)
+                           alpha_fraction=solution.alpha_fraction, penalty=penalty,
+                           selection_method=getattr(selection, "method", None))
 
 
 def _residual(problem, evoked, coef, active_set):

@@ -8,7 +8,7 @@ figures' titles and the viewer — not only to stderr.
 import numpy as np
 
 # The fields-cancel threshold lives where the CLI launcher reads it without numpy.
-from ._choices import FIELD_CANCELLATION_WARNING
+from ._choices import FIELD_CANCELLATION_WARNING, LAMBDA_CURVE_FILE, selection_criterion
 from .anatomy import source_labels
 from .confidence import CONFIDENT
 
@@ -60,7 +60,7 @@ def annotate_records(records, *, confidence=None, subject=None, subjects_dir=Non
 
 def result_warnings(records, *, field_cancellation=float("nan"), residual_ratio=None,
                     at_bound=False, empty=False, penalty="l21", automatic=False,
-                    search_bound=None, alpha_fraction=None):
+                    search_bound=None, alpha_fraction=None, selection_method=None):
     """Everything implausible or uncertain about a result, as (code, message, fix) dicts.
 
     Parameters
@@ -82,6 +82,9 @@ def result_warnings(records, *, field_cancellation=float("nan"), residual_ratio=
         Which end of the search the automatic λ is (with ``at_bound``).
     alpha_fraction : float | None
         λ / λ_max, for the message.
+    selection_method : str | None
+        ``AlphaSelection.method`` of the automatic rule: the criterion its λ curve
+        (:data:`~meeg_inverse._choices.LAMBDA_CURVE_FILE`) shows, for the message.
 
     Returns
     -------
@@ -140,11 +143,16 @@ def result_warnings(records, *, field_cancellation=float("nan"), residual_ratio=
             "supports more.")
     elif at_bound:
         add("selection_at_bound", f"The automatic λ is an end of its search interval{where}.",
-            "check the λ curve (sure_curve.png) and set --alpha if needed.")
+            # The figure exists only where figures were drawn; the path always.
+            f"check the λ curve ("
+            + ("the criterion" if selection_method is None
+               else selection_criterion(selection_method)[0])
+            + f" along λ: {LAMBDA_CURVE_FILE} where figures are drawn, alpha_selection.path "
+            "in summary.json or result.selection) and set alpha (--alpha) if needed.")
     return out
 
 
-def reported_sources(records, clusters, frames_of=None):
+def reported_sources(records, clusters, frames_of=None, times=None):
     """One entry per reported source (a cluster of grid sources), strongest first.
 
     Each record gets ``source``: the 1-based number of its reported source.
@@ -158,6 +166,9 @@ def reported_sources(records, clusters, frames_of=None):
         ``frames_of(indices)`` -> ``{'head'|'mri'|'mni': ndarray (n, 3) in m | None}``:
         positions of any grid sources (for the sub-grid positions, whose
         triangle vertices need not be active). None: the centroid is reported.
+    times : ndarray, shape (n_times,) | None
+        Times of the columns of the clusters' ``moment`` (s): the peak time of a
+        fitted moment. None: the strongest member's peak time.
 
     Returns
     -------
@@ -169,8 +180,9 @@ def reported_sources(records, clusters, frames_of=None):
         ``peak_amplitude_nAm`` (the peak of the dipole moment fitted at the
         reported position; for a centroid, the root-sum-square of the members'
         peaks),
-        ``peak_time_s`` (the strongest member's), ``confidence``, ``members``
-        (source indices) and ``weights``.
+        ``peak_time_s`` (the time of that peak: where the fitted moment's norm
+        is largest; for a centroid, or without ``times``, the strongest
+        member's), ``confidence``, ``members`` (source indices) and ``weights``.
     """
     by_index = {r["source_index"]: r for r in records}
     out = []
@@ -201,11 +213,16 @@ def reported_sources(records, clusters, frames_of=None):
         entry["position_method"] = method
         moment = getattr(cluster, "moment", None)
         if moment is not None and method != "centroid":  # the dipole's, at its position
-            entry["peak_amplitude_nAm"] = float(np.linalg.norm(moment, axis=0).max() * 1e9)
+            norm = np.linalg.norm(moment, axis=0)
+            peak = int(np.argmax(norm))
+            entry["peak_amplitude_nAm"] = float(norm[peak] * 1e9)
+            # Amplitude and time of one curve: the fitted moment's.
+            entry["peak_time_s"] = (members[0]["peak_time_s"] if times is None else
+                                    round(float(np.asarray(times)[peak]), 5))
         else:
             entry["peak_amplitude_nAm"] = float(np.sqrt(sum(m["peak_amplitude_nAm"] ** 2
                                                             for m in members)))
-        entry["peak_time_s"] = members[0]["peak_time_s"]
+            entry["peak_time_s"] = members[0]["peak_time_s"]
         entry["confidence"] = (None if cluster.confidence is None
                                else round(float(cluster.confidence), 3))
         entry["members"] = [m["source_index"] for m in members]

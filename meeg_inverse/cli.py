@@ -178,7 +178,10 @@ def build_parser():
     g = loc.add_argument_group(
         "forward model (default: the fsaverage template head)")
     g.add_argument("--forward", help="forward solution (-fwd.fif)")
-    g.add_argument("--subject", help="FreeSurfer subject, to build the forward model")
+    g.add_argument("--subject", help="FreeSurfer subject, to build the forward model (with "
+                   "--subjects-dir and --trans). With --forward: only checked, it must be "
+                   "the forward's subject (the one whose MRI in --subjects-dir gives the "
+                   "sources' MNI positions and labels, with or without --subject)")
     g.add_argument("--subjects-dir", help="FreeSurfer subjects folder")
     g.add_argument("--trans", help="head<->MRI transform (-trans.fif) to build the forward "
                    "with --subject; with --bem also that of the dipole fits (default there: "
@@ -217,7 +220,8 @@ def build_parser():
                    help="seed of SURE's random direction and of the confidence's "
                         "resamples (default 0)")
     g.add_argument("--sure-curve", action="store_true",
-                   help="also evaluate SURE on a 30-point grid for the curve figure")
+                   help="with --alpha sure, also evaluate SURE on a 30-point grid for the "
+                        "λ curve figure (lambda_curve.png)")
     g.add_argument("--gamma", type=float,
                    help="shape parameter of mcp (> 0, default 3), scad (> 2, default 3.7) "
                         "and log (epsilon > 0, default 1)")

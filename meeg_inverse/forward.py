@@ -368,9 +368,14 @@ def check_forward_matches(forward, info, *, subject=None, tol_mm=5.0):
     """
     fwd_subject = forward["src"][0].get("subject_his_id")
     if subject is not None and fwd_subject is not None and fwd_subject != subject:
+        # --subject with --forward names the subject of the labels and MNI coordinates:
+        # the forward's own, or a mistake.
         raise InputError(
-            f"The forward solution was computed for subject {fwd_subject!r}, not {subject!r}.",
-            "give the forward solution of this subject, or build one (--subject/--subjects-dir).")
+            f"The forward solution was computed for subject {fwd_subject!r}, not {subject!r} "
+            "(--subject): the sources would be named on another subject's anatomy.",
+            f"drop --subject (the forward's subject {fwd_subject!r} is used), or give the "
+            f"forward solution of {subject!r}, or build it without --forward: --subject "
+            f"{subject} --subjects-dir DIR --trans FILE-trans.fif.")
     fwd_info = forward["info"]
     if _has_meg(info) and fwd_info.get("dev_head_t") is not None and info.get("dev_head_t") is not None:
         shift = np.linalg.norm(fwd_info["dev_head_t"]["trans"][:3, 3] - info["dev_head_t"]["trans"][:3, 3])

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
+from ._choices import LAMBDA_CURVE_FILE
+
 #: Keys of a forward solution holding its gain matrices: left out of the copy the
 #: report describes (it shows the channels, source space and orientation only).
 _GAIN_KEYS = ("sol", "_orig_sol", "sol_grad", "_orig_sol_grad")
@@ -40,7 +42,8 @@ class FigureInputs:
     subject, subjects_dir, trans, nave
         As in :func:`meeg_inverse.viz.render_all`.
     selection : SimpleNamespace | None
-        The λ search's curve (:func:`meeg_inverse.viz.selection.plot_sure_curve`).
+        The λ search's curve (:func:`meeg_inverse.viz.selection.plot_sure_curve`),
+        drawn into :data:`meeg_inverse._choices.LAMBDA_CURVE_FILE` whatever the rule.
     report_inputs : dict
         ``rows`` (the evoked and noise covariance as table rows) and ``forward``
         (without its gain) for :func:`meeg_inverse.report.write_result_report`.
@@ -136,8 +139,8 @@ def draw_figures(folder, summary, inputs):
     if inputs.selection is not None:
         from .viz.selection import plot_sure_curve
 
-        plot_sure_curve(inputs.selection, folder / "sure_curve.png")
-        extra["sure_curve"] = folder / "sure_curve.png"
+        plot_sure_curve(inputs.selection, folder / LAMBDA_CURVE_FILE)
+        extra["lambda_curve"] = folder / LAMBDA_CURVE_FILE
     paths = render_all(
         inputs.stc, inputs.src, folder, data=inputs.data, fit=inputs.fit, times=inputs.times,
         subject=inputs.subject, subjects_dir=inputs.subjects_dir, trans=inputs.trans,

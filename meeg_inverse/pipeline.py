@@ -492,7 +492,7 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
     annotate_records(records, confidence=solution.confidence, subject=subject,
                      subjects_dir=subjects_dir)
     reported = reported_sources(records, solution.clusters, frames_of=lambda idx: source_frames(
-        problem, idx, subject=subject, subjects_dir=subjects_dir)[0])
+        problem, idx, subject=subject, subjects_dir=subjects_dir)[0], times=problem.times)
     if not records:
         warnings.warn(f"No active source at alpha = {alpha_abs / problem.alpha_max:.3g} x "
                       "lambda_max.", stacklevel=2)
@@ -528,7 +528,8 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
         records, field_cancellation=cancellation, residual_ratio=residual_ratio,
         at_bound=bool(getattr(selection, "at_bound", False)),
         search_bound=getattr(selection, "search_bound", None), automatic=selection is not None,
-        alpha_fraction=alpha_abs / problem.alpha_max, empty=not records, penalty=penalty)
+        alpha_fraction=alpha_abs / problem.alpha_max, empty=not records, penalty=penalty,
+        selection_method=getattr(selection, "method", None))
     return Localization(stc=stc, problem=problem, coef=coef, alpha=alpha_abs,
                         alpha_fraction=alpha_abs / problem.alpha_max, penalty=penalty,
                         solver_info=solver_info, records=records, subject=subject,

@@ -20,7 +20,17 @@ REPORT_H5 = "report.h5"
 _CAPTIONS = {"source_map": "Source map at the peak time",
              "time_courses": "Time courses of the active sources",
              "fit_residual": "Whitened data, fit and residual",
-             "sure_curve": "The λ curve: selection criterion along λ (the chosen λ marked)"}
+             "lambda_curve": "The λ curve: selection criterion along λ (the chosen λ marked)"}
+
+
+def _caption(name, path, summary):
+    """The report's caption of a figure; the λ curve's names the criterion of its rule."""
+    method = (summary.get("alpha_selection") or {}).get("method")
+    if name == "lambda_curve" and method is not None:
+        from ._choices import selection_criterion
+
+        return f"The λ curve: {selection_criterion(method)[0]} along λ (the chosen λ marked)"
+    return _CAPTIONS.get(name, path.stem)
 
 
 def _embed(page_html, height=640):
@@ -90,7 +100,7 @@ def _result_report(folder, summary, figures, title, inputs):
     for name, rel in figures.items():
         path = folder / str(rel)
         if path.suffix == ".png" and path.is_file():
-            report.add_image(path, _CAPTIONS.get(name, path.stem), section="Figures")
+            report.add_image(path, _caption(name, path, summary), section="Figures")
     flat = _flatten(summary, max_items=60)
     report.add_html(_table(flat.items()), "Settings and fit", section="Result")
     inputs = inputs or {}

@@ -547,25 +547,31 @@ def _closest_pair(scanner, clusters, fits):
     return pair
 
 
-def _unique_energy(fields, data):
+def _joint_fit(fields, data):
+    """Amplitudes of the joint least-squares fit of ``fields`` to ``data``, shape
+    (sum of the fields' columns, n_times)."""
+    return np.linalg.lstsq(np.hstack(fields), data, rcond=None)[0]
+
+
+def _unique_energy(fields, data, amplitudes):
     """Energy of ``data`` each field alone explains: the residual's growth without it
-    (two fields or more)."""
-    def rss(cols):
-        gain = np.hstack(cols)
-        return float(np.sum((data - gain @ np.linalg.lstsq(gain, data, rcond=None)[0]) ** 2))
+    (two fields or more). ``amplitudes``: the joint fit of all of them
+    (:func:`_joint_fit`)."""
+    def rss(cols, coef):
+        return float(np.sum((data - np.hstack(cols) @ coef) ** 2))
 
-    full = rss(fields)
-    return np.array([rss(fields[:i] + fields[i + 1:]) - full for i in range(len(fields))])
+    full = rss(fields, amplitudes)
+    return np.array([rss(others, _joint_fit(others, data)) - full
+                     for others in (fields[:i] + fields[i + 1:] for i in range(len(fields)))])
 
 
-def _time_courses(fields, data):
-    """Each field's dominant time course in the joint least-squares fit, shape
-    (n_fields, n_times).
+def _time_courses(fields, amplitudes):
+    """Each field's dominant time course in the joint least-squares fit
+    (``amplitudes``, :func:`_joint_fit`), shape (n_fields, n_times).
 
     The first right singular vector of its (orientations x times) amplitudes,
     scaled by the singular value.
     """
-    amplitudes = np.linalg.lstsq(np.hstack(fields), data, rcond=None)[0]
     out, start = [], 0
     for field in fields:
         block = amplitudes[start:start + field.shape[1]]
@@ -575,14 +581,15 @@ def _time_courses(fields, data):
     return np.array(out)
 
 
-def _weaker_twin(scanner, data, clusters, fits, fields, unique):
+def _weaker_twin(scanner, clusters, fits, fields, amplitudes, unique):
     """Index of the weaker source of the most similar twin pair, or None.
 
     Twins: same hemisphere, fitted within :data:`TWIN_MM`, time courses with
     ``|cosine| >= TWIN_COSINE`` (uncentred, so that time-SVD components of the
     data give the same value). Weaker: less energy explained by it alone.
+    ``amplitudes``: the joint fit of ``fields`` (:func:`_joint_fit`).
     """
-    courses = _time_courses(fields, data)
+    courses = _time_courses(fields, amplitudes)
     norms = np.linalg.norm(courses, axis=1)
     best, pick = TWIN_COSINE, None
     for j in range(len(fits)):
@@ -685,25 +692,30 @@ def refine_positions(problem, data, clusters, *, scan_radius_mm=SCAN_RADIUS_MM,
     # Two nearby sources with one time course are one source whose field the
     # model gets wrong (the other explains its model error): amendment 6.
     floors = np.maximum(floors, PRUNE_FRACTION * float(np.sum(data ** 2)))
+    fields = None  # the fields at ``fits`` and their joint fit, once per set of fits
     while prune and len(clusters) > 1:
         fields = [scanner.field_at(*f) for f in fits]
-        unique = _unique_energy(fields, data)
+        amplitudes = _joint_fit(fields, data)
+        unique = _unique_energy(fields, data, amplitudes)
         below = np.flatnonzero(unique < floors)
         if below.size:
             drop = int(below[np.argmin(unique[below])])
         else:
-            drop = _weaker_twin(scanner, data, clusters, fits, fields, unique)
+            drop = _weaker_twin(scanner, clusters, fits, fields, amplitudes, unique)
             if drop is None:
                 break
         del clusters[drop], fits[drop]
         floors = np.delete(floors, drop)
         fits = _sweeps(scanner, data, clusters, fits, sweeps)
+        fields = None
     # The dipole moments at the fitted positions, jointly: a source's amplitude is
     # its own, not the root-sum-square of the grid sources that shared it (which
     # overstated it: median error 21 % against 1.6 % on the development trials,
-    # /work/notes/s20/amp_rules.md).
-    fields = [scanner.field_at(*f) for f in fits]
-    moments = np.linalg.lstsq(np.hstack(fields), data, rcond=None)[0]
+    # /work/notes/s20/amp_rules.md). The pruning's last fit when it kept every source.
+    if fields is None:
+        fields = [scanner.field_at(*f) for f in fits]
+        amplitudes = _joint_fit(fields, data)
+    moments = amplitudes
     for j, (cluster, (verts, weights)) in enumerate(zip(clusters, fits)):
         keep = weights != 0
         cluster.position_sources = np.asarray(verts[keep], int)

@@ -229,6 +229,20 @@ def stage_patch(tmp_path_factory, monkeypatch):
     return apply
 
 
+@pytest.fixture(scope="session")
+def sample_fixed_forward(sample_forward, sample_evoked):
+    """(fixed-orientation forward, info) on the sample evoked's good M/EEG channels, for
+    simulating cortical sources (one row order for both)."""
+    import mne
+
+    fixed = mne.convert_forward_solution(sample_forward, surf_ori=True, force_fixed=True,
+                                         use_cps=True, verbose=False)
+    info = sample_evoked.copy().pick([c for c in sample_evoked.ch_names
+                                      if c in fixed["sol"]["row_names"]
+                                      and c not in sample_evoked.info["bads"]]).info
+    return mne.pick_channels_forward(fixed, info.ch_names, ordered=True, verbose=False), info
+
+
 @pytest.fixture(scope="module")
 def problem(sample_evoked, sample_forward, sample_cov):
     """The whitened problem of 'Left Auditory' (50-150 ms) on the sample forward (one per

@@ -223,7 +223,7 @@ def test_localize_picks_alpha_by_sure_and_draws_everything(sample_paths, sample_
     assert 0 < summary["alpha_fraction_of_max"] < 1
     assert selection["criterion"] == pytest.approx(min(selection["path"]["criterion"]))
     for name in ("source_map.png", "time_courses.png", "fit_residual.png", "viewer.html",
-                 "index.html", "sure_curve.png"):
+                 "index.html", "lambda_curve.png"):
         assert (out / name).stat().st_size > 1000, name
 
 

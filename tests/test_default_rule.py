@@ -79,14 +79,9 @@ def test_default_auditory_strongest_source_per_hemisphere(default_estimates, sam
         assert h in per and np.linalg.norm(per[h] - AUDITORY_MNI[h]) <= 20
 
 
-def test_confidence_on_real_head_simulation(sample_forward, sample_cov, sample_evoked):
+def test_confidence_on_real_head_simulation(sample_forward, sample_cov, sample_fixed_forward):
     """A true source (real forward, real noise covariance) gets ≥ 0.9; noise alone none ≥ 0.9."""
-    fwd = mne.convert_forward_solution(sample_forward, surf_ori=True, force_fixed=True,
-                                       use_cps=True, verbose=False)
-    info = sample_evoked.copy().pick([c for c in sample_evoked.ch_names
-                                      if c in fwd["sol"]["row_names"]
-                                      and c not in sample_evoked.info["bads"]]).info
-    fwd = mne.pick_channels_forward(fwd, info.ch_names, ordered=True, verbose=False)
+    fwd, info = sample_fixed_forward
     rng = np.random.default_rng(0)
     times = np.arange(-0.1, 0.15, 1 / info["sfreq"])
     tc = np.exp(-0.5 * ((times - 0.08) / 0.02) ** 2)  # peak at 80 ms

@@ -245,3 +245,96 @@ def test_operator_file_keeps_the_bem(problem, tmp_path):
 
     problem.operator.save(tmp_path / "op.h5")
     assert read_sparse_inverse_operator(tmp_path / "op.h5").bem_path == problem.operator.bem_path
+
+
+def test_reported_peak_time_is_that_of_the_fitted_moment():
+    """A fitted source's peak amplitude and peak time are those of one curve, its fitted
+    moment; a centroid keeps its strongest member's."""
+    from types import SimpleNamespace
+
+    from meeg_inverse.assessment import reported_sources
+
+    times = np.linspace(0.05, 0.15, 11)
+    moment = np.zeros((3, times.size))
+    moment[:, 7] = [30e-9, -40e-9, 0.0]  # peaks at 50 nA·m, at times[7]
+    moment[:, 2] = [20e-9, 0.0, 0.0]
+    members = [dict(source_index=4, hemisphere="lh", peak_time_s=0.06,
+                    peak_amplitude_nAm=35.0, position_head_mm=[0.0, 0.0, 50.0]),
+               dict(source_index=9, hemisphere="lh", peak_time_s=0.08,
+                    peak_amplitude_nAm=20.0, position_head_mm=[0.0, 10.0, 50.0])]
+
+    def cluster(method):
+        return SimpleNamespace(members=np.array([4, 9]), weights=np.array([0.6, 0.4]),
+                               position_method=method, position_sources=np.array([4, 9]),
+                               position_weights=np.array([0.5, 0.5]), moment=moment,
+                               confidence=None)
+
+    def frames(idx):
+        return {"head": np.array([[0.0, 0.0, 0.05], [0.0, 0.01, 0.05]])[
+            [0 if i == 4 else 1 for i in idx]], "mri": None, "mni": None}
+
+    fitted, centroid = (reported_sources([dict(m) for m in members], [cluster(method)],
+                                         frames_of=frames, times=times)[0]
+                        for method in ("dipole fit (BEM)", "centroid"))
+    assert fitted["peak_amplitude_nAm"] == pytest.approx(50.0)
+    assert fitted["peak_time_s"] == pytest.approx(times[7])
+    assert centroid["peak_time_s"] == 0.06  # the strongest member's, with its amplitude
+    assert centroid["peak_amplitude_nAm"] == pytest.approx(np.hypot(35.0, 20.0))
+
+
+def test_reported_peak_times_of_simulated_sources(sample_forward, sample_cov,
+                                                  sample_fixed_forward, monkeypatch):
+    """Two sources of the real head peaking at 80 and 115 ms: through the pipeline, each
+    reported source's peak time is where its fitted moment peaks, within one sample of
+    the truth's."""
+    import mne
+
+    from meeg_inverse import assessment
+    from meeg_inverse.pipeline import localize
+
+    fixed, info = sample_fixed_forward
+    sfreq = info["sfreq"]
+    times = np.arange(-0.1, 0.16, 1 / sfreq)
+    whitener, _, colorer = mne.cov.compute_whitener(sample_cov, info, return_colorer=True,
+                                                    pca=False, verbose=False)
+    nave, signal, truth = 4, 0.0, {}
+    for k, peak_s in ((120, 0.080), (300, 0.115)):  # one source per hemisphere
+        tc = np.exp(-0.5 * ((times - peak_s) / 0.012) ** 2)
+        field = fixed["sol"]["data"][:, [k]]
+        # Peak whitened SNR 8 against the noise of the average.
+        scale = 8.0 / (np.sqrt(np.mean((whitener @ field) ** 2)) * np.sqrt(nave))
+        signal = signal + scale * field @ tc[None]
+        truth[k] = int(np.argmax(tc))
+    rng = np.random.default_rng(1)
+    noise = colorer @ rng.standard_normal((colorer.shape[1], times.size))
+    ev = mne.EvokedArray(signal + noise / np.sqrt(nave), info, tmin=times[0], nave=nave,
+                         verbose=False)
+    ev.set_eeg_reference("average", projection=True, verbose=False)
+    truth = {k: ev.times[i] for k, i in truth.items()}  # the evoked's own sample times
+
+    seen = {}
+    original = assessment.reported_sources
+
+    def spy(records, clusters, frames_of=None, times=None):
+        seen["clusters"], seen["times"] = list(clusters), times
+        return original(records, clusters, frames_of=frames_of, times=times)
+
+    monkeypatch.setattr(assessment, "reported_sources", spy)
+    res = localize(ev, sample_forward, sample_cov, tmin=0.05, tmax=0.15, confidence=0)
+    reported = res.extra["reported_sources"]
+    fitted = [r for r in reported if r["position_method"] != "centroid"]
+    assert fitted, reported
+    by_number = {r["source"]: r for r in reported}
+    for number, cluster in enumerate(seen["clusters"], 1):
+        if number in by_number and by_number[number]["position_method"] != "centroid":
+            norm = np.linalg.norm(cluster.moment, axis=0)
+            assert by_number[number]["peak_time_s"] == pytest.approx(
+                seen["times"][np.argmax(norm)], abs=1e-5)
+            assert by_number[number]["peak_amplitude_nAm"] == pytest.approx(norm.max() * 1e9)
+    src_rr = np.concatenate([s["rr"][s["vertno"]] for s in fixed["src"]]) * 1e3  # head, mm
+    for k, peak_s in truth.items():
+        near = min(fitted, key=lambda r: np.linalg.norm(np.subtract(r["position_head_mm"],
+                                                                    src_rr[k])))
+        assert np.linalg.norm(np.subtract(near["position_head_mm"], src_rr[k])) < 20, near
+        # peak_time_s is rounded to 10 µs
+        assert abs(near["peak_time_s"] - peak_s) <= 1 / sfreq + 1e-5, (k, near, peak_s)

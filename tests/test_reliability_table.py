@@ -282,6 +282,21 @@ def r_mni_with_subjects_dir(ctx):
     return o
 
 
+def r_subject_of_another_forward(ctx):
+    out = ctx.tmp / "r"
+    return run_main(ctx, localize_args(ctx.d, out, "--subject", "bert"), out)
+
+
+def r_subject_of_the_forward(ctx):
+    out = ctx.tmp / "r"
+    o = run_main(ctx, localize_args(ctx.d, out, "--subject", "sample", "--subjects-dir",
+                                    ctx.d.paths["subjects_dir"]), out)
+    s = summary_of(out)
+    assert s["subject"] == "sample" and s["coordinates"].startswith("MNI")
+    assert all(r["label"] for r in s["sources"])  # named on its anatomy
+    return o
+
+
 # 5. A previous result: refused, or replaced as a whole with --overwrite; other files kept.
 def _previous_result(ctx):
     """A result whose run also wrote a viewer (listed in its summary, as with figures)."""
@@ -856,15 +871,15 @@ def r_fit_band_is_noise_of_average(ctx):
     return Outcome(0, "", "", None)
 
 
-def r_index_links_sure_curve(ctx):
+def r_index_links_lambda_curve(ctx):
     from meeg_inverse.viz.report import _write_index
 
     stc = mne.SourceEstimate(np.ones((1, 3)) * 1e-9, [np.array([0]), np.array([], int)],
                              0.0, 0.01, subject="sample")
-    (ctx.tmp / "sure_curve.png").write_bytes(b"png")
-    _write_index(ctx.tmp, {"sure_curve": ctx.tmp / "sure_curve.png"}, stc, "t", {})
+    (ctx.tmp / "lambda_curve.png").write_bytes(b"png")
+    _write_index(ctx.tmp, {"lambda_curve": ctx.tmp / "lambda_curve.png"}, stc, "t", {})
     page = (ctx.tmp / "index.html").read_text()
-    assert 'href="sure_curve.png"' in page and "selection criterion along lambda" in page
+    assert 'href="lambda_curve.png"' in page and "selection criterion along lambda" in page
     return Outcome(0, "", "", None)
 
 
@@ -937,6 +952,10 @@ ROWS = {
     # item 4
     "--forward without --subjects-dir": Row(4, r_head_coordinates, 0, ("head coordinates",)),
     "--forward with --subjects-dir": Row(4, r_mni_with_subjects_dir, 0),
+    "--subject other than the forward's": Row(4, r_subject_of_another_forward, 2, (
+        "computed for subject 'sample', not 'bert' (--subject)",
+        "drop --subject (the forward's subject 'sample' is used)")),
+    "--subject of the forward": Row(4, r_subject_of_the_forward, 0),
     # item 5
     "second run into a result": Row(5, r_second_run_refused, 2, ("already holds a result",
                                                                  "--overwrite")),
@@ -1047,7 +1066,7 @@ ROWS = {
     # item 17
     "docs: --alpha default": Row(17, r_docs_alpha_default, 0),
     "fit_residual band is the noise of the average": Row(17, r_fit_band_is_noise_of_average, 0),
-    "index.html links sure_curve.png": Row(17, r_index_links_sure_curve, 0),
+    "index.html links lambda_curve.png": Row(17, r_index_links_lambda_curve, 0),
     "viewer names its start view": Row(17, r_viewer_names_start_view, 0),
     # item 18
     "CONTRIBUTING.md": Row(18, r_contributing, 0),

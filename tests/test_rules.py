@@ -95,3 +95,58 @@ def test_many_sources_fix_depends_on_who_chose_lambda():
     auto = result_warnings(records, automatic=True)
     assert [w["code"] for w in given] == [w["code"] for w in auto] == ["many_sources"]
     assert "--alpha auto" in given[0]["fix"] and "--alpha auto" not in auto[0]["fix"]
+
+
+def test_lambda_curve_of_bic_names_its_criterion_and_the_message_its_file(tmp_path,
+                                                                         monkeypatch):
+    """λ chosen by BIC: the figure's axis and title say BIC (not SURE), and the
+    at-bound message names the file the result folder gets."""
+    import meeg_inverse.viz as viz
+    from meeg_inverse._choices import LAMBDA_CURVE_FILE
+    from meeg_inverse.assessment import result_warnings
+    from meeg_inverse.outputs import FigureInputs, _selection_curve, draw_figures
+    from meeg_inverse.viz.selection import lambda_curve_figure
+
+    gain, data, noise, _ = _problem(0)
+    sel = select_bic(gain, data, noise)
+    assert sel.method == "bic"
+    ax = lambda_curve_figure(_selection_curve(sel)).axes[0]
+    assert ax.get_ylabel() == "BIC of the refit"
+    assert "BIC" in ax.get_title() and "SURE" not in ax.get_title() + ax.get_ylabel()
+    # The curve drawn is the criterion on record: BIC along the path, lowest at λ.
+    x, y = ax.get_lines()[0].get_data()
+    assert y.min() == pytest.approx(sel.sure)
+    assert y[np.isclose(x, sel.alpha_fraction)] == pytest.approx([sel.sure])
+
+    # What a result folder gets (the other figures left out here).
+    monkeypatch.setattr(viz, "render_all", lambda *a, extra_figures=None, **k: extra_figures)
+    written = draw_figures(tmp_path, {}, FigureInputs(stc=None, src=None, data=None, fit=None,
+                                                      times=None, selection=_selection_curve(sel)))
+    assert written == {"lambda_curve": LAMBDA_CURVE_FILE}
+    assert (tmp_path / LAMBDA_CURVE_FILE).stat().st_size > 1000
+    record = {"source_index": 10, "peak_amplitude_nAm": 5.0, "confidence": 0.9}
+    [warning] = result_warnings([record], at_bound=True, search_bound="lower", automatic=True,
+                                selection_method=sel.method)
+    assert warning["code"] == "selection_at_bound"
+    assert f"(BIC of the refit along λ: {LAMBDA_CURVE_FILE} where" in warning["fix"]
+    assert "alpha_selection.path" in warning["fix"]  # where no figure was drawn
+    assert "sure_curve" not in warning["fix"]
+    # The result page's caption of the figure says the same.
+    from meeg_inverse.report import _caption
+
+    caption = _caption("lambda_curve", tmp_path / LAMBDA_CURVE_FILE,
+                       {"alpha_selection": {"method": "bic"}})
+    assert caption == "The λ curve: BIC of the refit along λ (the chosen λ marked)"
+
+
+def test_lambda_curve_of_qut_shows_the_residual_ratio_it_tried():
+    from meeg_inverse.outputs import _selection_curve
+    from meeg_inverse.viz.selection import lambda_curve_figure
+
+    gain, data, noise, _ = _problem(5)
+    sel = select_qut(gain, data, noise, penalty="l21")
+    ax = lambda_curve_figure(_selection_curve(sel)).axes[0]
+    assert ax.get_ylabel() == "residual / noise variance"
+    assert "quantile universal threshold" in ax.get_title()
+    x, y = ax.get_lines()[0].get_data()
+    assert list(y) == pytest.approx(sel.history["sure"])

@@ -27,7 +27,7 @@ def render_all(stc, src, out_dir, data=None, fit=None, residual=None, times=None
     result summary dict; its scalar entries, nested ones as ``a.b``) are listed on the
     index page. ``nave``: trials averaged in ``data`` (the noise band of the fit panel is
     ``±1/sqrt(nave)``). ``extra_figures``: ``{name: path}`` of figures already drawn in
-    ``out_dir`` (e.g. the SURE curve) to link from the index.
+    ``out_dir`` (e.g. the λ curve, ``lambda_curve``) to link from the index.
     Returns ``{name: path}`` (``'index'`` included). Every file is written
     atomically, so an interrupted run leaves no half-written file.
     """
@@ -191,7 +191,8 @@ def _write_index(out, paths, stc, title, info, sources=(), warnings=()):
     captions = {"source_map": "Source map at the peak time",
                 "time_courses": "Time courses of the active sources",
                 "fit_residual": "Whitened data, fit and residual",
-                "sure_curve": "The selection criterion along lambda (the chosen lambda marked)"}
+                "lambda_curve": "The λ curve: the selection criterion along lambda (the chosen "
+                                "lambda marked)"}
     figs = []
     for key, p in paths.items():
         if Path(p).suffix != ".png":
