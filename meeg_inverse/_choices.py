@@ -14,6 +14,10 @@ PENALTY_NAMES = ("l21", "weighted_l21", "l1", "mcp", "scad", "l05", "l23", "log"
 #: The penalty of the default rule when none is given: BIC along the L0.5 path
 #: won the study (amendment 5); a number or 'sure' keeps MNE's L2,1.
 DEFAULT_RULE_PENALTY = "l05"
+#: Below this fraction of λ_max a solve is refused: the solution is then
+#: practically the minimum-norm least-squares fit with hundreds of active
+#: sources, and the solver's cost grows without bound (:mod:`meeg_inverse.solve`).
+ALPHA_FRACTION_FLOOR = 1e-4
 #: Exclusive lower bound of each penalty's shape parameter (``gamma`` of MCP and
 #: SCAD, ``eps`` of log-sum); the penalties refuse values at or below it.
 SHAPE_PARAMETER_BOUND = {"mcp": 0.0, "scad": 2.0, "log": 0.0}
@@ -119,3 +123,64 @@ def check_forward_spec(spec, *, continuous=False):
                "--subjects-dir DIR --trans FILE [--bem --src] instead of "
                + ("--forward" if spec.forward is not None else "the template") + ".")
     raise InputError(f"{options} would have no effect here: {what}.", fix)
+
+
+#: MNE's file-name conventions of evoked and epochs files (anything else: a raw recording).
+EVOKED_SUFFIXES = ("-ave.fif", "_ave.fif", "-ave.fif.gz", "_ave.fif.gz")
+EPOCHS_SUFFIXES = ("-epo.fif", "_epo.fif", "-epo.fif.gz", "_epo.fif.gz")
+#: Epoch-cutting options, with their value for a raw recording when not given (None: the
+#: command line's defaults are None so that a value given with another recording is seen).
+EPOCH_WINDOW_DEFAULT = (-0.2, 0.5)
+
+
+def recording_kind(fname):
+    """'evoked', 'epochs' or 'raw', by MNE's naming convention (``-ave.fif``, ``-epo.fif``)."""
+    from pathlib import Path
+
+    name = Path(fname).name.lower()
+    if name.endswith(EVOKED_SUFFIXES):
+        return "evoked"
+    if name.endswith(EPOCHS_SUFFIXES):
+        return "epochs"
+    return "raw"
+
+
+def check_recording_options(kind, name, *, events=None, epoch_tmin=None, epoch_tmax=None,
+                            reject=None):
+    """Refuse the options that cut epochs from a raw recording when ``kind`` holds none.
+
+    ``--events``, ``--epoch-tmin`` and ``--epoch-tmax`` cut a raw recording into
+    epochs; ``--reject`` drops epochs (of a raw recording or an epochs file). Given
+    with a recording that is already cut (epochs) or averaged (evoked) they would be
+    silently ignored.
+
+    Raises
+    ------
+    InputError
+        Naming the options, the kind of recording and the fix.
+    """
+    from .errors import InputError
+
+    if kind == "raw":
+        return
+    given = [option for option, value in (("--events", events), ("--epoch-tmin", epoch_tmin),
+                                          ("--epoch-tmax", epoch_tmax)) if value is not None]
+    if kind == "evoked" and reject is not None:
+        given.append("--reject")
+    if not given:
+        return
+    options = " and ".join(", ".join(given).rsplit(", ", 1))
+    if kind == "evoked":
+        what = (f"{name} holds averages (an evoked file): its epochs were cut, rejected and "
+                "averaged when it was made, so they would be ignored")
+        fix = (f"drop {options} (choose the part to localize with --tmin/--tmax), or give the "
+               "raw recording (or the epochs file) it was averaged from.")
+    else:
+        what = (f"{name} holds epochs already cut, so they would be ignored "
+                "(--reject does apply to epochs)")
+        fix = (f"drop {options} (choose the part to localize with --tmin/--tmax), or give the "
+               "raw recording to cut epochs from.")
+    verb = "applies" if len(given) == 1 else "apply"
+    where = ("to the epochs cut from a raw recording" if kind == "evoked" else
+             "to a raw recording (cutting it into epochs)")
+    raise InputError(f"{options} only {verb} {where}, but {what}.", fix)

@@ -245,8 +245,8 @@ def stage_main(argv):
 
         mne.set_log_level("INFO" if args.verbose else "ERROR")
         with warnings.catch_warnings():
-            if not args.verbose:
-                warnings.simplefilter("ignore")
+            if not args.verbose:  # (with --verbose, Python shows every warning itself)
+                show_warnings_once(progress)
             {"compute": _compute, "figures": _figures, "report": _report}[stage](
                 args, staging, progress)
         progress.done()
@@ -267,6 +267,44 @@ def stage_main(argv):
     outcome["notes"] = list(dict.fromkeys(NOTES))
     (staging / OUTCOME).write_text(json.dumps(outcome), encoding="utf-8")
     return status
+
+
+#: Categories of the libraries' notes to their developers, not to the user.
+_DEVELOPER_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning,
+                       ImportWarning, ResourceWarning, SyntaxWarning)
+#: Starts of the warnings the command line reports in another way: the channel
+#: report's lines, the summary's warnings (field cancellation), the refusal of an
+#: empty estimate.
+_REPORTED_OTHERWISE = ("The active sources' fields cancel", "No active source",
+                       "the selected regularisation")
+_REPORTED_OTHERWISE_WORDS = ("are not in the noise covariance and are left out",
+                             "are not in the forward solution and are left out")
+
+
+def show_warnings_once(progress):
+    """Show each warning raised in this stage once, as ``meeg-inverse: warning: ...``.
+
+    A stage's standard error is relayed to the user's console: the warnings of MNE and
+    of this package (a small alpha's cost, a window before the stimulus, ...) reach the
+    user there, even with ``--quiet``, once each, without a source line. Call it within
+    ``warnings.catch_warnings()`` (which restores Python's own display).
+    """
+    import warnings
+
+    seen = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        if (issubclass(category, _DEVELOPER_WARNINGS)
+                or category.__module__.startswith("numba") or not text or text in seen
+                or text.startswith(_REPORTED_OTHERWISE)
+                or any(words in text for words in _REPORTED_OTHERWISE_WORDS)):
+            return
+        seen.add(text)
+        progress.warn(text)
+
+    warnings.simplefilter("always")  # each one reaches show(), which keeps the first
+    warnings.showwarning = show
 
 
 def _exit_with_launcher():

@@ -6,9 +6,26 @@ without a word, and losing a whole channel type (all the EEG of a MEG+EEG
 recording) is refused unless asked for.
 """
 
+import contextlib
+import contextvars
 from dataclasses import dataclass, field
 
 from .errors import InputError
+
+#: Whether losing a whole channel type is allowed where the inverse picks its channels
+#: (:func:`meeg_inverse.problem.select_channels`): set by :func:`lost_types_allowed`.
+_ALLOW_LOST_TYPES = contextvars.ContextVar("meeg_inverse_allow_lost_types", default=False)
+
+
+@contextlib.contextmanager
+def lost_types_allowed(allow=True):
+    """Within it, the inverse may leave out a whole channel type (``--allow-missing-types``,
+    checked and reported by the command line already)."""
+    token = _ALLOW_LOST_TYPES.set(bool(allow))
+    try:
+        yield
+    finally:
+        _ALLOW_LOST_TYPES.reset(token)
 
 _TYPE_NAMES = {"mag": "magnetometer", "grad": "gradiometer", "eeg": "EEG"}
 
@@ -86,8 +103,11 @@ def channel_report(info, forward, noise_cov):
                          lost_types=sorted(good_types - used_types))
 
 
-def check_channel_types(report, *, allow=False):
+def check_channel_types(report, *, allow=False, api=False):
     """Refuse to lose a whole channel type of the recording, unless ``allow``.
+
+    ``api``: the message's fix is for the Python API (MNE objects in hand), not the
+    command line's options.
 
     Raises
     ------
@@ -102,5 +122,8 @@ def check_channel_types(report, *, allow=False):
         f"All {lost} channels of the recording would be left out "
         f"({'; '.join(where) or 'left out'}), so the localization would use only "
         f"{', '.join(f'{n} {_TYPE_NAMES[t]}' for t, n in report.used.items())} channels.",
-        "give a forward solution and noise covariance that cover every channel type of the "
-        "recording, or add --allow-missing-types to localize without them.")
+        ("pass a forward solution and noise covariance that cover every channel type of "
+         "the recording, or pick the channels to localize with first, e.g. "
+         f"evoked.copy().pick({sorted(report.used)!r})." if api else
+         "give a forward solution and noise covariance that cover every channel type of the "
+         "recording, or add --allow-missing-types to localize without them."))

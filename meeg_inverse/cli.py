@@ -15,6 +15,11 @@ from pathlib import Path
 from .errors import InputError
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+#: Loosest --tol: the solver stops at a relative duality gap below it (above 1 %, before
+#: the sources are found).
+MAX_TOL = 1e-2
+#: Longest epoch window (s) cut from a raw recording: longer ones are times given in ms.
+MAX_EPOCH_S = 60.0
 # Penalties with a shape parameter, and the name each gives it (--gamma sets it).
 SHAPE_PARAMETER = {"mcp": "gamma", "scad": "gamma", "log": "eps"}
 # weighted_l21 needs per-source weights, which a command line cannot pass.
@@ -147,13 +152,21 @@ def build_parser():
     g = loc.add_argument_group("data")
     g.add_argument("--condition", help="condition (event name/code, or evoked comment) to localize")
     g.add_argument("--events", help="events file (-eve.fif) for a raw recording")
-    g.add_argument("--epoch-tmin", type=float, default=-0.2, help="epoch start, s (default -0.2)")
-    g.add_argument("--epoch-tmax", type=float, default=0.5, help="epoch end, s (default 0.5)")
+    # Raw recordings only: None (not the value) when not given, so that a value given with
+    # an epochs or evoked file is refused instead of ignored.
+    g.add_argument("--epoch-tmin", type=float, default=None,
+                   help="epoch start, s (default -0.2; raw recordings only)")
+    g.add_argument("--epoch-tmax", type=float, default=None,
+                   help="epoch end, s (default 0.5; raw recordings only)")
     g.add_argument("--no-baseline", action="store_true", help="no baseline correction of the epochs (nor of an evoked file saved without one)")
-    g.add_argument("--reject", help="peak-to-peak rejection, e.g. eeg=150e-6,grad=4000e-13")
+    g.add_argument("--reject", help="peak-to-peak rejection of epochs (raw recordings and "
+                   "epochs files), e.g. eeg=150e-6,grad=4000e-13")
     g.add_argument("--tmin", type=float, help="start of the time window to localize, s")
     g.add_argument("--tmax", type=float, help="end of the time window to localize, s "
                    "(default window: from the stimulus, 0 s, to the end)")
+    g.add_argument("--allow-prestimulus", action="store_true",
+                   help="localize a window that ends before the stimulus (default: refused, "
+                        "the pre-stimulus baseline is the noise reference)")
     g.add_argument("--exclude", help="channels to leave out, comma-separated "
                    "(e.g. EOG1,EOG2 for eye electrodes stored as EEG)")
     g.add_argument("--allow-missing-types", action="store_true",
@@ -215,9 +228,11 @@ def build_parser():
     g.add_argument("--loose", type=_parse_loose, default="auto",
                    help="orientation: 0 fixed, 1 free, between: loose (default auto = 0.2 on "
                         "surfaces, 1 in volumes)")
-    g.add_argument("--depth", type=float, default=0.8, help="depth weighting exponent (0.8)")
+    g.add_argument("--depth", type=float, default=0.8,
+                   help="depth weighting exponent, in [0, 1] (0.8; 0: none)")
     g.add_argument("--pick-ori", choices=("vector",), help="write xyz source components")
-    g.add_argument("--tol", type=float, default=1e-6, help="solver tolerance (1e-6)")
+    g.add_argument("--tol", type=float, default=1e-6,
+                   help="solver tolerance, in (0, 0.01] (1e-6)")
     g.add_argument("--rank", type=_parse_rank, default=None,
                    help="rank of the noise covariance: 'info', 'full' or per channel type, "
                         "e.g. meg=303,eeg=59 (default: estimated, as MNE's rank=None)")
@@ -229,11 +244,11 @@ def build_parser():
         "--empty-room or --noise-segment)")
     g.add_argument("--continuous", action="store_true",
                    help="localize every window of the raw recording (bounded memory)")
-    g.add_argument("--window", type=float, default=0.1, help="window length, s (0.1)")
-    g.add_argument("--step", type=float, default=0.05, help="step between windows, s (0.05)")
+    g.add_argument("--window", type=float, default=None, help="window length, s (0.1)")
+    g.add_argument("--step", type=float, default=None, help="step between windows, s (0.05)")
     g.add_argument("--l-freq", type=float, help="high-pass edge of a band-pass, Hz")
     g.add_argument("--h-freq", type=float, help="low-pass edge of a band-pass, Hz")
-    g.add_argument("--n-jobs", type=int, default=1, help="processes (1; -1: all cores)")
+    g.add_argument("--n-jobs", type=int, default=None, help="processes (1; -1: all cores)")
     g.add_argument("--noise-segment",
                    help="a quiet segment START,STOP (s): noise level (and the covariance, "
                         "without --noise-cov / --empty-room)")
@@ -368,12 +383,33 @@ def _run_fetch(args):
     if args.name not in data_fetchers.list_datasets():
         raise InputError(f"Unknown data set {args.name!r}.",
                          f"choose one of: {', '.join(data_fetchers.list_datasets())}.")
+    if args.path is not None:
+        _check_fetch_folder(args.path)
     try:
         path = data_fetchers.fetch_dataset(args.name, args.path, base_url=args.base_url,
                                            force=args.force, progress=not args.quiet)
     except data_fetchers.DatasetError as exc:
         raise _DatasetFailure(str(exc)) from None
     print(json.dumps({"name": args.name, "path": str(path)}) if args.json else str(path))
+
+
+def _check_fetch_folder(path):
+    """--path must be a folder, or one that can be made: refused before any download."""
+    folder = Path(path).expanduser().absolute()
+    if not str(path).strip():
+        raise InputError("--path is empty.", "give a folder, e.g. --path ~/mne_data.")
+    for place in (folder, *folder.parents):
+        if not os.path.lexists(place):
+            continue
+        if place.is_dir():
+            return
+        what = "a file" if place.is_file() else "not a folder"
+        where = ("" if place == folder else
+                 f": {str(place)!r} (a folder above it) is {what}")
+        raise InputError(f"--path {str(path)!r} is {what if place == folder else 'unusable'}"
+                         f"{where}; a data set is downloaded into a folder.",
+                         f"give a folder (made if missing), e.g. --path "
+                         f"{str(place.parent / 'mne_data')!r}.")
 
 
 class _DatasetFailure(RuntimeError):
@@ -505,6 +541,15 @@ def _check_penalty(args):
         raise InputError(f"--alpha {args.alpha} is outside (0, 1): alpha is a fraction of "
                          "lambda_max (at 1 or more no source is active).",
                          "use e.g. --alpha 0.3, or --alpha auto to choose it automatically.")
+    from ._choices import ALPHA_FRACTION_FLOOR
+
+    if isinstance(args.alpha, float) and args.alpha < ALPHA_FRACTION_FLOOR:
+        raise InputError(f"--alpha {args.alpha:g} is below the floor of "
+                         f"{ALPHA_FRACTION_FLOOR:g} x lambda_max: the estimate would be an "
+                         "almost unregularized fit with hundreds of active sources, and its "
+                         "solve unbounded.",
+                         "use --alpha between 0.01 and 0.9 (e.g. 0.3), or --alpha auto to "
+                         "choose it automatically.")
     params = {}
     gamma = getattr(args, "gamma", None)
     if gamma is not None:
@@ -530,27 +575,76 @@ def _check_localize_args(args):
     resolve_output_dir(args.out)
     for option in ("tol", "depth", "tmin", "tmax", "epoch_tmin", "epoch_tmax"):
         _finite(getattr(args, option), "--" + option.replace("_", "-"))
-    if not 0 < args.tol < 1:
-        raise InputError(f"--tol must be in (0, 1), got {args.tol}.",
-                         "use the default 1e-6, or e.g. 1e-8 for a tighter solution.")
-    if args.depth < 0:
-        raise InputError(f"--depth must be >= 0, got {args.depth}.",
-                         "use 0.8 (MNE's default), or 0 for no depth weighting.")
+    if not 0 < args.tol <= MAX_TOL:
+        raise InputError(f"--tol must be in (0, {MAX_TOL:g}], got {args.tol:g}: the solver "
+                         "stops when its relative duality gap falls below --tol"
+                         + (", so a tolerance this loose stops it before the sources are "
+                            "found." if args.tol > 0 else "."),
+                         "use the default 1e-6, or e.g. 1e-8 for a tighter solution (1e-4 "
+                         "for a faster, rougher one).")
+    if not 0 <= args.depth <= 1:
+        raise InputError(f"--depth must be in [0, 1], got {args.depth:g}: it is the exponent "
+                         "of MNE's depth weighting (compute_depth_prior's exp, documented in "
+                         "[0, 1]; 1 already fully compensates the weaker fields of deep "
+                         "sources).",
+                         "use 0.8 (MNE's default), 0 for no depth weighting, or a value "
+                         "between.")
     if not isinstance(args.loose, str) and not 0 <= args.loose <= 1:
         raise InputError(f"--loose must be in [0, 1] or 'auto', got {args.loose}.",
                          "use 0 (fixed), 0.2 (loose), 1 (free) or auto.")
+    if args.pick_ori == "vector" and args.loose == 0:
+        raise InputError("--pick-ori vector writes the x, y, z components of each source, but "
+                         "--loose 0 fixes every source's orientation: there is one component.",
+                         "drop --pick-ori vector, or give --loose 0.2 (loose) or 1 (free).")
+    if (not args.continuous and args.tmax is not None and args.tmax <= 0
+            and not args.allow_prestimulus):
+        window = (f"--tmin {args.tmin:g} --tmax {args.tmax:g}" if args.tmin is not None
+                  else f"--tmax {args.tmax:g}")
+        raise InputError(f"The time window ({window}) ends at or before the stimulus (0 s): "
+                         "the pre-stimulus baseline holds no response to the stimulus, so its "
+                         "sources would be noise (it is the noise reference).",
+                         "choose a window after the stimulus, e.g. --tmin 0.05 --tmax 0.15 "
+                         "(times are in seconds); to localize pre-stimulus activity on "
+                         "purpose, add --allow-prestimulus.")
     if args.tmin is not None and args.tmax is not None and args.tmin > args.tmax:
         raise InputError(f"The time window is empty: --tmin {args.tmin} is after "
                          f"--tmax {args.tmax}.",
                          f"swap them: --tmin {args.tmax} --tmax {args.tmin}.")
-    if args.epoch_tmin >= args.epoch_tmax:
-        raise InputError(f"The epoch window is empty: --epoch-tmin {args.epoch_tmin} is not "
-                         f"before --epoch-tmax {args.epoch_tmax}.", "use tmin < tmax.")
+    epoch_tmin, epoch_tmax = _epoch_window(args)
+    if epoch_tmin >= epoch_tmax:
+        raise InputError(f"The epoch window is empty: --epoch-tmin {epoch_tmin:g} is not "
+                         f"before --epoch-tmax {epoch_tmax:g}.", "use tmin < tmax.")
+    if epoch_tmax - epoch_tmin > MAX_EPOCH_S:
+        hint = (f" Times are in seconds: did you mean --epoch-tmin {epoch_tmin / 1000:g} "
+                f"--epoch-tmax {epoch_tmax / 1000:g}?" if max(abs(epoch_tmin),
+                                                              abs(epoch_tmax)) >= 1 else "")
+        raise InputError(f"The epoch window {epoch_tmin:g} to {epoch_tmax:g} s is "
+                         f"{epoch_tmax - epoch_tmin:g} s long: longer than an evoked response "
+                         f"(at most {MAX_EPOCH_S:g} s here), and every epoch would be held in "
+                         f"memory.{hint}",
+                         "give the epoch window in seconds around the events, e.g. "
+                         "--epoch-tmin -0.2 --epoch-tmax 0.5.")
+    if args.allow_prestimulus and (args.continuous or args.tmax is None or args.tmax > 0):
+        raise InputError("--allow-prestimulus only applies to a time window that ends before "
+                         "the stimulus (--tmax 0 or less), which this one does not.",
+                         "drop --allow-prestimulus.")
     if args.seed < 0:
         raise InputError(f"--seed must be >= 0, got {args.seed}.", "use e.g. --seed 0.")
     _parse_reject(args.reject)
+    if args.noise_cov is not None and args.empty_room is not None:
+        raise InputError("--noise-cov and --empty-room both give the noise covariance: one of "
+                         "them would be ignored.",
+                         "keep one: --noise-cov FILE, or --empty-room FILE to estimate it "
+                         "from an empty-room recording.")
+    if not args.continuous:
+        # Options that cut a raw recording into epochs, given with epochs or an average.
+        from ._choices import check_recording_options, recording_kind
+
+        check_recording_options(recording_kind(args.recording), repr(args.recording),
+                                events=args.events, epoch_tmin=args.epoch_tmin,
+                                epoch_tmax=args.epoch_tmax, reject=args.reject)
     if not args.continuous:  # options of continuous recordings would be silently ignored
-        given = [o for o, default in _CONTINUOUS_ONLY if getattr(args, o) != default]
+        given = [o for o, _ in _CONTINUOUS_ONLY if getattr(args, o) is not None]
         if given:
             raise InputError(f"{', '.join('--' + o.replace('_', '-') for o in given)} only "
                              "apply with --continuous (every window of a raw recording).",
@@ -585,16 +679,28 @@ def _run_localize(args, progress, argv):
     return run_localize(args, argv, progress)
 
 
-_EPOCH_OPTIONS = ("condition", "events", "reject", "pick_ori", "gamma", "sure_curve")
-#: Options of --continuous only, with their defaults (given otherwise: refused).
+_EPOCH_OPTIONS = ("condition", "events", "epoch_tmin", "epoch_tmax", "no_baseline",
+                  "allow_prestimulus", "reject", "pick_ori", "gamma", "sure_curve")
+
+
+def _epoch_window(args):
+    """--epoch-tmin and --epoch-tmax, with their defaults (None when not given)."""
+    from ._choices import EPOCH_WINDOW_DEFAULT
+
+    return tuple(default if value is None else value for value, default in
+                 zip((args.epoch_tmin, args.epoch_tmax), EPOCH_WINDOW_DEFAULT))
+#: Options of --continuous only, with their defaults there (None on the command line, so
+#: that one given without --continuous is refused even at its default value).
 _CONTINUOUS_ONLY = (("window", 0.1), ("step", 0.05), ("l_freq", None), ("h_freq", None),
                     ("n_jobs", 1), ("noise_segment", None))
 
 
 def _run_continuous(args, spec, progress):
-    from .continuous_file import localize_continuous_file
-
-    given = [o for o in _EPOCH_OPTIONS if getattr(args, o, None) not in (None, False)]
+    for option, default in _CONTINUOUS_ONLY:
+        if getattr(args, option) is None:
+            setattr(args, option, default)
+    given = [o for o in _EPOCH_OPTIONS  # (0.0 == False: compared by identity)
+             if getattr(args, o, None) is not None and getattr(args, o) is not False]
     if given:
         raise InputError(
             f"--continuous localizes every window of the raw recording; "
@@ -633,6 +739,15 @@ def _run_continuous(args, spec, progress):
     if isinstance(alpha, str) and alpha != "qut":
         raise InputError(f"--alpha {alpha} is not available with --continuous.",
                          "use --alpha auto (the amortized threshold) or a fraction such as 0.5.")
+    from .channel_report import lost_types_allowed
+
+    with lost_types_allowed(args.allow_missing_types):
+        return _localize_continuous_file(args, spec, progress, segment, alpha)
+
+
+def _localize_continuous_file(args, spec, progress, segment, alpha):
+    from .continuous_file import localize_continuous_file
+
     return localize_continuous_file(
         args.recording, args.out, forward_spec=spec, noise_cov=args.noise_cov,
         empty_room=args.empty_room, window=args.window, step=args.step, l_freq=args.l_freq,

@@ -109,6 +109,9 @@ def localize_continuous_file(recording, out_dir, *, forward_spec=None, noise_cov
         elif noise_cov is not None:
             cov = mio.read_noise_cov(noise_cov, verbose=verbose)
         elif empty_room is not None:
+            from .pipeline import check_empty_room_applies
+
+            check_empty_room_applies(raw.info)
             cov = mio.noise_cov_from_empty_room(empty_room, verbose=verbose)
         else:
             cov = noise_cov_from_segment(raw, noise_segment, verbose=verbose)

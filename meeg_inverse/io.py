@@ -5,6 +5,7 @@ files itself.
 """
 
 import re
+import warnings
 from pathlib import Path
 
 import mne
@@ -12,8 +13,6 @@ import numpy as np
 
 from .errors import InputError
 
-_EVOKED_SUFFIXES = ("-ave.fif", "_ave.fif", "-ave.fif.gz", "_ave.fif.gz")
-_EPOCHS_SUFFIXES = ("-epo.fif", "_epo.fif", "-epo.fif.gz", "_epo.fif.gz")
 
 
 def _existing_file(fname, what):
@@ -82,12 +81,9 @@ def recording_kind(fname):
     -------
     kind : 'evoked' | 'epochs' | 'raw'
     """
-    name = Path(fname).name.lower()
-    if name.endswith(_EVOKED_SUFFIXES):
-        return "evoked"
-    if name.endswith(_EPOCHS_SUFFIXES):
-        return "epochs"
-    return "raw"
+    from ._choices import recording_kind as kind_of
+
+    return kind_of(fname)
 
 
 def read_recording(fname, *, verbose=False):
@@ -212,6 +208,15 @@ def make_epochs(raw, events, event_id, *, tmin=-0.2, tmax=0.5, baseline=(None, 0
     """
     if tmin >= tmax:
         raise InputError(f"The epoch window is empty: tmin={tmin} ≥ tmax={tmax}.", "use tmin < tmax.")
+    duration = raw.times[-1] - raw.times[0]
+    if tmax - tmin > duration:
+        ms = _in_milliseconds(tmin, tmax, -duration, duration)
+        raise InputError(
+            f"The epoch window {tmin:g} to {tmax:g} s ({tmax - tmin:g} s) is longer than the "
+            f"recording ({duration:.1f} s): no epoch fits in it.{ms}",
+            (f"give seconds: --epoch-tmin {tmin / 1000:g} --epoch-tmax {tmax / 1000:g}."
+             if ms else "shorten the epoch window (--epoch-tmin/--epoch-tmax, e.g. -0.2 and "
+             "0.5)."))
     if baseline is not None and baseline[0] is not None and baseline[0] < tmin:
         raise InputError(
             f"The baseline starts at {baseline[0]} s, before the epoch start {tmin} s.",
@@ -236,16 +241,37 @@ def make_epochs(raw, events, event_id, *, tmin=-0.2, tmax=0.5, baseline=(None, 0
         raise InputError("None of the requested conditions occurs in the events.",
                          "check --condition and --events: the condition must be an event "
                          "name or code present in the recording.")
-    epochs = mne.Epochs(
-        raw, events, event_id, tmin=tmin, tmax=tmax, baseline=baseline,
-        reject=reject, preload=True, on_missing="ignore", verbose=verbose,
-    )
+    with warnings.catch_warnings():  # MNE's "All epochs were dropped!": said below
+        warnings.filterwarnings("ignore", "All epochs were dropped")
+        epochs = mne.Epochs(
+            raw, events, event_id, tmin=tmin, tmax=tmax, baseline=baseline,
+            reject=reject, preload=True, on_missing="ignore", verbose=verbose,
+        )
     if len(epochs) == 0:
         raise InputError(
             "All epochs were rejected or fell outside the recording.",
             "relax the rejection thresholds (--reject) or shorten the epoch window.",
         )
     return epochs
+
+
+def reject_epochs(epochs, reject, *, verbose=False):
+    """Drop the epochs (of an epochs file) whose peak-to-peak amplitude exceeds ``reject``."""
+    with warnings.catch_warnings():  # MNE's "All epochs were dropped!": said below
+        warnings.filterwarnings("ignore", "All epochs were dropped")
+        kept = epochs.copy().drop_bad(reject=reject, verbose=verbose)
+    if len(kept) == 0:
+        raise InputError(f"--reject dropped all {len(epochs)} epochs of the file.",
+                         "relax the rejection thresholds (--reject), or drop --reject.")
+    return kept
+
+
+def _in_milliseconds(lo, hi, first, last):
+    """A hint when ``lo`` to ``hi`` (seconds) read as milliseconds falls in [first, last]."""
+    if max(abs(lo), abs(hi)) < 1 or hi / 1000 < first or lo / 1000 > last:
+        return ""
+    return (f" Times are in seconds: did you mean {lo / 1000:g}–{hi / 1000:g} s "
+            f"({lo:g}–{hi:g} ms)?")
 
 
 def average_conditions(epochs):
@@ -298,9 +324,11 @@ def time_window(times, tmin=None, tmax=None):
     lo = times[0] if tmin is None else tmin
     hi = times[-1] if tmax is None else tmax
     if lo > hi and tmax is None:  # only a start, after the data's end
+        ms = _in_milliseconds(lo, lo, times[0], times[-1])
         raise InputError(f"The time window is empty: tmin {lo} s is after the end of the "
-                         f"data ({times[-1]:.3f} s).",
-                         f"choose --tmin before {times[-1]:.3f} s.")
+                         f"data ({times[-1]:.3f} s).{ms}",
+                         f"choose --tmin before {times[-1]:.3f} s"
+                         + (f", e.g. --tmin {lo / 1000:g}." if ms else "."))
     if lo > hi and tmin is None:  # only an end, before the data's start
         raise InputError(f"The time window is empty: tmax {hi} s is before the start of the "
                          f"data ({times[0]:.3f} s).",
@@ -309,9 +337,12 @@ def time_window(times, tmin=None, tmax=None):
         raise InputError(f"The time window is empty: tmin {lo} s is after tmax {hi} s.",
                          f"swap them: --tmin {hi} --tmax {lo}.")
     if hi < times[0] or lo > times[-1]:
+        ms = _in_milliseconds(lo, hi, times[0], times[-1])
         raise InputError(
             f"The time window [{lo}, {hi}] s does not overlap the data "
-            f"[{times[0]:.3f}, {times[-1]:.3f}] s.", "choose --tmin/--tmax inside the data.")
+            f"[{times[0]:.3f}, {times[-1]:.3f}] s.{ms}",
+            (f"give seconds: --tmin {lo / 1000:g} --tmax {hi / 1000:g}." if ms else
+             "choose --tmin/--tmax inside the data."))
     # Half a microsecond of slack: times written as decimals are rounded.
     if not np.any((times >= lo - 5e-7) & (times <= hi + 5e-7)):
         before = times[times < lo][-1]

@@ -189,6 +189,7 @@ class SparseInverseOperator:
                 from .io import time_window
 
                 evoked = evoked.copy().crop(*time_window(evoked.times, tmin, tmax))
+            _warn_if_prestimulus(evoked.times)
         data = self.whiten(evoked)
         alpha_max, correlation = self._alpha_max(data)
         if not alpha_max > 0:
@@ -438,6 +439,23 @@ def _whiten_gain(sol, rows, whitener):
 
 
 @load_aware
+def _warn_if_prestimulus(times):
+    """Warn when the samples to localize all lie before the stimulus (0 s).
+
+    The pre-stimulus baseline is the noise reference: what is localized there is
+    noise (or anticipation, when asked for on purpose). MNE's ``mixed_norm``
+    accepts it, so it is a warning here (the command line refuses it unless
+    ``--allow-prestimulus``).
+    """
+    if len(times) and times[0] < 0 and times[-1] <= 0:
+        warnings.warn(
+            f"The time window to localize ({times[0]:.3f} to {times[-1]:.3f} s) lies entirely "
+            "before the stimulus (0 s): the pre-stimulus baseline holds no response to it, so "
+            "the sources found there are those of the noise. Localize a window after the "
+            "stimulus, e.g. tmin=0.05, tmax=0.15 (evoked.copy().crop(0.05, 0.15)); times "
+            "are in seconds.", RuntimeWarning, stacklevel=4)
+
+
 def make_sparse_inverse_operator(info, forward, noise_cov, *, loose="auto", depth=0.8,
                                  rank=None, weights=None, weights_min=0.0, verbose=False):
     """Prepare the sparse inverse of a recording setup (as MNE's ``mixed_norm`` does).

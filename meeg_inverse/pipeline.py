@@ -40,7 +40,7 @@ class LoadedData:
 
 
 def load_data(recording, *, condition=None, events=None, stim_channel=None,
-              epoch_tmin=-0.2, epoch_tmax=0.5, baseline=(None, 0), reject=None,
+              epoch_tmin=None, epoch_tmax=None, baseline=(None, 0), reject=None,
               montage=None, montage_match="name", bads=None, ch_types=None, exclude=None,
               verbose=False):
     """Load a recording and reduce it to the evoked response to localize.
@@ -51,6 +51,12 @@ def load_data(recording, *, condition=None, events=None, stim_channel=None,
     ``baseline`` when they were saved without it (the pre-stimulus offsets of
     uncorrected averages are many times the noise level and would be
     localized as sources).
+
+    ``events``, ``epoch_tmin`` and ``epoch_tmax`` (None: -0.2 and 0.5 s) cut a
+    raw recording into epochs and ``reject`` drops epochs (of a raw recording or
+    an epochs file); given with a recording they do not apply to, they are
+    refused (:class:`InputError`), not ignored. ``condition`` is an event name
+    or code (or an evoked's comment).
 
     ``bads`` (channels to leave out) and ``ch_types`` (name → type, e.g. EOG
     leads typed as EEG) are applied first (:func:`meeg_inverse.channels.apply_channel_options`).
@@ -71,6 +77,16 @@ def load_data(recording, *, condition=None, events=None, stim_channel=None,
         if hasattr(one, "info"):
             apply_channel_options(one, bads=bads, ch_types=ch_types)
     inst = mio.exclude_channels(inst, exclude)
+    from ._choices import EPOCH_WINDOW_DEFAULT, check_recording_options
+
+    kind = ("raw" if isinstance(inst, mne.io.BaseRaw) else
+            "epochs" if isinstance(inst, mne.BaseEpochs) else "evoked")
+    name = (repr(str(recording)) if isinstance(recording, (str, os.PathLike)) else
+            f"the {type(inst).__name__ if kind != 'evoked' else 'evoked'} given")
+    check_recording_options(kind, name, events=events, epoch_tmin=epoch_tmin,
+                            epoch_tmax=epoch_tmax, reject=reject)
+    epoch_tmin, epoch_tmax = (EPOCH_WINDOW_DEFAULT[k] if value is None else value
+                              for k, value in enumerate((epoch_tmin, epoch_tmax)))
     raw = epochs = None
     if isinstance(inst, mne.io.BaseRaw):
         raw = inst
@@ -86,6 +102,7 @@ def load_data(recording, *, condition=None, events=None, stim_channel=None,
                 event_id = {str(c): int(c) for c in np.unique(ev[:, 2])}
         else:
             ev, event_id = mio.find_events(raw, stim_channel=stim_channel, verbose=verbose)
+        condition = _condition_name(condition, event_id)
         if condition is not None:
             if str(condition) not in event_id:
                 raise InputError(f"Condition {condition!r} not found in the events.",
@@ -96,6 +113,9 @@ def load_data(recording, *, condition=None, events=None, stim_channel=None,
         inst = epochs
     if isinstance(inst, mne.BaseEpochs):
         epochs = inst
+        if raw is None and reject is not None:  # an epochs file: its epochs dropped here
+            epochs = inst = mio.reject_epochs(epochs, reject, verbose=verbose)
+        condition = _condition_name(condition, epochs.event_id)
         if raw is None:  # epochs cut from ``raw`` have its positions and types already
             if montage is not None:
                 from .forward import ensure_sensor_positions
@@ -134,6 +154,15 @@ def load_data(recording, *, condition=None, events=None, stim_channel=None,
                       baseline_applied=baseline_applied, notes=list(dict.fromkeys(notes)))
 
 
+def _condition_name(condition, event_id):
+    """The event name of ``condition`` when it is one of the codes of ``event_id``
+    (``--condition 1`` for the event named 'Left Auditory' with code 1)."""
+    if condition is None or str(condition) in event_id:
+        return condition
+    names = [name for name, code in event_id.items() if str(code) == str(condition).strip()]
+    return names[0] if len(names) == 1 else condition
+
+
 def _eeg_without_positions(info):
     picks = mne.pick_types(info, meg=False, eeg=True, exclude=[])
     if len(picks) == 0:
@@ -157,6 +186,7 @@ def load_noise_cov(noise_cov, loaded, *, empty_room=None, verbose=False):
     if isinstance(noise_cov, mne.Covariance):
         return noise_cov
     if empty_room is not None:
+        check_empty_room_applies(loaded.evoked.info)
         return mio.noise_cov_from_empty_room(empty_room, verbose=verbose)
     if noise_cov is None or noise_cov == "baseline":
         if loaded.epochs is None:
@@ -167,6 +197,26 @@ def load_noise_cov(noise_cov, loaded, *, empty_room=None, verbose=False):
                 "(--empty-room FILE), or start from the raw recording or epochs.")
         return mio.noise_cov_from_baseline(loaded.epochs, verbose=verbose)
     return mio.read_noise_cov(noise_cov, verbose=verbose)
+
+
+def check_empty_room_applies(info, *, option="--empty-room"):
+    """Refuse an empty-room recording for a recording without MEG channels.
+
+    An empty room (the MEG sensors with no one under them) records the noise of
+    MEG sensors only: EEG needs electrodes on a head. Its covariance would cover
+    none of an EEG-only recording's channels.
+    """
+    if len(mne.pick_types(info, meg=True, exclude=[])):
+        return
+    types = sorted({t for t in info.get_channel_types() if t in ("eeg", "seeg", "ecog")}) or [
+        "no MEG"]
+    raise InputError(
+        f"{option} gives the noise of MEG sensors (recorded with no one under them), but the "
+        f"recording has no MEG channel ({', '.join(types)} only): an empty room holds no EEG "
+        "noise.",
+        "give a noise covariance of the recording's channels (--noise-cov FILE), or leave "
+        f"{option} out to estimate it from the epochs' pre-stimulus baseline (a raw "
+        "recording or an epochs file).")
 
 
 @dataclass
@@ -403,6 +453,8 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
         problem = InverseProblem.from_evoked(evoked, forward, noise_cov, loose=loose,
                                              depth=depth, rank=rank, tmin=tmin, tmax=tmax,
                                              verbose=verbose)
+    if pick_ori == "vector" and problem.n_orient == 1:  # refused before solving
+        problem.check_pick_ori(pick_ori)
     automatic = isinstance(alpha, str)
     rule = {"auto": DEFAULT_RULE}.get(alpha, alpha) if automatic else None
     if not automatic:
@@ -601,7 +653,7 @@ def _named_in_result(path, extra_files, out_dir):
 
 
 def localize_file(recording, out_dir, *, forward_spec=None, noise_cov=None, empty_room=None,
-                  condition=None, events=None, epoch_tmin=-0.2, epoch_tmax=0.5,
+                  condition=None, events=None, epoch_tmin=None, epoch_tmax=None,
                   baseline=(None, 0), reject=None, tmin=None, tmax=None, alpha="auto",
                   penalty=None, penalty_params=None, loose="auto", depth=0.8, pick_ori=None,
                   rank=None, tol=1e-6, random_state=0, sure_curve=False, debias=True,
@@ -729,12 +781,15 @@ def _localize_file(recording, folder, *, forward_spec, noise_cov, empty_room, co
 
         head_model = checked_head_model(forward_spec.bem, forward_spec.trans, fwd,
                                         loaded.evoked.info)
-    result = localize(loaded.evoked, fwd, cov, alpha=alpha, penalty=penalty, loose=loose,
-                      depth=depth, tmin=tmin, tmax=tmax, pick_ori=pick_ori, rank=rank,
-                      tol=tol, penalty_params=penalty_params, random_state=random_state,
-                      sure_curve=sure_curve, debias=debias, subject=subject,
-                      subjects_dir=subjects_dir, progress=progress, verbose=verbose,
-                      epochs=trials, head_model=head_model)
+    from .channel_report import lost_types_allowed
+
+    with lost_types_allowed(allow_missing_types):  # checked and reported above
+        result = localize(loaded.evoked, fwd, cov, alpha=alpha, penalty=penalty, loose=loose,
+                          depth=depth, tmin=tmin, tmax=tmax, pick_ori=pick_ori, rank=rank,
+                          tol=tol, penalty_params=penalty_params, random_state=random_state,
+                          sure_curve=sure_curve, debias=debias, subject=subject,
+                          subjects_dir=subjects_dir, progress=progress, verbose=verbose,
+                          epochs=trials, head_model=head_model)
     if loaded.notes:  # what the channel matching did
         result.extra["notes"] = loaded.notes
     result.extra["recording"] = str(_named_in_result(recording, extra_files, folder.path))

@@ -96,6 +96,13 @@ def _depth_options(depth):
         if options["exp"] < 0:
             raise InputError(f"depth must be ≥ 0, got {options['exp']}.",
                              "use 0.8 (MNE's default) or None.")
+        if options["exp"] > 1:
+            # MNE documents exp in [0, 1] but computes any value: accepted, as mixed_norm.
+            warnings.warn(f"depth={options['exp']:g} is above 1: MNE documents the depth "
+                          "weighting exponent in [0, 1] (1 already fully compensates the "
+                          "weaker fields of deep sources; above it deep sources are favoured "
+                          "over the superficial ones that produced the same fields). Use 0.8 "
+                          "(MNE's default) or a value in [0, 1].", RuntimeWarning, stacklevel=4)
         if options["exp"] == 0:
             options["exp"] = None
     return options
@@ -115,6 +122,12 @@ def select_channels(info, forward, noise_cov):
     if not good_data:
         raise InputError("The recording has no good MEG or EEG channel.",
                          "check info['bads'] and the channel types of the recording.")
+    # A whole channel type lost (an EEG-only covariance for M/EEG data): a silent change of
+    # what was asked, refused (MNE's mixed_norm leaves those channels out with a log line).
+    from .channel_report import _ALLOW_LOST_TYPES, channel_report, check_channel_types
+
+    check_channel_types(channel_report(info, forward, noise_cov),
+                        allow=_ALLOW_LOST_TYPES.get(), api=True)
     in_fwd = [c for c in good_data if c in fwd_names]
     if not in_fwd:
         raise InputError(
@@ -519,6 +532,19 @@ class InverseProblem:
         blocks = np.abs(coef).reshape(-1, self.n_orient * coef.shape[1]).max(axis=1)
         return np.flatnonzero(blocks > 0)
 
+    def check_pick_ori(self, pick_ori):
+        """Refuse a ``pick_ori`` this problem cannot give (checked before solving too)."""
+        if pick_ori not in (None, "vector"):
+            raise InputError(f"pick_ori must be None or 'vector', got {pick_ori!r}.",
+                             "use pick_ori=None or 'vector'.")
+        if pick_ori == "vector" and self.n_orient == 1:
+            raise InputError("pick_ori='vector' (--pick-ori vector) gives the x, y, z "
+                             "components of each source, which needs loose or free "
+                             "orientation; here each source has one fixed orientation "
+                             "(loose=0, or a fixed-orientation forward solution).",
+                             "use loose > 0 (--loose 0.2 or 1) with a free-orientation "
+                             "forward, or pick_ori=None (drop --pick-ori).")
+
     def to_stc(self, coef, active_set=None, *, pick_ori=None, times=None):
         """Map a solution of the whitened problem to an MNE source estimate in A·m.
 
@@ -539,12 +565,7 @@ class InverseProblem:
         stc : mne.SourceEstimate | mne.VectorSourceEstimate | mne.VolSourceEstimate | ...
             Only the active sources, with their vertex numbers.
         """
-        if pick_ori not in (None, "vector"):
-            raise InputError(f"pick_ori must be None or 'vector', got {pick_ori!r}.",
-                             "use pick_ori=None or 'vector'.")
-        if pick_ori == "vector" and self.n_orient == 1:
-            raise InputError("pick_ori='vector' needs loose or free orientation.",
-                             "use loose > 0, or pick_ori=None.")
+        self.check_pick_ori(pick_ori)
         rows, values = self._active_rows(coef, active_set)
         times = self.times if times is None else times
         n_times = values.shape[1] if values.ndim == 2 else len(times)

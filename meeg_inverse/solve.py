@@ -17,6 +17,8 @@ import numpy as np
 from ._blas import load_aware
 # In _choices so that the light command-line launcher reads them without numpy.
 from ._choices import DEFAULT_RULE_PENALTY, resolve_penalty  # noqa: F401
+# ALPHA_FRACTION_FLOOR: below it a solve is refused (the launcher checks a given --alpha).
+from ._choices import ALPHA_FRACTION_FLOOR
 from .errors import InputError
 
 #: The automatic λ rules ``alpha`` may name: 'auto' is the default rule
@@ -28,10 +30,6 @@ AUTOMATIC_ALPHA = ("auto", "bic", "qut", "sure")
 DEFAULT_RULE = "bic"
 
 
-#: Below this fraction of λ_max a solve is refused: the solution is then
-#: practically the minimum-norm least-squares fit with hundreds of active
-#: sources, and the solver's cost grows without bound.
-ALPHA_FRACTION_FLOOR = 1e-4
 #: Below this fraction of λ_max a warning tells the cost (supports of
 #: hundreds of sources; minutes instead of seconds, bounded by ``max_time``).
 ALPHA_FRACTION_WARN = 1e-2

@@ -81,11 +81,18 @@ def test_noise_cov_from_file_baseline_or_empty_room(raw_with_pulses, sample_path
     # The baseline covariance comes from the pre-stimulus samples of the 6 epochs only.
     n_pre = int(np.sum(loaded.epochs.times <= 0))
     assert baseline["nfree"] == pytest.approx(6 * n_pre - 1, abs=6)
+    # An empty room records MEG sensors only (magnetometers here, to keep it short);
+    # for EEG-only data it is refused (tests/test_bad_input_table.py).
+    mag = raw_with_pulses.copy().pick(["mag", "stim"])
+    loaded = _load(mag)
+    baseline = load_noise_cov(None, loaded)
     empty_room_file = tmp_path / "empty_room_raw.fif"
-    eeg.save(empty_room_file, verbose=False)
+    mag.save(empty_room_file, verbose=False)
     empty_room = load_noise_cov(None, loaded, empty_room=empty_room_file)
     assert isinstance(empty_room, mne.Covariance)
     assert empty_room.ch_names == baseline.ch_names
     assert empty_room["nfree"] > baseline["nfree"]  # the whole 1 s recording
     with pytest.raises(InputError, match="not a raw recording"):
         load_noise_cov(None, loaded, empty_room=sample_paths["evoked"])
+    with pytest.raises(InputError, match="no MEG channel"):
+        load_noise_cov(None, _load(eeg), empty_room=empty_room_file)

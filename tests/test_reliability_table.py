@@ -557,6 +557,11 @@ def r_continuous_options_on_an_average(ctx):
     return _refused_before_reading(ctx, "--noise-segment", "0,1", "--n-jobs", "4")
 
 
+def r_continuous_option_at_its_default(ctx):
+    # Given at the value --continuous would use: still an option that would be ignored.
+    return _refused_before_reading(ctx, "--window", "0.1", "--step", "0.05")
+
+
 def r_sure_curve_without_a_search(ctx):
     return _refused_before_reading(ctx, "--sure-curve")  # localize_args gives --alpha 0.5
 
@@ -569,6 +574,129 @@ def r_alpha_bad(ctx):
     for value in ("1.5", "0", "-1", "nan"):
         o = _refused_before_reading(ctx, "--alpha", value)
         assert o.status == 2 and "--alpha" in o.err, (value, o.err)
+    return o
+
+
+def r_tol_too_loose(ctx):
+    return _refused_before_reading(ctx, "--tol", "0.5")
+
+
+def r_depth_above_one(ctx):
+    return _refused_before_reading(ctx, "--depth", "5")
+
+
+def r_epoch_options_on_an_average(ctx):
+    o = _refused_before_reading(ctx, "--epoch-tmin", "-0.1")
+    assert o.status == 2 and "holds averages" in o.err, o.err
+    return _refused_before_reading(ctx, "--events", ctx.tmp / "x-eve.fif", "--reject",
+                                   "eeg=1e-4", "--epoch-tmax", "0.3")
+
+
+def _epochs_file(ctx):
+    """Ten epochs of the 'Left Auditory' (code 1) and 'Right Auditory' (code 2) averages."""
+    evokeds = mne.read_evokeds(ctx.d.paths["evoked"], baseline=(None, 0), verbose=False)[:2]
+    rng = np.random.default_rng(0)
+    data = np.array([evokeds[k % 2].data * (1 + 0.1 * rng.standard_normal())
+                     for k in range(10)])
+    events = np.c_[np.arange(10) * 1000, np.zeros(10, int), 1 + np.arange(10) % 2]
+    epochs = mne.EpochsArray(data, evokeds[0].info, events=events, tmin=evokeds[0].times[0],
+                             event_id={"Left Auditory": 1, "Right Auditory": 2},
+                             verbose=False)
+    fname = ctx.tmp / "two-epo.fif"
+    epochs.save(fname, verbose=False)
+    return fname
+
+
+def _localize_epochs_file(ctx, *extra):
+    out = ctx.tmp / "r"
+    args = localize_args(ctx.d, out, *extra, condition=False)
+    args[1] = str(_epochs_file(ctx))
+    return run_main(ctx, args, out)
+
+
+def r_epoch_window_on_epochs(ctx):
+    o = _localize_epochs_file(ctx, "--epoch-tmax", "0.3")
+    assert "[meeg-inverse] reading" not in o.err
+    return o
+
+
+def r_condition_code_on_epochs(ctx):
+    o = _localize_epochs_file(ctx, "--condition", "2")
+    s = summary_of(ctx.tmp / "r")
+    assert s["condition"] == "Right Auditory" and s["n_averaged_epochs"] == 5
+    return o
+
+
+def r_reject_on_epochs(ctx):
+    """--reject applies to an epochs file (here it drops them all: said, not ignored)."""
+    return _localize_epochs_file(ctx, "--reject", "eeg=1e-9")
+
+
+def r_window_before_the_stimulus(ctx):
+    return _refused_before_reading(ctx, "--tmin", "-0.1", "--tmax", "-0.02", window=False)
+
+
+def r_window_before_the_stimulus_asked(ctx):
+    """Asked for: localized, and the stage's warning reaches the console once."""
+    out = ctx.tmp / "r"
+    o = run_main(ctx, localize_args(ctx.d, out, "--tmin", "-0.1", "--tmax", "-0.02",
+                                    "--allow-prestimulus", window=False), out)
+    assert o.err.count("lies entirely before the stimulus") == 1, o.err
+    assert summary_of(out)["time_window_s"][1] < 0
+    return o
+
+
+def r_window_in_milliseconds(ctx):
+    out = ctx.tmp / "r"
+    return run_main(ctx, localize_args(ctx.d, out, "--tmin", "50", "--tmax", "150",
+                                       window=False), out)
+
+
+def r_epoch_window_in_milliseconds(ctx):
+    o = _refused_before_reading(ctx, "--epoch-tmin", "-200", "--epoch-tmax", "500")
+    args = ["localize", ctx.d.paths["raw"], "--noise-cov", ctx.d.paths["cov"], "--forward",
+            ctx.d.files["fwd"], "--events", ctx.d.paths["events"], "--epoch-tmin", "-2",
+            "--epoch-tmax", "5", "--alpha", "0.5",
+            "--no-figures", "--out", ctx.tmp / "raw"]  # the shared raw file is 1 s long
+    long = run_main(ctx, args, ctx.tmp / "raw")
+    assert long.status == 2 and "is longer than the recording" in long.err, long.err
+    assert "did you mean --epoch-tmin -0.002 --epoch-tmax 0.005" not in long.err
+    assert not (ctx.tmp / "raw").exists()
+    return o
+
+
+def r_loose_0_vector(ctx):
+    return _refused_before_reading(ctx, "--loose", "0", "--pick-ori", "vector")
+
+
+def r_alpha_below_floor(ctx):
+    return _refused_before_reading(ctx, "--alpha", "1e-9")
+
+
+def r_noise_cov_and_empty_room(ctx):
+    return _refused_before_reading(ctx, "--empty-room", ctx.d.paths["raw"])
+
+
+def r_empty_room_eeg_only(ctx):
+    evoked = mne.read_evokeds(ctx.d.paths["evoked"], condition="Left Auditory",
+                              baseline=(None, 0), verbose=False).pick("eeg")
+    fname = ctx.tmp / "eeg-ave.fif"
+    evoked.save(fname, verbose=False)
+    out = ctx.tmp / "r"
+    # The empty-room file need not exist: refused before it is read.
+    return run_main(ctx, ["localize", fname, "--empty-room", ctx.tmp / "missing_raw.fif",
+                          "--forward", ctx.d.files["fwd"], "--tmin", "0.08", "--tmax", "0.12",
+                          "--alpha", "0.5", "--no-figures", "--out", out], out)
+
+
+def r_fetch_path_is_a_file(ctx):
+    blocker = ctx.tmp / "a-file"
+    blocker.write_text("not a folder")
+    o = run_main(ctx, ["fetch", "eeglab", "--path", blocker])
+    below = run_main(ctx, ["fetch", "eeglab", "--path", blocker / "data"])
+    assert below.status == 2 and "a folder above it" in below.err, below.err
+    assert [p.name for p in ctx.tmp.iterdir()] == ["a-file"]  # no lock, no folder
+    assert blocker.read_text() == "not a folder"
     return o
 
 
@@ -596,8 +724,8 @@ def r_rank_too_large(ctx):
 
 
 def r_reject_unknown_type(ctx):
-    out = ctx.tmp / "r"
-    return run_main(ctx, localize_args(ctx.d, out, "--reject", "foo=1e-6"), out)
+    """With an epochs file (--reject does not apply to an evoked file: refused as such)."""
+    return _localize_epochs_file(ctx, "--reject", "foo=1e-6")
 
 
 def r_window_after_the_data(ctx):
@@ -864,7 +992,38 @@ ROWS = {
     # item 13
     "Ctrl-C while starting": Row(13, r_ctrl_c_at_start, 128 + signal.SIGINT, ("SIGINT",)),
     # item 14
-    "--tol -1": Row(14, r_tol_negative, 2, ("--tol must be in (0, 1)",)),
+    "--tol -1": Row(14, r_tol_negative, 2, ("--tol must be in (0, 0.01]",)),
+    "--tol 0.5": Row(14, r_tol_too_loose, 2, ("--tol must be in (0, 0.01], got 0.5",
+                                              "stops it before the sources are found",
+                                              "use the default 1e-6")),
+    "--depth 5": Row(14, r_depth_above_one, 2, ("--depth must be in [0, 1], got 5",
+                                                "use 0.8 (MNE's default)")),
+    "epoch options with an evoked file": Row(14, r_epoch_options_on_an_average, 2, (
+        "--events, --epoch-tmax and --reject only apply to the epochs cut from a raw "
+        "recording", "holds averages (an evoked file)", "give the raw recording")),
+    "--epoch-tmax with an epochs file": Row(14, r_epoch_window_on_epochs, 2, (
+        "--epoch-tmax only applies to a raw recording", "holds epochs already cut")),
+    "--condition by event code, epochs file": Row(14, r_condition_code_on_epochs, 0),
+    "--reject on an epochs file": Row(14, r_reject_on_epochs, 2, (
+        "--reject dropped all 10 epochs of the file",)),
+    "window before the stimulus": Row(14, r_window_before_the_stimulus, 2, (
+        "ends at or before the stimulus (0 s)", "--tmin 0.05 --tmax 0.15",
+        "--allow-prestimulus")),
+    "window before the stimulus, asked for": Row(14, r_window_before_the_stimulus_asked, 0, (
+        "meeg-inverse: warning: The time window to localize",)),
+    "window in milliseconds": Row(14, r_window_in_milliseconds, 2, (
+        "Times are in seconds: did you mean 0.05–0.15 s (50–150 ms)?",
+        "give seconds: --tmin 0.05 --tmax 0.15")),
+    "epoch window in milliseconds": Row(14, r_epoch_window_in_milliseconds, 2, (
+        "did you mean --epoch-tmin -0.2 --epoch-tmax 0.5?",)),
+    "--loose 0 --pick-ori vector": Row(14, r_loose_0_vector, 2, (
+        "--pick-ori vector writes the x, y, z components", "--loose 0")),
+    "--alpha below the floor": Row(14, r_alpha_below_floor, 2, (
+        "--alpha 1e-09 is below the floor of 0.0001", "--alpha auto")),
+    "--noise-cov and --empty-room": Row(14, r_noise_cov_and_empty_room, 2, (
+        "--noise-cov and --empty-room both give the noise covariance",)),
+    "--empty-room for EEG only": Row(14, r_empty_room_eeg_only, 2, (
+        "the recording has no MEG channel (eeg only)", "--noise-cov FILE")),
     # item 15
     "empty file": Row(15, r_empty_file, 2, ("is empty (0 bytes)",)),
     "unreadable file": Row(15, r_unreadable_file, 2, ("permission denied",)),
@@ -872,6 +1031,9 @@ ROWS = {
                                                           "swap them")),
     "continuous-only options on an average": Row(15, r_continuous_options_on_an_average, 2, (
         "--n-jobs, --noise-segment only apply with --continuous",)),
+    "continuous-only option at its default value": Row(15, r_continuous_option_at_its_default,
+                                                         2, ("--window, --step only apply with "
+                                                             "--continuous",)),
     "--sure-curve with a given alpha": Row(15, r_sure_curve_without_a_search, 2, (
         "with --alpha 0.5 there is no search",)),
     "--exclude every channel": Row(15, r_exclude_everything, 2, (
@@ -894,6 +1056,8 @@ ROWS = {
     "benchmark --quick without data": Row(16, r_benchmark_quick_without_data, 2, (
         "benchmark data are missing", "MEEG_INVERSE_SHARED_DATA")),
     "view without a browser": Row(16, r_view_headless, 1, ("no web browser could be opened",)),
+    "fetch --path FILE": Row(16, r_fetch_path_is_a_file, 2, (
+        "is a file; a data set is downloaded into a folder", "give a folder")),
     "view --show --src missing": Row(16, r_view_show_missing_src, 2, ("source space",
                                                                      "does not exist")),
     "--penalty weighted_l21": Row(16, r_weighted_l21, 2, ("Python API",)),
