@@ -152,7 +152,7 @@ def result_warnings(records, *, field_cancellation=float("nan"), residual_ratio=
     return out
 
 
-def reported_sources(records, clusters, frames_of=None, times=None):
+def reported_sources(records, clusters, frames_of=None, times=None, label_at=None):
     """One entry per reported source (a cluster of grid sources), strongest first.
 
     Each record gets ``source``: the 1-based number of its reported source.
@@ -166,6 +166,11 @@ def reported_sources(records, clusters, frames_of=None, times=None):
         ``frames_of(indices)`` -> ``{'head'|'mri'|'mni': ndarray (n, 3) in m | None}``:
         positions of any grid sources (for the sub-grid positions, whose
         triangle vertices need not be active). None: the centroid is reported.
+    label_at : callable | None
+        ``label_at(source_index, position_mni_mm)`` -> ``(hemisphere, label dict of
+        :func:`meeg_inverse.anatomy.source_labels`)``: names a fitted position by the
+        grid source that weighs most in it (the fit may move the source out of its
+        strongest member's label). None: the strongest member's name.
     times : ndarray, shape (n_times,) | None
         Times of the columns of the clusters' ``moment`` (s): the peak time of a
         fitted moment. None: the strongest member's peak time.
@@ -211,6 +216,13 @@ def reported_sources(records, clusters, frames_of=None, times=None):
             for frame in ("head", "mri", "mni"):
                 entry[f"position_{frame}_mm"] = entry[f"centroid_{frame}_mm"]
         entry["position_method"] = method
+        if label_at is not None and method != "centroid":
+            w = np.asarray(cluster.position_weights, float)
+            nearest = int(np.asarray(cluster.position_sources, int)[int(np.argmax(w))])
+            hemisphere, label = label_at(nearest, entry["position_mni_mm"])
+            if label["name"] is not None:  # else: the member's name stands
+                entry.update(hemisphere=hemisphere, label=label["name"],
+                             label_atlas=label["atlas"])
         moment = getattr(cluster, "moment", None)
         if moment is not None and method != "centroid":  # the dipole's, at its position
             norm = np.linalg.norm(moment, axis=0)

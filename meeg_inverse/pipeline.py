@@ -24,7 +24,7 @@ from .progress import Progress
 from .clusters import CLUSTER_RADIUS_MM, MATCH_MM
 from .confidence import CONFIDENT, DEFAULT_REDRAWS
 from .solve import DEFAULT_MAX_TIME, DEFAULT_RULE
-from .summary import source_frames, source_records
+from .summary import source_frames, source_label_at, source_records
 
 
 @dataclass
@@ -491,8 +491,12 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
     records = source_records(problem, coef, subject=subject, subjects_dir=subjects_dir)
     annotate_records(records, confidence=solution.confidence, subject=subject,
                      subjects_dir=subjects_dir)
-    reported = reported_sources(records, solution.clusters, frames_of=lambda idx: source_frames(
-        problem, idx, subject=subject, subjects_dir=subjects_dir)[0], times=problem.times)
+    reported = reported_sources(
+        records, solution.clusters, times=problem.times,
+        frames_of=lambda idx: source_frames(problem, idx, subject=subject,
+                                            subjects_dir=subjects_dir)[0],
+        label_at=lambda index, mni: source_label_at(problem, index, mni, subject=subject,
+                                                    subjects_dir=subjects_dir))
     if not records:
         warnings.warn(f"No active source at alpha = {alpha_abs / problem.alpha_max:.3g} x "
                       "lambda_max.", stacklevel=2)

@@ -54,6 +54,23 @@ def source_frames(problem, indices, *, subject=None, subjects_dir=None):
     return {"head": rr_head, "mri": rr_mri, "mni": rr_mni}, hemis
 
 
+def source_label_at(problem, index, position_mni_mm, *, subject=None, subjects_dir=None):
+    """Hemisphere and anatomical label of a position near grid source ``index``.
+
+    The subject's parcellation names the grid source's vertex when it has one; otherwise
+    the MNI atlas names ``position_mni_mm`` (mm, or None). Returns ``(hemisphere, label)``
+    with ``label`` as in :func:`meeg_inverse.anatomy.source_labels`.
+    """
+    from .anatomy import source_labels
+
+    _, hemis = problem.source_positions(np.array([int(index)]))
+    vertnos = np.concatenate([s["vertno"] for s in problem.forward["src"]])
+    [label] = source_labels(None if position_mni_mm is None else np.array([position_mni_mm]),
+                            hemispheres=hemis, vertices=[int(vertnos[index])], subject=subject,
+                            subjects_dir=subjects_dir)
+    return hemis[0], label
+
+
 def source_records(problem, coef_full, *, subject=None, subjects_dir=None):
     """Describe every active source of a full solution.
 

@@ -282,6 +282,54 @@ def test_reported_peak_time_is_that_of_the_fitted_moment():
     assert centroid["peak_amplitude_nAm"] == pytest.approx(np.hypot(35.0, 20.0))
 
 
+def test_fitted_source_is_named_where_the_fit_put_it(problem, sample_paths):
+    """A fitted source's hemisphere and label are those of its fitted position (named by
+    the grid source weighing most in it), not its strongest member's; a centroid keeps
+    its member's, and so does a fit the atlas cannot name."""
+    from types import SimpleNamespace
+
+    from meeg_inverse.assessment import reported_sources
+    from meeg_inverse.summary import source_frames, source_label_at
+
+    subjects_dir = sample_paths["subjects_dir"]
+    _, hemis = problem.source_positions(np.arange(problem.n_sources))
+    lh, rh = hemis.index("lh"), hemis.index("rh")
+    frames = source_frames(problem, np.array([lh, rh]), subject="sample",
+                           subjects_dir=subjects_dir)[0]
+    mni_rh = np.round(frames["mni"][1] * 1e3, 2).tolist()
+    member = dict(source_index=lh, hemisphere="lh", label="member-lh", label_atlas="x",
+                  peak_time_s=0.1, peak_amplitude_nAm=10.0, position_mni_mm=[0.0, 0.0, 0.0])
+
+    def cluster(method, weights):
+        return SimpleNamespace(members=np.array([lh]), weights=np.array([1.0]),
+                               position_method=method, position_sources=np.array([lh, rh]),
+                               position_weights=np.array(weights), moment=None,
+                               confidence=None)
+
+    def label_at(index, mni):
+        return source_label_at(problem, index, mni, subject="sample",
+                               subjects_dir=subjects_dir)
+
+    def frames_of(idx):
+        return source_frames(problem, idx, subject="sample", subjects_dir=subjects_dir)[0]
+
+    [fitted] = reported_sources([dict(member)], [cluster("sub-grid fit", [0.1, 0.9])],
+                                frames_of=frames_of, label_at=label_at)
+    hemisphere, expected = label_at(rh, fitted["position_mni_mm"])
+    assert hemisphere == "rh" and fitted["hemisphere"] == "rh"
+    assert expected["name"] is not None and fitted["label"] == expected["name"]
+    assert fitted["label"].endswith("-rh") and fitted["label_atlas"] == expected["atlas"]
+    # The rh grid source's own position names it as its record would.
+    assert label_at(rh, mni_rh)[1]["name"].endswith("-rh")
+    [centroid] = reported_sources([dict(member)], [cluster("centroid", [0.1, 0.9])],
+                                  frames_of=frames_of, label_at=label_at)
+    assert (centroid["hemisphere"], centroid["label"]) == ("lh", "member-lh")
+    [unnamed] = reported_sources([dict(member)], [cluster("sub-grid fit", [0.1, 0.9])],
+                                 frames_of=frames_of,
+                                 label_at=lambda i, m: ("rh", dict(name=None, atlas=None)))
+    assert (unnamed["hemisphere"], unnamed["label"]) == ("lh", "member-lh")
+
+
 def test_reported_peak_times_of_simulated_sources(sample_forward, sample_cov,
                                                   sample_fixed_forward, monkeypatch):
     """Two sources of the real head peaking at 80 and 115 ms: through the pipeline, each
@@ -315,9 +363,9 @@ def test_reported_peak_times_of_simulated_sources(sample_forward, sample_cov,
     seen = {}
     original = assessment.reported_sources
 
-    def spy(records, clusters, frames_of=None, times=None):
-        seen["clusters"], seen["times"] = list(clusters), times
-        return original(records, clusters, frames_of=frames_of, times=times)
+    def spy(records, clusters, **kwargs):
+        seen["clusters"], seen["times"] = list(clusters), kwargs["times"]
+        return original(records, clusters, **kwargs)
 
     monkeypatch.setattr(assessment, "reported_sources", spy)
     res = localize(ev, sample_forward, sample_cov, tmin=0.05, tmax=0.15, confidence=0)
