@@ -144,7 +144,7 @@ def result_warnings(records, *, field_cancellation=float("nan"), residual_ratio=
     elif at_bound:
         add("selection_at_bound", f"The automatic λ is an end of its search interval{where}.",
             # The figure exists only where figures were drawn; the path always.
-            f"check the λ curve ("
+            "check the λ curve ("
             + ("the criterion" if selection_method is None
                else selection_criterion(selection_method)[0])
             + f" along λ: {LAMBDA_CURVE_FILE} where figures are drawn, alpha_selection.path "

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import mne
 import numpy as np
-import pytest
 
 from meeg_inverse.cli import main
 from meeg_inverse.pipeline import load_data

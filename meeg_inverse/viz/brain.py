@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _geometry as geo
-from ._render import get_backend, render_panel, render_panels
+from ._render import get_backend, render_panels
 from ._utils import NAM, format_time, pick_time_index, save_figure, source_amplitudes
 
 SURFACE_VIEWS = ("lateral", "medial")
