@@ -438,7 +438,6 @@ def _whiten_gain(sol, rows, whitener):
     return gain_t.T, sol, rows
 
 
-@load_aware
 def _warn_if_prestimulus(times):
     """Warn when the samples to localize all lie before the stimulus (0 s).
 
@@ -456,6 +455,7 @@ def _warn_if_prestimulus(times):
             "are in seconds.", RuntimeWarning, stacklevel=4)
 
 
+@load_aware
 def make_sparse_inverse_operator(info, forward, noise_cov, *, loose="auto", depth=0.8,
                                  rank=None, weights=None, weights_min=0.0, verbose=False):
     """Prepare the sparse inverse of a recording setup (as MNE's ``mixed_norm`` does).

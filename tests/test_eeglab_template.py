@@ -5,8 +5,10 @@ from pathlib import Path
 
 import mne
 import numpy as np
+import pytest
 
 from meeg_inverse.cli import main
+from meeg_inverse.errors import InputError
 from meeg_inverse.pipeline import load_data
 
 
@@ -80,13 +82,16 @@ def test_digitized_eeg_is_fitted_to_the_template_head(eeglab_dir, tmp_path):
                                                / "fsaverage" / "fsaverage-trans.fif"))
     assert fitted < 10 and fitted <= default, (fitted, default)
 
-    # ... and the whole path: events from annotations, template forward, empty-room noise.
+    # ... and the whole path: events from annotations, template forward, the recording's
+    # noise (an "empty room" is MEG only: this EEG recording given as one is refused).
     loaded = load_data(raw, condition="S 12", epoch_tmin=-0.01, epoch_tmax=2.5, baseline=None)
     fwd, subject, _ = load_forward(ForwardSpec(), loaded.evoked.info)
     assert subject == "fsaverage"
     good = [c for c in loaded.evoked.ch_names if c not in raw.info["bads"]]
     assert len(good) == 60 and set(good) <= set(fwd["info"]["ch_names"])
-    cov = load_noise_cov(None, loaded, empty_room=eeglab_dir / "test_raw_chanloc.set")
+    with pytest.raises(InputError, match="no MEG channel"):
+        load_noise_cov(None, loaded, empty_room=eeglab_dir / "test_raw_chanloc.set")
+    cov = mne.compute_raw_covariance(raw, verbose=False)
     result = localize(loaded.evoked, fwd, cov, alpha=0.3, tmin=0.1, tmax=1.0, subject=subject)
     assert result.records and isinstance(result.stc, mne.SourceEstimate)
     for record in result.records:
