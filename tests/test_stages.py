@@ -48,6 +48,17 @@ def _patch_outputs(name, body):
             + f"_o.{name} = _patched\n")
 
 
+def _rounded(obj, digits=12):
+    """``obj`` (JSON) with every float rounded to ``digits`` significant digits."""
+    if isinstance(obj, float):
+        return float(f"{obj:.{digits - 1}e}")
+    if isinstance(obj, dict):
+        return {k: _rounded(v, digits) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_rounded(v, digits) for v in obj]
+    return obj
+
+
 def test_stages_write_what_one_process_writes(sample_paths, fwd_file, tmp_path, monkeypatch):
     """The staged command and write_outputs in one process: the same files, the same bytes
     where the content is deterministic (the stc, the figures, the viewer)."""
@@ -71,7 +82,9 @@ def test_stages_write_what_one_process_writes(sample_paths, fwd_file, tmp_path, 
     a, b = (json.loads((f / "summary.json").read_text()) for f in (staged, one))
     for s in (a, b):  # wall times differ from run to run
         s["solver"].pop("time_s")
-    assert a == b
+    # The same summary to 12 significant digits: in CI (2 busy workers) the reported
+    # sources' fitted amplitudes differed between the two runs in the 16th digit.
+    assert _rounded(a) == _rounded(b)
     assert not _leftovers(tmp_path)
 
 
