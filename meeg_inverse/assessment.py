@@ -191,13 +191,13 @@ def reported_sources(records, clusters, frames_of=None, times=None, label_at=Non
     """
     by_index = {r["source_index"]: r for r in records}
     out = []
-    for number, cluster in enumerate(clusters, 1):
+    for cluster in clusters:
         members = [by_index[int(m)] for m in cluster.members if int(m) in by_index]
         if not members:
             continue
         weights = np.asarray(cluster.weights, float)[:len(members)]
         weights = weights / weights.sum()
-        entry = {"source": number, "hemisphere": members[0]["hemisphere"],
+        entry = {"source": None, "hemisphere": members[0]["hemisphere"],
                  "label": members[0].get("label"), "label_atlas": members[0].get("label_atlas")}
         for frame in ("head", "mri", "mni"):
             pos = [m.get(f"position_{frame}_mm") for m in members]
@@ -239,7 +239,12 @@ def reported_sources(records, clusters, frames_of=None, times=None, label_at=Non
                                else round(float(cluster.confidence), 3))
         entry["members"] = [m["source_index"] for m in members]
         entry["weights"] = np.round(weights, 4).tolist()
-        for m in members:
-            m["source"] = number
         out.append(entry)
+    # Strongest first by the amplitude reported (the fitted moment's, which can order them
+    # otherwise than their grid members did), numbered in that order.
+    out.sort(key=lambda e: -e["peak_amplitude_nAm"])
+    for number, entry in enumerate(out, 1):
+        entry["source"] = number
+        for index in entry["members"]:
+            by_index[index]["source"] = number
     return out

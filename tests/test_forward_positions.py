@@ -282,6 +282,40 @@ def test_reported_peak_time_is_that_of_the_fitted_moment():
     assert centroid["peak_amplitude_nAm"] == pytest.approx(np.hypot(35.0, 20.0))
 
 
+def test_reported_sources_are_ordered_by_the_amplitude_they_show():
+    """Two clusters whose fitted moments order them otherwise than their grid members:
+    listed strongest first by the fitted amplitude, numbered in that order, and each grid
+    record carries its reported source's number."""
+    from types import SimpleNamespace
+
+    from meeg_inverse.assessment import reported_sources
+
+    records = [dict(source_index=1, hemisphere="lh", peak_time_s=0.1, peak_amplitude_nAm=80.0,
+                    position_head_mm=[0.0, 0.0, 50.0]),
+               dict(source_index=2, hemisphere="rh", peak_time_s=0.1, peak_amplitude_nAm=60.0,
+                    position_head_mm=[0.0, 10.0, 50.0])]
+
+    def cluster(index, moment_nAm):
+        moment = np.zeros((3, 3))
+        moment[0, 1] = moment_nAm * 1e-9
+        return SimpleNamespace(members=np.array([index]), weights=np.array([1.0]),
+                               position_method="dipole fit (BEM)",
+                               position_sources=np.array([index]),
+                               position_weights=np.array([1.0]), moment=moment,
+                               confidence=None)
+
+    def frames(idx):
+        return {"head": np.array([[0.0, 0.0, 0.05] if i == 1 else [0.0, 0.01, 0.05]
+                                  for i in idx]), "mri": None, "mni": None}
+
+    # The grid's order (1 first) and the fitted moments' (2 first: 40 vs 20 nA·m) disagree.
+    out = reported_sources(records, [cluster(1, 20.0), cluster(2, 40.0)], frames_of=frames,
+                           times=np.array([0.05, 0.1, 0.15]))
+    assert [(e["source"], e["members"], e["peak_amplitude_nAm"]) for e in out] == [
+        (1, [2], pytest.approx(40.0)), (2, [1], pytest.approx(20.0))]
+    assert {r["source_index"]: r["source"] for r in records} == {2: 1, 1: 2}
+
+
 def test_fitted_source_is_named_where_the_fit_put_it(problem, sample_paths):
     """A fitted source's hemisphere and label are those of its fitted position (named by
     the grid source weighing most in it), not its strongest member's; a centroid keeps
@@ -372,13 +406,21 @@ def test_reported_peak_times_of_simulated_sources(sample_forward, sample_cov,
     reported = res.extra["reported_sources"]
     fitted = [r for r in reported if r["position_method"] != "centroid"]
     assert fitted, reported
-    by_number = {r["source"]: r for r in reported}
-    for number, cluster in enumerate(seen["clusters"], 1):
-        if number in by_number and by_number[number]["position_method"] != "centroid":
+    # Strongest first by the amplitude shown, numbered in that order.
+    amplitudes = [r["peak_amplitude_nAm"] for r in reported]
+    assert amplitudes == sorted(amplitudes, reverse=True)
+    assert [r["source"] for r in reported] == list(range(1, len(reported) + 1))
+    by_members = {tuple(r["members"]): r for r in reported}
+    checked = 0
+    for cluster in seen["clusters"]:
+        entry = by_members.get(tuple(int(m) for m in cluster.members))
+        if entry is not None and entry["position_method"] != "centroid":
+            checked += 1
             norm = np.linalg.norm(cluster.moment, axis=0)
-            assert by_number[number]["peak_time_s"] == pytest.approx(
-                seen["times"][np.argmax(norm)], abs=1e-5)
-            assert by_number[number]["peak_amplitude_nAm"] == pytest.approx(norm.max() * 1e9)
+            assert entry["peak_time_s"] == pytest.approx(seen["times"][np.argmax(norm)],
+                                                         abs=1e-5)
+            assert entry["peak_amplitude_nAm"] == pytest.approx(norm.max() * 1e9)
+    assert checked == len(fitted)
     src_rr = np.concatenate([s["rr"][s["vertno"]] for s in fixed["src"]]) * 1e3  # head, mm
     for k, peak_s in truth.items():
         near = min(fitted, key=lambda r: np.linalg.norm(np.subtract(r["position_head_mm"],
