@@ -104,6 +104,36 @@ def test_confidence_resamples_trials_when_given():
     assert conf[0] == 1.0 and conf[1] < 0.5
 
 
+
+def test_confidence_noise_threshold_is_that_of_the_resampled_trials(monkeypatch):
+    """With trials, each subsample's data are trial averages of the trials' length:
+    the noise-only threshold is for that many samples, not for the columns of
+    ``data`` (the estimate's time-SVD components, fewer: found on EEGLAB's recording,
+    29 components of 65 samples, where the threshold was 0.111 instead of 0.150)."""
+    from meeg_inverse import rules
+
+    asked = []
+    real = rules.quantile_universal_threshold
+
+    def recording(gain, n_times, *args, **kw):
+        asked.append(n_times)
+        return real(gain, n_times, *args, **kw)
+
+    monkeypatch.setattr(rules, "quantile_universal_threshold", recording)
+    rng = np.random.default_rng(2)
+    gain, positions, n_times = _toy(rng)
+    truth = np.zeros((gain.shape[1], n_times))
+    truth[30] = 2.0
+    epochs = np.stack([gain @ truth + 0.3 * rng.standard_normal((gain.shape[0], n_times))
+                       for _ in range(12)])
+    noise = NoiseEstimate(0.09 / 12, 0.0, 0.09 / 12, 0, "x")
+    u, s, _ = np.linalg.svd(epochs.mean(0), full_matrices=False)
+    components = (u * s)[:, :8]  # fewer columns than the trials' 20 samples
+    _confidence(gain, components, [30], positions, noise, epochs=epochs)
+    assert asked == [n_times]
+    _confidence(gain, components, [30], positions, noise)  # no trials: data's own
+    assert asked == [n_times, 8]
+
 def test_confidence_stops_at_its_time_budget():
     """A small alpha makes each resample slow: the confidence's solves share one time
     budget (the solve's max_time), and say how many resamples they used."""
