@@ -481,7 +481,8 @@ def _result_warnings(problem, solution, cancellation, penalty):
                            search_bound=getattr(selection, "search_bound", None),
                            automatic=selection is not None,
                            alpha_fraction=solution.alpha_fraction, penalty=penalty,
-                           selection_method=getattr(selection, "method", None))
+                           selection_method=getattr(selection, "method", None),
+                           n_channels=len(problem.ch_names))
 
 
 def _residual(problem, evoked, coef, active_set):

@@ -533,7 +533,7 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
         at_bound=bool(getattr(selection, "at_bound", False)),
         search_bound=getattr(selection, "search_bound", None), automatic=selection is not None,
         alpha_fraction=alpha_abs / problem.alpha_max, empty=not records, penalty=penalty,
-        selection_method=getattr(selection, "method", None))
+        selection_method=getattr(selection, "method", None), n_channels=len(problem.ch_names))
     return Localization(stc=stc, problem=problem, coef=coef, alpha=alpha_abs,
                         alpha_fraction=alpha_abs / problem.alpha_max, penalty=penalty,
                         solver_info=solver_info, records=records, subject=subject,

@@ -45,6 +45,9 @@ def test_eeglab_localize_on_template(eeglab_dir, tmp_path):
     assert summary["n_active_sources"] >= 1
     assert summary["n_channels"] == 30  # EOG1, EOG2 are eye electrodes, not scalp EEG
     assert summary["channels"]["used"] == {"eeg": 30}
+    # 30 channels: the low confidences are said to be uninformative, not low (stop 21).
+    warnings = {w["code"]: w for w in summary["warnings"]}
+    assert "with 30 channels the confidence" in warnings["low_confidence"]["message"]
     stc = mne.read_source_estimate(out / "sources-stc.h5")  # .stc files keep no subject
     assert stc.subject == "fsaverage"
     assert stc.data.shape[0] == summary["n_active_sources"]

@@ -97,6 +97,25 @@ def test_many_sources_fix_depends_on_who_chose_lambda():
     assert "--alpha auto" in given[0]["fix"] and "--alpha auto" not in auto[0]["fix"]
 
 
+def test_low_confidence_on_few_channels_is_said_to_be_uninformative():
+    """Below 64 channels the half-channel confidence did not confirm a true source (the
+    30-channel EEGLAB montage, stop 21): the warning says the confidences are unknown, not
+    low; from 64 channels (the EEG demo's) it is the usual warning."""
+    from meeg_inverse.assessment import CONFIDENCE_MIN_CHANNELS, result_warnings
+
+    records = [{"source_index": 0, "peak_amplitude_nAm": 20.0, "confidence": 0.0},
+               {"source_index": 1, "peak_amplitude_nAm": 10.0, "confidence": 0.9}]
+    [few] = result_warnings(records, n_channels=30)
+    [enough] = result_warnings(records, n_channels=CONFIDENCE_MIN_CHANNELS)
+    [unknown] = result_warnings(records)
+    assert few["code"] == enough["code"] == unknown["code"] == "low_confidence"
+    assert "with 30 channels the confidence" in few["message"]
+    assert "not informative" in few["message"] and "unknown, not as low" in few["fix"]
+    assert enough == unknown and "not informative" not in enough["message"]
+    # Confident sources only: nothing to say, however few the channels.
+    assert result_warnings(records[1:], n_channels=30) == []
+
+
 def test_lambda_curve_of_bic_names_its_criterion_and_the_message_its_file(tmp_path,
                                                                          monkeypatch):
     """λ chosen by BIC: the figure's axis and title say BIC (not SURE), and the
