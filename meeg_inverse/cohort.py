@@ -11,7 +11,8 @@ The graph has two kinds of task:
   by ``forward``, the subject's FreeSurfer anatomy with the head↔MRI
   transform of its BIDS T1w landmarks, or the template head) and the noise
   covariance (the session's empty-room recording when BIDS has one, else the
-  pre-stimulus baselines of all its runs pooled), made into **one** prepared
+  pre-stimulus baselines of the localized conditions' epochs of all its runs
+  pooled, as a single run takes its condition's), made into **one** prepared
   operator (:mod:`meeg_inverse.operator`) written as HDF5 and read once per
   worker;
 - one *localization* per (subject, session, run, condition), which applies
@@ -159,6 +160,8 @@ class SubjectGroup:
     forward_key: str = ""
     operator_key: str = ""
     anatomy: dict = field(default_factory=dict)
+    #: The conditions localized in the session (their epochs' baselines: the noise covariance).
+    conditions: list = field(default_factory=list)
 
     @property
     def name(self):
@@ -399,8 +402,11 @@ def plan_cohort(bids_root, task, *, subjects=None, sessions=None, conditions=Non
                                  _fingerprint(group.anatomy.get("files", []), root),
                                  {k: v for k, v in group.anatomy.items() if k != "files"})
         all_files = [p for r in recs for p in _run_files(r)] + group.anatomy.get("empty_room", [])
+        # the conditions localized in this session: their baselines make its noise covariance
+        group.conditions = list(dict.fromkeys(
+            c for r in recs for c in (conditions or r.conditions or []) if c in (r.conditions or [])))
         group.operator_key = _key("operator", group.forward_key, options.part(OPERATOR_OPTIONS),
-                                  _fingerprint(all_files, root))
+                                  _fingerprint(all_files, root), group.conditions)
         groups.append(group)
         for rec in recs:
             run_label = f"_run-{rec.run}" if rec.run else ""
@@ -623,7 +629,12 @@ def _build_operator(group, root, options, force=False):
         cov = mio.noise_cov_from_empty_room(anatomy["empty_room"][0])
         cov_source = f"empty room ({Path(anatomy['empty_room'][0]).name})"
     else:
-        epochs = [ld.epochs for ld in loaded if ld.epochs is not None]
+        # The baselines of the localized conditions' epochs, as a single run of the condition
+        # takes them (load_data with condition): the baselines of other events (e.g. button
+        # presses right after a stimulus) hold responses, not noise.
+        epochs = [_condition_epochs(ld.epochs, group.conditions) for ld in loaded
+                  if ld.epochs is not None]
+        epochs = [e for e in epochs if e is not None]
         if not epochs:
             raise InputError(f"{group.name}: no epochs to estimate the noise covariance from.",
                              "give raw recordings with events, or an empty-room recording.")
@@ -632,7 +643,9 @@ def _build_operator(group, root, options, force=False):
             both = epochs[0] if len(epochs) == 1 else mne.concatenate_epochs(
                 [e.copy().load_data() for e in epochs], verbose=False)
         cov = mio.noise_cov_from_baseline(both)
-        cov_source = f"pre-stimulus baselines of {len(epochs)} run(s), {len(both)} epochs"
+        cov_source = (f"pre-stimulus baselines of {len(epochs)} run(s), {len(both)} epochs"
+                      + (f" ({', '.join(map(repr, group.conditions))})"
+                         if group.conditions else ""))
     _write_atomic(group.cov_file, lambda p: mne.write_cov(p, cov, overwrite=True,
                                                           verbose=False))
     report = channel_report(info, fwd, cov)
@@ -647,6 +660,19 @@ def _build_operator(group, root, options, force=False):
             "group": group.name}
     _write_atomic(group.operator_sidecar, lambda p: p.write_text(json.dumps(side, indent=1)))
     return side
+
+
+def _condition_epochs(epochs, conditions):
+    """The epochs of ``conditions`` (all when none is named; None when the run has none)."""
+    import numpy as np
+
+    if not conditions:
+        return epochs
+    codes = [epochs.event_id[c] for c in conditions if c in epochs.event_id]
+    if not codes:
+        return None
+    keep = np.isin(epochs.events[:, 2], codes)
+    return epochs if keep.all() else epochs[np.flatnonzero(keep)]
 
 
 def _bids_trans(group, root, anatomy):

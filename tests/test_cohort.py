@@ -371,3 +371,38 @@ def test_group_table_rows_are_the_reported_sources(tmp_path):
     del summary["reported_sources"]
     (folder / "summary.json").write_text(json.dumps(summary))
     assert [r["amplitude_nAm"] for r in source_rows([task])] == [148.141, 62.48, 30.338]
+
+
+def test_noise_covariance_is_the_single_runs(eeglab_dir, tmp_path):
+    """The session's noise covariance pools the localized condition's baselines, as the
+    single run of that condition does (not every event's: EEGLAB's 'rt' button presses
+    follow the squares; pooling their 74 baselines changed the covariance by 33 %)."""
+    import mne_bids
+
+    from meeg_inverse.pipeline import load_data, load_noise_cov
+
+    root = tmp_path / "ds"
+    raw = mne.io.read_raw_eeglab(eeglab_dir / "test_raw.set", verbose=False)
+    bp = mne_bids.BIDSPath(subject="01", task=TASK, datatype="eeg", root=root)
+    mne_bids.write_raw_bids(raw, bp, overwrite=True, verbose=False)
+    options = CohortOptions(montage=str(eeglab_dir / "test_chans.locs"), montage_match="order",
+                            spacing="ico3", figures=False)
+    groups, tasks, _ = plan_cohort(root, TASK, conditions=["square"], options=options,
+                                   out=tmp_path / "out")
+    assert groups[0].conditions == ["square"] and [t.condition for t in tasks] == ["square"]
+    from meeg_inverse.cohort import prepare_group
+
+    side = prepare_group(groups[0], root.resolve(), options)
+    assert side["status"] == "built", side
+    assert "80 epochs ('square')" in side["noise_cov"]
+    cohort_cov = mne.read_cov(side["cov"], verbose=False)
+    single = load_data(mne.io.read_raw_eeglab(eeglab_dir / "test_raw.set", preload=True,
+                                              verbose=False),
+                       condition="square", montage=options.montage, montage_match="order")
+    single_cov = load_noise_cov(None, single)
+    assert cohort_cov["nfree"] == single_cov["nfree"]
+    np.testing.assert_allclose(cohort_cov.data, single_cov.data, rtol=1e-12,
+                               atol=1e-12 * np.abs(single_cov.data).max())
+    # every condition localized (no --conditions): every event's baselines, as before
+    groups, _, _ = plan_cohort(root, TASK, options=options, out=tmp_path / "out")
+    assert sorted(groups[0].conditions) == ["rt", "square"]
