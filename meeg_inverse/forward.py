@@ -352,6 +352,10 @@ def make_template_forward(info, *, spacing="ico4", montage=None, montage_match="
                                     eeg=_has_eeg(info), mindist=0.0, n_jobs=n_jobs,
                                     verbose=verbose)
     fwd["mri_head_t"] = mri_head_t
+    # mne.write_forward_solution writes info's transform: without it a written template
+    # forward read back had an identity one, its sources moved by the fit (up to ~2 cm).
+    with fwd["info"]._unlock():
+        fwd["info"]["mri_head_t"] = mri_head_t
     return fwd, trans, subjects_dir
 
 

@@ -90,6 +90,15 @@ def test_digitized_eeg_is_fitted_to_the_template_head(eeglab_dir, tmp_path):
     loaded = load_data(raw, condition="S 12", epoch_tmin=-0.01, epoch_tmax=2.5, baseline=None)
     fwd, subject, _ = load_forward(ForwardSpec(), loaded.evoked.info)
     assert subject == "fsaverage"
+    # Written and read back (a cohort reuses its forward file), the template forward keeps
+    # the fitted transform and its sources where they were (they moved up to 24 mm).
+    mne.write_forward_solution(tmp_path / "t-fwd.fif", fwd, verbose=False)
+    again = mne.read_forward_solution(tmp_path / "t-fwd.fif", verbose=False)
+    np.testing.assert_allclose(again["mri_head_t"]["trans"], fwd["mri_head_t"]["trans"],
+                               atol=1e-12)
+    np.testing.assert_allclose(np.concatenate([s["rr"][s["vertno"]] for s in again["src"]]),
+                               np.concatenate([s["rr"][s["vertno"]] for s in fwd["src"]]),
+                               atol=1e-8)
     good = [c for c in loaded.evoked.ch_names if c not in raw.info["bads"]]
     assert len(good) == 60 and set(good) <= set(fwd["info"]["ch_names"])
     with pytest.raises(InputError, match="no MEG channel"):
