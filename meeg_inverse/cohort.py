@@ -735,8 +735,6 @@ def _message(exc):
 
 
 def _localize_task(task, prepared, root, options):
-    import mne
-
     from ._output_dir import OutputFolder
     from .confidence import DEFAULT_REDRAWS
     from .pipeline import localize, write_outputs

@@ -92,17 +92,21 @@ def test_confidence_of_a_strong_source_is_high_and_of_noise_low():
         assert conf.max() < 0.9
 
 
-def test_confidence_resamples_trials_when_given():
+def _trials_of_one_source():
+    """12 trials of the toy problem with one source (row 30), and their noise estimate."""
     rng = np.random.default_rng(2)
     gain, positions, n_times = _toy(rng)
     truth = np.zeros((gain.shape[1], n_times))
     truth[30] = 2.0
     epochs = np.stack([gain @ truth + 0.3 * rng.standard_normal((gain.shape[0], n_times))
                        for _ in range(12)])
-    noise = NoiseEstimate(0.09 / 12, 0.0, 0.09 / 12, 0, "x")
+    return gain, positions, epochs, NoiseEstimate(0.09 / 12, 0.0, 0.09 / 12, 0, "x")
+
+
+def test_confidence_resamples_trials_when_given():
+    gain, positions, epochs, noise = _trials_of_one_source()
     conf, _ = _confidence(gain, epochs.mean(0), [30, 70], positions, noise, epochs=epochs)
     assert conf[0] == 1.0 and conf[1] < 0.5
-
 
 
 def test_confidence_noise_threshold_is_that_of_the_resampled_trials(monkeypatch):
@@ -120,19 +124,15 @@ def test_confidence_noise_threshold_is_that_of_the_resampled_trials(monkeypatch)
         return real(gain, n_times, *args, **kw)
 
     monkeypatch.setattr(rules, "quantile_universal_threshold", recording)
-    rng = np.random.default_rng(2)
-    gain, positions, n_times = _toy(rng)
-    truth = np.zeros((gain.shape[1], n_times))
-    truth[30] = 2.0
-    epochs = np.stack([gain @ truth + 0.3 * rng.standard_normal((gain.shape[0], n_times))
-                       for _ in range(12)])
-    noise = NoiseEstimate(0.09 / 12, 0.0, 0.09 / 12, 0, "x")
+    gain, positions, epochs, noise = _trials_of_one_source()
+    n_times = epochs.shape[2]
     u, s, _ = np.linalg.svd(epochs.mean(0), full_matrices=False)
     components = (u * s)[:, :8]  # fewer columns than the trials' 20 samples
     _confidence(gain, components, [30], positions, noise, epochs=epochs)
     assert asked == [n_times]
     _confidence(gain, components, [30], positions, noise)  # no trials: data's own
     assert asked == [n_times, 8]
+
 
 def test_confidence_stops_at_its_time_budget():
     """A small alpha makes each resample slow: the confidence's solves share one time
