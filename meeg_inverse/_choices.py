@@ -133,8 +133,26 @@ EPOCHS_SUFFIXES = ("-epo.fif", "_epo.fif", "-epo.fif.gz", "_epo.fif.gz")
 EPOCH_WINDOW_DEFAULT = (-0.2, 0.5)
 
 
+def epoch_window(epoch_tmin=None, epoch_tmax=None):
+    """The epoch window (s) to cut from a raw recording: the given ends, the defaults
+    (:data:`EPOCH_WINDOW_DEFAULT`) for those not given (None)."""
+    return tuple(default if value is None else value
+                 for value, default in zip((epoch_tmin, epoch_tmax), EPOCH_WINDOW_DEFAULT))
+
+
 def recording_kind(fname):
-    """'evoked', 'epochs' or 'raw', by MNE's naming convention (``-ave.fif``, ``-epo.fif``)."""
+    """Say whether a file holds evoked responses, epochs or a raw recording.
+
+    Parameters
+    ----------
+    fname : path-like
+        The file name; MNE's naming convention decides (``-ave.fif``,
+        ``-epo.fif``, anything else is a raw recording).
+
+    Returns
+    -------
+    kind : 'evoked' | 'epochs' | 'raw'
+    """
     from pathlib import Path
 
     name = Path(fname).name.lower()

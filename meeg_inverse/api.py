@@ -221,11 +221,11 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="auto", loose="auto", depth
         Regularization. ``'auto'`` (default) chooses it for the question "which
         few sources": the BIC of the least-squares refit along the penalty's path
         (L0.5 unless ``penalty`` is given) with a discrepancy floor
-        (:mod:`meeg_inverse.rules`; chosen by the study in ``docs/studies/``). ``'qut'``: the quantile universal
-        threshold. ``'sure'``: MNE's meaning, Stein's unbiased risk estimate
-        (by hypergradients here), which targets prediction and keeps many
-        weak sources on real averages. A number is a percentage of lambda_max
-        in (0, 100), as in MNE.
+        (:mod:`meeg_inverse.rules`; chosen by the study in ``docs/studies/``).
+        ``'qut'``: the quantile universal threshold. ``'sure'``: MNE's meaning,
+        Stein's unbiased risk estimate (by hypergradients here), which targets
+        prediction and keeps many weak sources on real averages. A number is a
+        percentage of lambda_max in (0, 100), as in MNE.
     loose, depth, rank, weights, weights_min, pick_ori
         As in :func:`mne.inverse_sparse.mixed_norm`: ``loose`` 'auto', a
         number or a dict per source-space type; ``depth`` a number, None or a
@@ -466,23 +466,19 @@ def apply_sparse_inverse(operator, evoked, alpha="auto", *, maxit=3000, tol=1e-4
 
 def _result_warnings(problem, solution, cancellation, penalty):
     """The assessment's warnings of a fit (see :mod:`meeg_inverse.assessment`)."""
-    from .assessment import annotate_records, result_warnings
+    from .assessment import annotate_records, result_warnings, selection_facts
     from .summary import source_records
 
     # source_records reads rows of the unmasked source space (weights_min masks some).
     coef_full = problem.full_coef(solution.coef_active, solution.active_set)
     records = annotate_records(source_records(problem, coef_full),
                                confidence=solution.confidence)
-    selection = solution.selection
     return result_warnings(records, field_cancellation=cancellation,
                            residual_ratio=problem.residual_ratio(solution.coef_active,
                                                                  solution.active_set),
-                           at_bound=bool(getattr(selection, "at_bound", False)),
-                           search_bound=getattr(selection, "search_bound", None),
-                           automatic=selection is not None,
                            alpha_fraction=solution.alpha_fraction, penalty=penalty,
-                           selection_method=getattr(selection, "method", None),
-                           n_channels=len(problem.ch_names))
+                           n_channels=len(problem.ch_names),
+                           **selection_facts(solution.selection))
 
 
 def _residual(problem, evoked, coef, active_set):

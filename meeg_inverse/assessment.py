@@ -63,6 +63,15 @@ def annotate_records(records, *, confidence=None, subject=None, subjects_dir=Non
     return records
 
 
+def selection_facts(selection):
+    """What :func:`result_warnings` says of how λ was chosen, from the automatic rule's
+    :class:`~meeg_inverse.sure.AlphaSelection` (None: λ given by the user)."""
+    return dict(at_bound=bool(getattr(selection, "at_bound", False)),
+                search_bound=getattr(selection, "search_bound", None),
+                automatic=selection is not None,
+                selection_method=getattr(selection, "method", None))
+
+
 def result_warnings(records, *, field_cancellation=float("nan"), residual_ratio=None,
                     at_bound=False, empty=False, penalty="l21", automatic=False,
                     search_bound=None, alpha_fraction=None, selection_method=None,

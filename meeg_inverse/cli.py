@@ -610,7 +610,9 @@ def _check_localize_args(args):
         raise InputError(f"The time window is empty: --tmin {args.tmin} is after "
                          f"--tmax {args.tmax}.",
                          f"swap them: --tmin {args.tmax} --tmax {args.tmin}.")
-    epoch_tmin, epoch_tmax = _epoch_window(args)
+    from ._choices import epoch_window
+
+    epoch_tmin, epoch_tmax = epoch_window(args.epoch_tmin, args.epoch_tmax)
     if epoch_tmin >= epoch_tmax:
         raise InputError(f"The epoch window is empty: --epoch-tmin {epoch_tmin:g} is not "
                          f"before --epoch-tmax {epoch_tmax:g}.", "use tmin < tmax.")
@@ -643,7 +645,7 @@ def _check_localize_args(args):
         check_recording_options(recording_kind(args.recording), repr(args.recording),
                                 events=args.events, epoch_tmin=args.epoch_tmin,
                                 epoch_tmax=args.epoch_tmax, reject=args.reject)
-    if not args.continuous:  # options of continuous recordings would be silently ignored
+        # Options of continuous recordings would be silently ignored.
         given = [o for o, _ in _CONTINUOUS_ONLY if getattr(args, o) is not None]
         if given:
             raise InputError(f"{', '.join('--' + o.replace('_', '-') for o in given)} only "
@@ -683,12 +685,6 @@ _EPOCH_OPTIONS = ("condition", "events", "epoch_tmin", "epoch_tmax", "no_baselin
                   "allow_prestimulus", "reject", "pick_ori", "gamma", "sure_curve")
 
 
-def _epoch_window(args):
-    """--epoch-tmin and --epoch-tmax, with their defaults (None when not given)."""
-    from ._choices import EPOCH_WINDOW_DEFAULT
-
-    return tuple(default if value is None else value for value, default in
-                 zip((args.epoch_tmin, args.epoch_tmax), EPOCH_WINDOW_DEFAULT))
 #: Options of --continuous only, with their defaults there (None on the command line, so
 #: that one given without --continuous is refused even at its default value).
 _CONTINUOUS_ONLY = (("window", 0.1), ("step", 0.05), ("l_freq", None), ("h_freq", None),
@@ -740,23 +736,18 @@ def _run_continuous(args, spec, progress):
         raise InputError(f"--alpha {alpha} is not available with --continuous.",
                          "use --alpha auto (the amortized threshold) or a fraction such as 0.5.")
     from .channel_report import lost_types_allowed
-
-    with lost_types_allowed(args.allow_missing_types):
-        return _localize_continuous_file(args, spec, progress, segment, alpha)
-
-
-def _localize_continuous_file(args, spec, progress, segment, alpha):
     from .continuous_file import localize_continuous_file
 
-    return localize_continuous_file(
-        args.recording, args.out, forward_spec=spec, noise_cov=args.noise_cov,
-        empty_room=args.empty_room, window=args.window, step=args.step, l_freq=args.l_freq,
-        h_freq=args.h_freq, tmin=args.tmin, tmax=args.tmax, alpha=alpha,
-        penalty=args.penalty or "l21", loose=args.loose, depth=args.depth, rank=args.rank,
-        tol=args.tol, bads=args.bads, ch_types=_channel_types(args), exclude=args.exclude,
-        n_jobs=args.n_jobs, noise_segment=segment, figures=not args.no_figures,
-        progress=progress,
-        verbose=args.verbose, overwrite=args.overwrite)
+    with lost_types_allowed(args.allow_missing_types):
+        return localize_continuous_file(
+            args.recording, args.out, forward_spec=spec, noise_cov=args.noise_cov,
+            empty_room=args.empty_room, window=args.window, step=args.step,
+            l_freq=args.l_freq, h_freq=args.h_freq, tmin=args.tmin, tmax=args.tmax,
+            alpha=alpha, penalty=args.penalty or "l21", loose=args.loose, depth=args.depth,
+            rank=args.rank, tol=args.tol, bads=args.bads, ch_types=_channel_types(args),
+            exclude=args.exclude, n_jobs=args.n_jobs, noise_segment=segment,
+            figures=not args.no_figures, progress=progress, verbose=args.verbose,
+            overwrite=args.overwrite)
 
 
 def _print_continuous(result, paths, args, wall_s):

@@ -404,7 +404,8 @@ def plan_cohort(bids_root, task, *, subjects=None, sessions=None, conditions=Non
         all_files = [p for r in recs for p in _run_files(r)] + group.anatomy.get("empty_room", [])
         # the conditions localized in this session: their baselines make its noise covariance
         group.conditions = list(dict.fromkeys(
-            c for r in recs for c in (conditions or r.conditions or []) if c in (r.conditions or [])))
+            c for r in recs for c in (conditions or r.conditions or [])
+            if c in (r.conditions or [])))
         group.operator_key = _key("operator", group.forward_key, options.part(OPERATOR_OPTIONS),
                                   _fingerprint(all_files, root), group.conditions)
         groups.append(group)

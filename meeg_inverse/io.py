@@ -11,8 +11,8 @@ from pathlib import Path
 import mne
 import numpy as np
 
+from ._choices import recording_kind  # noqa: F401 (MNE's naming; the launcher reads it too)
 from .errors import InputError
-
 
 
 def _existing_file(fname, what):
@@ -66,24 +66,6 @@ def _read_failed(path, what, exc, hint):
         f"Could not read the {what} {str(path)!r}: {type(exc).__name__}: {exc}",
         hint,
     )
-
-
-def recording_kind(fname):
-    """Say whether a file holds evoked responses, epochs or a raw recording.
-
-    Parameters
-    ----------
-    fname : path-like
-        The file name; MNE's naming convention decides (``-ave.fif``,
-        ``-epo.fif``, anything else is a raw recording).
-
-    Returns
-    -------
-    kind : 'evoked' | 'epochs' | 'raw'
-    """
-    from ._choices import recording_kind as kind_of
-
-    return kind_of(fname)
 
 
 def read_recording(fname, *, verbose=False):

@@ -77,7 +77,7 @@ def load_data(recording, *, condition=None, events=None, stim_channel=None,
         if hasattr(one, "info"):
             apply_channel_options(one, bads=bads, ch_types=ch_types)
     inst = mio.exclude_channels(inst, exclude)
-    from ._choices import EPOCH_WINDOW_DEFAULT, check_recording_options
+    from ._choices import check_recording_options, epoch_window
 
     kind = ("raw" if isinstance(inst, mne.io.BaseRaw) else
             "epochs" if isinstance(inst, mne.BaseEpochs) else "evoked")
@@ -85,8 +85,7 @@ def load_data(recording, *, condition=None, events=None, stim_channel=None,
             f"the {type(inst).__name__ if kind != 'evoked' else 'evoked'} given")
     check_recording_options(kind, name, events=events, epoch_tmin=epoch_tmin,
                             epoch_tmax=epoch_tmax, reject=reject)
-    epoch_tmin, epoch_tmax = (EPOCH_WINDOW_DEFAULT[k] if value is None else value
-                              for k, value in enumerate((epoch_tmin, epoch_tmax)))
+    epoch_tmin, epoch_tmax = epoch_window(epoch_tmin, epoch_tmax)
     raw = epochs = None
     if isinstance(inst, mne.io.BaseRaw):
         raw = inst
@@ -439,7 +438,7 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
     -------
     result : Localization
     """
-    from .assessment import annotate_records, reported_sources, result_warnings
+    from .assessment import annotate_records, reported_sources, result_warnings, selection_facts
     from .solve import resolve_penalty, solve_inverse
 
     penalty = resolve_penalty(penalty, alpha)
@@ -453,8 +452,7 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
         problem = InverseProblem.from_evoked(evoked, forward, noise_cov, loose=loose,
                                              depth=depth, rank=rank, tmin=tmin, tmax=tmax,
                                              verbose=verbose)
-    if pick_ori == "vector" and problem.n_orient == 1:  # refused before solving
-        problem.check_pick_ori(pick_ori)
+    problem.check_pick_ori(pick_ori)  # refused before solving
     automatic = isinstance(alpha, str)
     rule = {"auto": DEFAULT_RULE}.get(alpha, alpha) if automatic else None
     if not automatic:
@@ -530,10 +528,8 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
         }
     extra["warnings"] = result_warnings(
         records, field_cancellation=cancellation, residual_ratio=residual_ratio,
-        at_bound=bool(getattr(selection, "at_bound", False)),
-        search_bound=getattr(selection, "search_bound", None), automatic=selection is not None,
         alpha_fraction=alpha_abs / problem.alpha_max, empty=not records, penalty=penalty,
-        selection_method=getattr(selection, "method", None), n_channels=len(problem.ch_names))
+        n_channels=len(problem.ch_names), **selection_facts(selection))
     return Localization(stc=stc, problem=problem, coef=coef, alpha=alpha_abs,
                         alpha_fraction=alpha_abs / problem.alpha_max, penalty=penalty,
                         solver_info=solver_info, records=records, subject=subject,

@@ -68,15 +68,21 @@ def test_clusters_group_neighbours_strongest_first_per_hemisphere():
     assert [c.peak for c in kept] == [1] and sorted(c.peak for c in minor) == [3, 4]
 
 
-def test_confidence_of_a_strong_source_is_high_and_of_noise_low():
-    from meeg_inverse.solvers import solve
-
+def _one_strong_source():
+    """The toy problem with one strong source (row 10) in noise, and its noise estimate."""
     rng = np.random.default_rng(1)
     gain, positions, n_times = _toy(rng)
     noise = NoiseEstimate(0.01, 0.0, 0.01, 0, "x")
     truth = np.zeros((gain.shape[1], n_times))
     truth[10] = 3.0 * np.sin(np.linspace(0, 3, n_times))
     data = gain @ truth + draw_noise(rng, (gain.shape[0], n_times), noise)
+    return gain, positions, n_times, data, noise
+
+
+def test_confidence_of_a_strong_source_is_high_and_of_noise_low():
+    from meeg_inverse.solvers import solve
+
+    gain, positions, n_times, data, noise = _one_strong_source()
     conf, _ = _confidence(gain, data, [10], positions, noise)
     assert conf[0] >= 0.9
 
@@ -137,12 +143,7 @@ def test_confidence_noise_threshold_is_that_of_the_resampled_trials(monkeypatch)
 def test_confidence_stops_at_its_time_budget():
     """A small alpha makes each resample slow: the confidence's solves share one time
     budget (the solve's max_time), and say how many resamples they used."""
-    rng = np.random.default_rng(1)
-    gain, positions, n_times = _toy(rng)
-    noise = NoiseEstimate(0.01, 0.0, 0.01, 0, "x")
-    truth = np.zeros((gain.shape[1], n_times))
-    truth[10] = 3.0 * np.sin(np.linspace(0, 3, n_times))
-    data = gain @ truth + draw_noise(rng, (gain.shape[0], n_times), noise)
+    gain, positions, _, data, noise = _one_strong_source()
     clusters = cluster_sources([10], positions[[10]], np.ones(1))
     common = dict(penalty="l21", alpha_fraction=0.5, n_orient=1, positions=positions,
                   hemis=None, amplitude_scale=np.ones(gain.shape[1]), noise=noise,
