@@ -18,6 +18,7 @@ import pooch
 from ._download import ResumableDownloader, file_hash
 from ._errors import (ChecksumError, DatasetError, DownloadError, IntegrityError,
                       UnknownDatasetError)
+from ._lock import dataset_lock
 from ._registry import REGISTRY, DatasetSpec
 
 __all__ = ["fetch_dataset", "dataset_path", "has_dataset", "list_datasets", "data_root"]
@@ -183,7 +184,8 @@ def fetch_dataset(name, path=None, *, base_url=None, url=None, force=False, prog
     spec = _spec(name)
     urls = _urls(spec, base_url, url)
     root = data_root(path, create=True)
-    with _lock(root, spec):
+    lock = root / f".{spec.name}.meeg-inverse-lock"
+    with dataset_lock(lock, f"'{spec.name}' into {root}"):
         return _fetch_locked(spec, urls, root, base_url=base_url, force=force,
                              progress=progress, retries=retries, timeout=timeout)
 
@@ -431,27 +433,6 @@ class _SafeUntar(pooch.Untar):
 
 def _inside(base, relative):
     return (base / relative).resolve().is_relative_to(base)
-
-
-@contextlib.contextmanager
-def _lock(root, spec):
-    """One fetch of a dataset at a time per cache folder (advisory lock; POSIX only)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no locking
-        yield
-        return
-    with open(root / f".{spec.name}.meeg-inverse-lock", "a+b") as fid:
-        try:
-            fcntl.flock(fid, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            logger.warning("Another process is fetching '%s' into %s; waiting for it",
-                           spec.name, root)
-            fcntl.flock(fid, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fid, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager

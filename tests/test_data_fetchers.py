@@ -203,10 +203,9 @@ def _assert_sample_installed(folder):
 
 
 def _leftovers(root):
-    """Anything in the cache root other than dataset folders (and the empty lock files)."""
+    """Anything in the cache root other than dataset folders (lock files included)."""
     return sorted(p.name for p in root.iterdir()
-                  if not (p.is_dir() and not p.name.startswith("."))
-                  and not p.name.endswith(".meeg-inverse-lock"))
+                  if not (p.is_dir() and not p.name.startswith(".")))
 
 
 # --------------------------------------------------------------------------------------------
@@ -578,6 +577,61 @@ def test_concurrent_fetch_waits_for_the_lock(server, fake_sample, tmp_path):
         fcntl.flock(held, fcntl.LOCK_UN)
     worker.join(10)
     _assert_sample_installed(result["folder"])
+
+
+def test_lock_file_is_removed_after_a_fetch(server, fake_sample, tmp_path):
+    lock = tmp_path / ".sample.meeg-inverse-lock"
+    df.fetch_dataset("sample", tmp_path, base_url=server.base_url, progress=False)
+    assert not lock.exists()
+    df.fetch_dataset("sample", tmp_path, base_url=server.base_url, progress=False)  # present
+    assert not lock.exists()
+    server.files.clear()
+    with pytest.raises(DownloadError, match="HTTP 404"):  # a failed fetch leaves none either
+        df.fetch_dataset("sample", tmp_path, base_url=server.base_url, progress=False,
+                         force=True)
+    assert not lock.exists()
+
+
+def test_concurrent_fetches_download_once_and_leave_no_lock(server, fake_sample, tmp_path):
+    folders, errors = [], []
+
+    def fetch():
+        try:
+            folders.append(df.fetch_dataset("sample", tmp_path, base_url=server.base_url,
+                                            progress=False))
+        except Exception as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=fetch) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(30)
+    assert errors == [] and len(folders) == 4
+    assert server.count() == 1  # the others waited, then found the dataset installed
+    _assert_sample_installed(folders[0])
+    assert _leftovers(tmp_path) == []  # no lock file
+
+
+def test_waiter_locks_the_new_file_after_the_holder_removed_it(tmp_path):
+    """The holder removes the file as it leaves: the process that waited on it must lock a
+    file that a third process can see, not the removed one."""
+    from data_fetchers._lock import dataset_lock
+
+    path = tmp_path / ".x.meeg-inverse-lock"
+    seen = {}
+
+    def waiter():
+        with dataset_lock(path, "x"):
+            seen["visible"] = path.exists()
+
+    with dataset_lock(path, "x"):
+        worker = threading.Thread(target=waiter)
+        worker.start()
+        worker.join(0.3)
+        assert worker.is_alive()  # waiting
+    worker.join(10)
+    assert seen == {"visible": True} and not path.exists()
 
 
 def test_cli_fetch_exit_status_and_json(server, fake_sample, tmp_path, monkeypatch, capsys):
