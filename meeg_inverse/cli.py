@@ -975,7 +975,13 @@ def _main(argv, wants_json):
 
             mne.set_log_level("INFO" if args.verbose else "ERROR")
         with warnings.catch_warnings():
-            if not args.verbose:
+            if not args.verbose and getattr(args, "continuous", False):
+                # Computed in this process (no stages): its warnings (no high-pass, MNE's
+                # "Too few samples" of a short noise segment) are shown as a stage's are.
+                from ._stages import show_warnings_once
+
+                show_warnings_once(progress)
+            elif not args.verbose:
                 warnings.simplefilter("ignore")
             started = time.perf_counter()
             if args.command == "localize":

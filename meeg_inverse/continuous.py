@@ -91,6 +91,10 @@ class ContinuousResult:
         Seconds spent preparing, measuring the noise, λ, and localizing.
     fname : Path | None
         The HDF5 file holding the source time series (None: kept in memory).
+    warnings : list of dict
+        What the run warned about, each ``{"code", "message", "fix"}`` (e.g.
+        ``no_high_pass``); also raised as :class:`RuntimeWarning` by
+        :func:`localize_continuous`.
     """
 
     windows: dict
@@ -102,6 +106,7 @@ class ContinuousResult:
     params: dict
     timings: dict
     fname: Path | None = None
+    warnings: list = field(default_factory=list)
     _segments: dict | None = field(default=None, repr=False)
     _mapper: object = field(default=None, repr=False)
     _context: object = field(default=None, repr=False)  # for benchmarks: one window again
@@ -111,7 +116,18 @@ class ContinuousResult:
 
     @property
     def stc(self):
-        """The sparse source estimate over the whole recording (union of supports), A·m."""
+        """The sparse source estimate over the whole recording (union of supports), A·m.
+
+        Returns
+        -------
+        stc : mne.SourceEstimate | mne.VolSourceEstimate | mne.MixedSourceEstimate
+            The sources active in some window, on every sample of the analysed span.
+            When no window kept a source it holds no source (no vertices, data of
+            shape ``(0, n_times)``), as MNE's sparse solvers
+            (:func:`mne.inverse_sparse.mixed_norm`) return when no dipole is active:
+            it is saved, read back and combined as any other.
+            ``summary()["n_windows_with_sources"]`` is then 0.
+        """
         segments = self._segments if self._segments is not None else _read_segments(self.fname)
         return self._mapper.to_stc(segments, self.n_times, self.tmin)
 
@@ -300,14 +316,12 @@ class ContinuousResult:
         """Source estimate of each source's peak amplitude in ``n_bins`` bins (A·m).
 
         The whole recording on one time axis of bounded size — what the viewer's
-        time slider shows (bin width = duration / ``n_bins``).
+        time slider shows (bin width = duration / ``n_bins``). Without any source, an
+        estimate with no vertices, as :attr:`stc`.
         """
         segments = self._segments if self._segments is not None else _read_segments(self.fname)
         mapper = self._mapper
         blocks, amp, edges = mapper.binned(segments, self.n_times, self.tmin, n_bins)
-        if blocks.size == 0:
-            raise InputError("No source is active in any window of the recording.",
-                             "lower `level`, or check the recording.")
         rows = blocks * mapper.n_orient  # the amplitude on one orientation row
         values = amp * 1e-9 / mapper.weighting[rows][:, None]
         stc = mapper._problem.to_stc(values, active_set=rows, times=edges[:-1])
@@ -318,22 +332,38 @@ class ContinuousResult:
         """One-sample source estimate: each source's largest amplitude over the recording (A·m).
 
         For maps of *where* the recording's sources are (the time axis has one
-        sample, at :attr:`tmin`).
+        sample, at :attr:`tmin`). Without any source, an estimate with no vertices,
+        as :attr:`stc`.
         """
         activity = self.source_activity()
-        if not activity:
-            raise InputError("No source is active in any window of the recording.",
-                             "lower `level`, or check the recording.")
         mapper = self._mapper
-        index = np.array([a["source_index"] for a in activity])
+        index = np.array([a["source_index"] for a in activity], int)
         peaks = np.array([max(p[2] for p in a["periods"]) for a in activity]) * 1e-9
         blocks = np.searchsorted(mapper._problem.block_sources(), index)
         rows = blocks * mapper.n_orient  # the amplitude on one orientation row
         values = (peaks / mapper.weighting[rows])[:, None]
         return mapper._problem.to_stc(values, active_set=rows, times=np.array([self.tmin]))
 
+    @property
+    def window_used(self):
+        """The window's length used (s): :attr:`params`' ``window`` in whole samples."""
+        return int(self.params["n_window_samples"]) / self.sfreq
+
+    @property
+    def step_used(self):
+        """The step used between windows (s): :attr:`params`' ``step`` in whole samples."""
+        return int(self.params["n_step_samples"]) / self.sfreq
+
     def summary(self):
-        """A JSON-ready summary: parameters, λ, noise, window counts, source periods."""
+        """A JSON-ready summary: parameters, λ, noise, window counts, source periods.
+
+        ``window_used_s`` and ``step_used_s`` are the window and step in whole samples
+        (``params`` holds those asked); ``notes`` says when they differ; ``warnings``
+        are :attr:`warnings`.
+        """
+        from .continuous_messages import window_note
+
+        note = window_note(self.params, self.sfreq)
         w = self.windows
         status = np.asarray(w["status"])
         solved = status == 0
@@ -341,6 +371,8 @@ class ContinuousResult:
         return {
             "kind": "continuous",
             "params": self.params,
+            "window_used_s": self.window_used,
+            "step_used_s": self.step_used,
             "alpha": self.alpha,
             "noise": self.noise,
             "n_windows": int(status.size),
@@ -355,6 +387,8 @@ class ContinuousResult:
             "timings_s": self.timings,
             "sources": self.source_activity(),
             "reported_sources": self.reported_sources(),
+            "notes": [] if note is None else [note],
+            "warnings": copy.deepcopy(self.warnings),
         }
 
 
@@ -393,11 +427,7 @@ class _SourceMapper:
         return rows, data
 
     def to_stc(self, segments, n_times, tmin):
-        rows, data = self.dense(segments, n_times)
-        if rows.size == 0:
-            raise InputError("No source is active in any window of the recording: the "
-                             "estimate is empty.",
-                             "lower `level` (or give a fixed alpha), or check the recording.")
+        rows, data = self.dense(segments, n_times)  # no row: an estimate without sources
         times = tmin + np.arange(n_times) / self._problem.sfreq
         # Stored in A·m; to_stc applies the source weighting itself.
         return self._problem.to_stc(data / self.weighting[rows][:, None], active_set=rows,
@@ -681,6 +711,7 @@ def read_continuous(fname, forward, noise_cov=None, info=None, raw=None, *, bem=
                             noise=json.loads(attrs["noise"]), sfreq=float(attrs["sfreq"]),
                             tmin=float(attrs["tmin"]), n_times=int(attrs["n_times"]),
                             params=params, timings=json.loads(attrs["timings"]), fname=fname,
+                            warnings=json.loads(attrs.get("warnings", "[]")),
                             _mapper=_SourceMapper(op), _context=ctx, _noise_cov=noise_cov,
                             _head_model=head_model)
 
@@ -1043,7 +1074,10 @@ def _noise_reference(ctx, starts, noise_segment, sfreq, tmin_span):
         if y.shape[1] < ctx.n_win:
             raise InputError("noise_segment lies in BAD_ annotated samples.",
                              "choose a clean quiet segment.")
-        y = y - y.mean(axis=1, keepdims=True)
+        # Not mean-subtracted: the windows are not either (a per-window mean would be a
+        # high-pass at 1/window, 10 Hz for 100 ms, taking the sources' slow part). The
+        # reference describes a noise-only window as the solver sees it, offsets of an
+        # un-high-passed recording included; high-passed, the mean is ~0 either way.
         var = float(np.mean(y ** 2))
         rho = float(np.sum(y[:, :-1] * y[:, 1:]) / np.sum(y ** 2))
         return NoiseEstimate(var, float(np.clip(rho, 0, 0.99)), 1.0, y.shape[1],
@@ -1279,7 +1313,9 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
         Noise covariance of single samples (empty room, a quiet segment, ...).
     window, step : float
         Window length and step (s); ``step <= window`` (default 100 ms windows,
-        50 % overlap).
+        50 % overlap). Both are rounded to whole samples: the result's
+        :attr:`~ContinuousResult.window_used` and :attr:`~ContinuousResult.step_used`
+        (and ``progress`` notes it when they differ).
     l_freq, h_freq : float | None
         Band-pass (Hz) applied to each chunk (MNE's default FIR filter).
     tmin, tmax : float | None
@@ -1329,7 +1365,8 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
     random_state : int
         Seed of the noise draws of λ.
     progress : meeg_inverse.pipeline.Progress | None
-        Prints progress with the estimated time left.
+        Prints progress with the estimated time left, and a note when the window or
+        step in whole samples is not the one asked.
     verbose : bool
         MNE's verbosity while preparing.
     bem : path-like | mne.bem.ConductorModel | None
@@ -1353,6 +1390,13 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
         unreadable BEM or trans file, a BEM without a solution, a transform
         that is not head↔MRI or disagrees with the forward's, EEG alone with a
         one-layer BEM, ``trans`` without ``bem``, ...
+
+    Warns
+    -----
+    RuntimeWarning
+        The recording is not high-pass filtered and no ``l_freq`` was given
+        (``no_high_pass``: its offsets and drifts stay in every window); also in the
+        result's :attr:`~ContinuousResult.warnings`.
     """
     import mne
 
@@ -1366,6 +1410,11 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
                 fname=fname, warm_start=warm_start, random_state=random_state)
     # The head model of the dipole fits is checked before the work, not after it.
     head_model = _head_model(bem, trans, forward, raw.info)
+    from .continuous_messages import emit, unfiltered_warning, window_note
+
+    run_warnings = [w for w in (unfiltered_warning(raw, l_freq),) if w is not None]
+    for warning in run_warnings:
+        emit(warning)
     if fname is not None:  # fail before the work, not after it
         fname = Path(fname)
         if fname.exists() and not overwrite:
@@ -1429,6 +1478,9 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
                   warm_start=warm_start, learned=bool(learned), chunk=chunk,
                   n_window_samples=n_win, n_step_samples=n_hop,
                   tmin=float(raw.times[first]), tmax=float(raw.times[last - 1]))
+    note = window_note(params, sfreq)
+    if note is not None and progress is not None:
+        progress.info(f"note: {note}")
     weights = blend_weights(n_win)
     blender = _Blender(0, writer)
     t0 = time.perf_counter()
@@ -1478,7 +1530,7 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
         noise_d = noise.as_dict()
         out = writer.finish(dict(alpha=alpha_abs, noise=noise_d, sfreq=sfreq,
                                  tmin=float(raw.times[first]), n_times=n_total, params=params,
-                                 timings=timings))
+                                 timings=timings, warnings=run_warnings))
     except BaseException:
         writer.abort()
         if pending:
@@ -1492,5 +1544,6 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
     return ContinuousResult(
         windows=windows, alpha=alpha_abs, noise=noise_d, sfreq=sfreq,
         tmin=float(raw.times[first]), n_times=n_total, params=params, timings=timings,
-        fname=out, _segments=None if out is not None else writer.segments(),
-        _mapper=_SourceMapper(op), _context=ctx, _noise_cov=noise_cov, _head_model=head_model)
+        fname=out, warnings=run_warnings,
+        _segments=None if out is not None else writer.segments(), _mapper=_SourceMapper(op),
+        _context=ctx, _noise_cov=noise_cov, _head_model=head_model)

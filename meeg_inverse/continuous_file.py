@@ -58,6 +58,7 @@ def localize_continuous_file(recording, out_dir, *, forward_spec=None, noise_cov
     """
     from .channels import apply_channel_options
     from .continuous import _check_args, localize_continuous
+    from .continuous_messages import no_source_warning
     from .dipole_positions import _read_bem, _read_trans
     from ._choices import check_forward_spec
     from .pipeline import ForwardSpec, Progress, load_forward
@@ -92,11 +93,6 @@ def localize_continuous_file(recording, out_dir, *, forward_spec=None, noise_cov
         notes += mio.type_channels_by_name(raw)
         for note in notes:
             progress.info(f"note: {note}")
-        warnings = []
-        drift = unfiltered_warning(raw, l_freq)
-        if drift is not None:
-            warnings.append(drift)
-            progress.warn(f"{drift['message']} Fix: {drift['fix']}")
         if noise_cov is None and empty_room is None and noise_segment is None:
             raise InputError(
                 "A continuous recording needs a noise covariance (there are no baseline "
@@ -132,12 +128,13 @@ def localize_continuous_file(recording, out_dir, *, forward_spec=None, noise_cov
         written["windows"] = "windows.csv"
         summary = result.summary()
         summary["recording"] = str(recording)
-        summary["notes"] = notes
+        summary["notes"] = notes + summary["notes"]
+        # The run's own warnings (no high-pass, ...) came from localize_continuous, which
+        # raised them as Python warnings: the console showed them (cli.py).
         if not summary["sources"]:
             none = no_source_warning(summary, figures)
-            warnings.append(none)
+            summary["warnings"].append(none)
             progress.warn(f"{none['message']} Fix: {none['fix']}")
-        summary["warnings"] = warnings
         if figures and summary["sources"]:
             from .viz.timeline import plot_timeline
 
@@ -173,45 +170,6 @@ def localize_continuous_file(recording, out_dir, *, forward_spec=None, noise_cov
         folder.release()
     result.fname = folder.path / H5_NAME
     return result, {k: folder.path / v for k, v in written.items()}
-
-
-def unfiltered_warning(raw, l_freq):
-    """A warning (code, message, fix) when no high-pass applies to the windows, else None.
-
-    Without one, each 100-ms window holds the channels' offsets and slow drifts: they
-    raise the windows' measured noise level (the threshold with it; on EEGLAB's
-    recording the 10-s chunks' level is 5x the segment's) and hide the sources.
-    """
-    if l_freq is not None or raw.info["highpass"] > 0:
-        return None
-    return {"code": "no_high_pass",
-            "message": "The recording is not high-pass filtered (its high-pass is 0 Hz) and "
-                       "no --l-freq was given: the channels' offsets and slow drifts stay in "
-                       "every window, raise the noise level the threshold is set from, and "
-                       "can hide the sources.",
-            "fix": "band-pass the windows, e.g. --l-freq 1 --h-freq 40 (Python: l_freq=1, "
-                   "h_freq=40), or high-pass the recording first (mne.io.Raw.filter)."}
-
-
-def no_source_warning(summary, figures):
-    """The warning (code, message, fix) of a run that kept no source in any window."""
-    solved = summary["n_windows_solved"]
-    why = (f"{solved} of {summary['n_windows']} windows were above the threshold, but BIC "
-           "pruning kept no source in any of them" if solved else
-           f"none of the {summary['n_windows']} windows was above the noise-only threshold")
-    # BIC pruning weighs each source against the noise level: a lower threshold (--alpha)
-    # solves more windows but keeps no more sources; the noise reference is what to check.
-    fix = ("the windows do not stand out of the noise that the covariance describes: give "
-           "one of a quiet segment or an empty-room recording (--noise-cov, --empty-room, or "
-           "a --noise-segment without the activity: one over the activity whitens it away)."
-           if solved else
-           "check the noise covariance and the band (--l-freq/--h-freq); --alpha 0.5 (a "
-           "fraction of each window's λ_max instead of the noise-only threshold) solves "
-           "every window.")
-    return {"code": "no_source",
-            "message": f"No source in the recording: {why}"
-                       + ("; no timeline, map or viewer was drawn." if figures else "."),
-            "fix": fix}
 
 
 def noise_cov_from_segment(raw, segment, *, verbose=False):
