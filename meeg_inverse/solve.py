@@ -307,12 +307,13 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
     position_model = None
     if clusters:
         # Reported positions between grid vertices (meeg_inverse.subgrid).
-        from .subgrid import MAX_SOURCES, inversion_mesh, refine_positions
+        from .subgrid import inversion_mesh, max_sources, refine_positions
 
         t3 = time.perf_counter()
         candidates, price = [], 0.0
         has_mesh = inversion_mesh(problem) is not None
-        if automatic and len(clusters) < MAX_SOURCES and has_mesh:
+        most = max_sources(data.shape[0], problem.n_orient)  # that the channels can place
+        if automatic and len(clusters) < most and has_mesh:
             # A candidate stays only if it pays its BIC price, as the path's sources did.
             price = _bic_price(problem, data, active_set, coef_active)
             # γ-MAP's sources join the candidates; the reporting keeps what the
@@ -322,7 +323,7 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
             candidates, sbl_coef = sbl_candidates(
                 problem, data, {int(m) for c in clusters for m in c.members},
                 n_times=problem.data.shape[1])
-            candidates = candidates[:MAX_SOURCES - len(clusters)]
+            candidates = candidates[:most - len(clusters)]
             if candidates:
                 rows = _rows_of_sources(problem, np.concatenate([c.members for c in candidates]))
                 coef_full = coef_full.copy()

@@ -51,9 +51,9 @@ from .clusters import merge_clusters
 
 __all__ = ["FINE_STEP_MM", "ForwardLatticeScanner", "LATTICE_STEP_MM", "MAX_SOURCES",
            "MERGE_MM", "MLS_MIN_VERTICES", "MLS_RADIUS_MM", "MLS_SIGMA_MM", "NEAR_GRID_MM",
-           "PRUNE_FRACTION", "SCAN_RADIUS_MM", "STABLE_MM", "STEP", "SWEEPS", "TWIN_COSINE", "TWIN_MM", "LatticeScanner", "Scanner",
+           "PRUNE_FRACTION", "SCAN_DIMENSIONS", "SCAN_RADIUS_MM", "STABLE_MM", "STEP", "SWEEPS", "TWIN_COSINE", "TWIN_MM", "LatticeScanner", "Scanner",
            "forward_field_function", "refine_positions", "free_gain_blocks",
-           "inversion_mesh", "mls_weights"]
+           "inversion_mesh", "max_sources", "mls_weights"]
 
 #: Triangles with a vertex within this distance of a cluster's centroid are scanned (mm).
 SCAN_RADIUS_MM = 15.0
@@ -74,8 +74,17 @@ MLS_SIGMA_MM = 10.0
 MLS_MIN_VERTICES = 12
 #: Coordinate-ascent sweeps over the reported sources.
 SWEEPS = 2
-#: More reported sources than this keep their centroids (no sub-grid fit).
+#: More reported sources than this keep their centroids (no sub-grid fit); fewer
+#: where the channels cannot place them all (:func:`max_sources`).
 MAX_SOURCES = 10
+#: Dimensions of the data a source's scan must keep beyond the other sources'
+#: fields: twice those of its own field. With fewer, every candidate position
+#: explains about all that is left (exact ties on 30 EEG channels and 10 sources:
+#: 29 - 27 = 2 dimensions), and the fit is decided by rounding.
+SCAN_DIMENSIONS = 6
+#: Scores this close to the best (relative) are a tie, resolved by the point
+#: nearest the scan's centre rather than by rounding.
+TIE_RTOL = 1e-9
 #: Reported sources of one hemisphere whose fitted positions are this close are
 #: merged (the simulated sources of the validation are 30 mm apart or more) (mm).
 MERGE_MM = 16.0
@@ -90,6 +99,34 @@ TWIN_MM = 30.0
 TWIN_COSINE = 0.95
 #: A channel subsample's fit within this distance confirms a position (mm).
 STABLE_MM = 7.0
+
+
+def max_sources(n_rows, n_orient=3):
+    """Most sources whose positions ``n_rows`` (whitened) channels can fit together.
+
+    Each source's scan keeps :data:`SCAN_DIMENSIONS` dimensions of the data
+    beyond the other sources' fields: ``n_rows - n_orient (K - 1) >=
+    SCAN_DIMENSIONS``; at most :data:`MAX_SOURCES`. E.g. 8 on 29 (30 EEG
+    electrodes, average reference), 10 on MEG.
+    """
+    return int(min(MAX_SOURCES, (n_rows - SCAN_DIMENSIONS) // n_orient + 1))
+
+
+def _placeable(n_rows, n_sources, n_orient=3):
+    """Whether a source's scan on ``n_rows`` channels, ``n_sources - 1`` others
+    projected out, keeps :data:`SCAN_DIMENSIONS` dimensions."""
+    return n_rows - n_orient * (n_sources - 1) >= SCAN_DIMENSIONS
+
+
+def _best(scores, points, centre):
+    """Index of the best score; near-ties (:data:`TIE_RTOL`) go to the point nearest
+    ``centre``, so that rounding does not choose among equal fits."""
+    scores = np.asarray(scores)
+    tied = np.flatnonzero(scores >= scores.max() * (1.0 - TIE_RTOL))
+    if tied.size == 1:
+        return int(tied[0])
+    dist = np.linalg.norm(np.asarray(points)[tied] - centre, axis=1)
+    return int(tied[np.argmin(dist)])
 
 
 def _barycentric(step):
@@ -310,7 +347,12 @@ def mls_weights(vertex_positions, point, radius_mm=MLS_RADIUS_MM, sigma_mm=MLS_S
     near = np.flatnonzero(dist < radius_mm * 1e-3)
     if len(near) < MLS_MIN_VERTICES:
         return None
-    w = np.exp(-0.5 * (dist[near] / (sigma_mm * 1e-3)) ** 2)
+    # Gaussian weights lowered to zero at the radius: a vertex entering or leaving
+    # the neighbourhood then changes the field continuously. Cut off at 0.011 instead,
+    # a float32 round trip of the positions (4 nm) moved fitted sources by 14 mm on
+    # the 30-electrode EEGLAB recording.
+    w = (np.exp(-0.5 * (dist[near] / (sigma_mm * 1e-3)) ** 2)
+         - np.exp(-0.5 * (radius_mm / sigma_mm) ** 2))
     design = _quadratic_design(vertex_positions[near] - point)
     # Row 0 of the weighted pseudo-inverse: the fitted constant term, the value at the point.
     return near, np.linalg.pinv(design * w[:, None])[0] * w
@@ -392,18 +434,20 @@ class LatticeScanner(Scanner):
         basis = np.linalg.qr(others)[0] if others is not None and others.shape[1] else None
         resid = _project_out(basis, data)
 
-        def best(points):
+        def best(points, around):
             fields = self._fields_of([k for k, _ in points], rows)
-            return points[int(np.argmax(_explained_energy(fields, resid, basis)))]
+            score = _explained_energy(fields, resid, basis)
+            return points[_best(score, [p for _, p in points], around)]
 
+        centre = np.asarray(centre, float)
         coarse = self._points_near(centre, self.radius, self.step, hemi)
         if not coarse:
             return None
-        key, point = best(coarse)
+        key, point = best(coarse, centre)
         if coarse_only:
             return point
         fine = self._points_near(point, self.step, self.fine, hemi)
-        return self._weights[best(fine)[0] if fine else key]
+        return self._weights[best(fine, point)[0] if fine else key]
 
     def prefetch(self, lattices):
         """Prepare the points of several lattices, ``[(centre, radius, step, hemi)]``,
@@ -646,8 +690,10 @@ def refine_positions(problem, data, clusters, *, scan_radius_mm=SCAN_RADIUS_MM,
         False for the others). The subsamples are checked together, so that the
         head model computes their lattices' fields in few batches. None when the source space allows
         no refinement (volume or discrete sources, fixed orientation, no mesh,
-        masked sources) or there are more than :data:`MAX_SOURCES` clusters: the
-        clusters then keep their centroid as position.
+        masked sources) or there are more clusters than the channels can place
+        (:func:`max_sources`): the clusters then keep their centroid as position.
+        A subsample with too few channels to place every cluster
+        (:data:`SCAN_DIMENSIONS`) confirms none.
 
     Notes
     -----
@@ -666,14 +712,14 @@ def refine_positions(problem, data, clusters, *, scan_radius_mm=SCAN_RADIUS_MM,
     tris = inversion_mesh(problem)
     # Beyond a few sources the answer is not "which few parts of the brain", and
     # the scans' cost grows with the square of their number (75 s for 35).
-    if tris is None or not clusters or len(clusters) > MAX_SOURCES:
+    data = np.asarray(data, float)
+    if tris is None or not clusters or len(clusters) > max_sources(data.shape[0]):
         return None
     if head_model is None:
         scanner = LatticeScanner(problem, scan_radius_mm, step_mm)
     else:
         scanner = ForwardLatticeScanner(problem, forward_field_function(problem, head_model),
                                         scan_radius_mm, step_mm)
-    data = np.asarray(data, float)
     # Start: each source's field is its strongest member's free-orientation field.
     fits = _sweeps(scanner, data, clusters,
                    [(np.array([c.peak]), np.ones(1)) for c in clusters], sweeps)
@@ -732,7 +778,10 @@ def refine_positions(problem, data, clusters, *, scan_radius_mm=SCAN_RADIUS_MM,
     def stability(subsamples):
         """[(rows, sub_data, which)] -> [bool per cluster]: the clusters ``which``
         (bool) whose scan on those channels lands within STABLE_MM of their position."""
-        jobs = [(n, j) for n, (_, _, which) in enumerate(subsamples)
+        # A subsample too small to place every source confirms none (the scan
+        # would tie everywhere and return the position it started from).
+        jobs = [(n, j) for n, (rows, _, which) in enumerate(subsamples)
+                if _placeable(len(np.arange(data.shape[0])[rows]), len(clusters))
                 for j in np.flatnonzero(which)]
         # Each lattice's fields in one batch: first the coarse ones around the
         # positions, then the fine ones around each subsample's coarse best.

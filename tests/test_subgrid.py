@@ -162,6 +162,35 @@ def test_many_sources_keep_their_centroids(problem):
     assert all(c.position_method == "centroid" for c in clusters)
 
 
+def test_the_channels_bound_the_sources_placed_together():
+    # Each source's scan keeps 6 data dimensions beyond the others' fields (3 each):
+    # 30 EEG electrodes (29 whitened rows) place 8, MEG the cap of 10, 9 rows place 2.
+    from meeg_inverse.subgrid import _placeable, max_sources
+
+    assert max_sources(29) == 8 and max_sources(366) == 10 and max_sources(9) == 2
+    assert _placeable(29, 8) and not _placeable(29, 9)
+    assert _placeable(15, 4) and not _placeable(14, 4)  # a half-channel subsample of 30
+
+
+def test_fewer_channels_than_the_sources_need_keep_centroids(problem):
+    # 20 channels place 5 sources (20 - 3 x 4 = 8 >= 6), not 6 (20 - 15 = 5).
+    rows = np.arange(20)
+    clusters = _clusters_at(problem, np.arange(0, 24, 4))
+    assert len(clusters) == 6
+    assert refine_positions(problem, problem.data[rows], clusters, prune=False) is None
+    assert all(c.position_method == "centroid" for c in clusters)
+
+
+def test_tied_scores_go_to_the_point_nearest_the_centre():
+    from meeg_inverse.subgrid import _best
+
+    points = np.array([[3.0, 0, 0], [1.0, 0, 0], [0, 2.0, 0], [0, 0, 0.5]])
+    # Equal to the last bit but one: a tie, whatever the rounding; the nearest wins.
+    scores = np.array([5.0, 5.0 * (1 - 1e-15), 4.0, 5.0 * (1 - 1e-15)])
+    assert _best(scores, points, np.zeros(3)) == 3
+    assert _best(np.array([5.0, 4.9, 1.0, 1.0]), points, np.zeros(3)) == 0
+
+
 def test_real_off_grid_sources_are_placed_closer_than_the_grid(sample_paths, sample_evoked,
                                                                sample_forward, sample_cov):
     """Dipoles at cortical vertices the inversion grid does not use, real BEM forward
