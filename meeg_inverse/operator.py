@@ -516,18 +516,13 @@ def make_sparse_inverse_operator(info, forward, noise_cov, *, loose="auto", dept
 
     from .consistency import check_rank_consistency
     from .io import needs_average_reference
-    from .problem import (_apply_prior_weights, _check_noise_cov, _depth_options,
-                          _triage_loose, select_channels)
+    from .problem import (_apply_prior_weights, _check_model_types, _check_noise_cov,
+                          _depth_options, _triage_loose, select_channels)
 
     if not isinstance(info, mne.Info):
         raise InputError(f"info must be an mne.Info, got {type(info).__name__}.",
                          "pass evoked.info (or raw.info / epochs.info).")
-    if not isinstance(forward, mne.Forward):
-        raise InputError(f"forward must be an mne.Forward, got {type(forward).__name__}.",
-                         "read one with mne.read_forward_solution.")
-    if not isinstance(noise_cov, mne.Covariance):
-        raise InputError(f"noise_cov must be an mne.Covariance, got {type(noise_cov).__name__}.",
-                         "read one with mne.read_cov or estimate it with mne.compute_covariance.")
+    _check_model_types(forward, noise_cov)
     if needs_average_reference(info):
         # Sparse solvers need the average reference as a projector, also when the
         # EEG was re-referenced (custom_ref_applied): the forward model is not.

@@ -249,12 +249,9 @@ def load_forward(spec, info, *, verbose=False):
         subject = spec.subject or fwd["src"][0].get("subject_his_id")
         return fwd, subject, spec.subjects_dir
     if spec.subject is not None and spec.subject != TEMPLATE_SUBJECT:
-        if spec.subjects_dir is None or spec.trans is None:
-            raise InputError(
-                f"Building a forward model for subject {spec.subject!r} needs the subjects "
-                "folder and the head↔MRI transform.",
-                "give --subjects-dir and --trans (and optionally --bem, --src), or a "
-                "forward file (--forward), or no --subject to use the template head.")
+        from ._choices import check_subject_forward
+
+        check_subject_forward(spec)
         fwd = make_subject_forward(info, subject=spec.subject, subjects_dir=spec.subjects_dir,
                                    trans=spec.trans, bem=spec.bem, src=spec.src,
                                    spacing=spec.spacing or "oct6", verbose=verbose)

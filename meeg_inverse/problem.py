@@ -155,6 +155,17 @@ def select_channels(info, forward, noise_cov, *, allow_missing_types=False):
     return ch_names
 
 
+def _check_model_types(forward, noise_cov):
+    """Refuse a ``forward`` that is not an ``mne.Forward`` or a ``noise_cov`` that is not an
+    ``mne.Covariance``, with the fix."""
+    if not isinstance(forward, mne.Forward):
+        raise InputError(f"forward must be an mne.Forward, got {type(forward).__name__}.",
+                         "read one with mne.read_forward_solution.")
+    if not isinstance(noise_cov, mne.Covariance):
+        raise InputError(f"noise_cov must be an mne.Covariance, got {type(noise_cov).__name__}.",
+                         "read one with mne.read_cov or estimate it with mne.compute_covariance.")
+
+
 def _check_noise_cov(noise_cov, ch_names):
     idx = [noise_cov["names"].index(c) for c in ch_names]
     cov = noise_cov["data"]
@@ -344,12 +355,7 @@ class InverseProblem:
         if not isinstance(evoked, mne.Evoked):
             raise InputError(f"evoked must be an mne.Evoked, got {type(evoked).__name__}.",
                              "average epochs first (epochs.average()).")
-        if not isinstance(forward, mne.Forward):
-            raise InputError(f"forward must be an mne.Forward, got {type(forward).__name__}.",
-                             "read one with mne.read_forward_solution.")
-        if not isinstance(noise_cov, mne.Covariance):
-            raise InputError(f"noise_cov must be an mne.Covariance, got {type(noise_cov).__name__}.",
-                             "read one with mne.read_cov or estimate it with mne.compute_covariance.")
+        _check_model_types(forward, noise_cov)
         _warn_if_not_baseline_corrected(evoked, noise_cov)
         if tmin is not None or tmax is not None:
             from .io import time_window

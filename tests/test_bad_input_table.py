@@ -72,6 +72,8 @@ CASES = {
     "channel mismatch data/forward": (lambda e, f, c: (_renamed(e), f, c), {}, "forward"),
     "forward and covariance of different channels": (
         lambda e, f, c: (e, f, _other_cov(c)), {}, "covariance"),
+    "forward of the wrong type": (lambda e, f, c: (e, "fwd.fif", c), {},
+                                  "forward must be an mne.Forward, got str"),
     "NaN/Inf": (lambda e, f, c: (_with_nan(e), f, c), {}, "NaN or Inf"),
     "negative alpha": (lambda e, f, c: (e, f, c), {"alpha": -10}, "alpha"),
     "alpha at lambda_max": (lambda e, f, c: (e, f, c), {"alpha": 100}, "alpha"),
