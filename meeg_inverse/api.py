@@ -18,7 +18,7 @@ import mne
 import numpy as np
 
 from .errors import InputError
-from .problem import InverseProblem, _warn_if_not_baseline_corrected
+from .problem import InverseProblem, _check_model_types, _warn_if_not_baseline_corrected
 from .confidence import DEFAULT_REDRAWS
 from .solve import DEFAULT_MAX_TIME, resolve_penalty
 
@@ -321,6 +321,8 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="auto", loose="auto", depth
 
     with mne.utils.use_log_level(verbose if verbose is not None else "WARNING"):
         joint = _concatenate(evokeds)
+        # Before the baseline check reads the covariance (an array: an IndexError there).
+        _check_model_types(forward, noise_cov)
         _warn_if_not_baseline_corrected(joint, noise_cov)
         operator = make_sparse_inverse_operator(joint.info, forward, noise_cov, loose=loose,
                                                 depth=depth, rank=rank, weights=weights,

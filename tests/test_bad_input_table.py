@@ -74,6 +74,8 @@ CASES = {
         lambda e, f, c: (e, f, _other_cov(c)), {}, "covariance"),
     "forward of the wrong type": (lambda e, f, c: (e, "fwd.fif", c), {},
                                   "forward must be an mne.Forward, got str"),
+    "covariance of the wrong type": (lambda e, f, c: (e, f, c.data), {},
+                                     "noise_cov must be an mne.Covariance, got ndarray"),
     "NaN/Inf": (lambda e, f, c: (_with_nan(e), f, c), {}, "NaN or Inf"),
     "negative alpha": (lambda e, f, c: (e, f, c), {"alpha": -10}, "alpha"),
     "alpha at lambda_max": (lambda e, f, c: (e, f, c), {"alpha": 100}, "alpha"),
