@@ -68,6 +68,25 @@ def selection_criterion(method):
 FIELD_CANCELLATION_WARNING = 10.0
 
 
+def check_subject_forward(spec):
+    """Refuse to build the forward model of ``spec.subject`` without its subjects folder
+    (``subjects_dir``) and head↔MRI transform (``trans``).
+
+    Raises
+    ------
+    InputError
+        Naming the options to give.
+    """
+    from .errors import InputError
+
+    if getattr(spec, "subjects_dir", None) is None or spec.trans is None:
+        raise InputError(
+            f"Building a forward model for subject {spec.subject!r} needs the subjects "
+            "folder and the head↔MRI transform.",
+            "give --subjects-dir and --trans (and optionally --bem, --src), or a "
+            "forward file (--forward), or no --subject to use the template head.")
+
+
 def check_forward_spec(spec, *, continuous=False):
     """Refuse head-model options that would have no effect (a silent change of what was asked).
 
@@ -96,12 +115,7 @@ def check_forward_spec(spec, *, continuous=False):
     if spec.subject is not None and spec.subject != TEMPLATE_SUBJECT and spec.forward is None:
         # The subject's forward is built from all of them; say what is missing
         # before the recording is read.
-        if getattr(spec, "subjects_dir", None) is None or spec.trans is None:
-            raise InputError(
-                f"Building a forward model for subject {spec.subject!r} needs the subjects "
-                "folder and the head↔MRI transform.",
-                "give --subjects-dir and --trans (and optionally --bem, --src), or a "
-                "forward file (--forward), or no --subject to use the template head.")
+        check_subject_forward(spec)
         return
     dipole_fit = spec.bem is not None  # places the reported sources, with --trans
     unused = [name for name, value in (("trans", spec.trans), ("bem", spec.bem),

@@ -18,7 +18,7 @@ import mne
 import numpy as np
 
 from .errors import InputError
-from .problem import InverseProblem, _warn_if_not_baseline_corrected
+from .problem import InverseProblem, _check_model_types, _warn_if_not_baseline_corrected
 from .confidence import DEFAULT_REDRAWS
 from .solve import DEFAULT_MAX_TIME, resolve_penalty
 
@@ -206,7 +206,8 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="auto", loose="auto", depth
                    return_residual=False, return_as_dipoles=False, dgap_freq=10, rank=None,
                    pick_ori=None, sure_alpha_grid="auto", verbose=None, *, rng=None,
                    random_state=None, penalty=None, penalty_params=None, alpha_fraction=None,
-                   return_result=False, max_time=DEFAULT_MAX_TIME, bem="auto", trans=None):
+                   return_result=False, max_time=DEFAULT_MAX_TIME, bem="auto", trans=None,
+                   allow_missing_types=False):
     """Sparse source estimate with group penalties; a drop-in for ``mixed_norm``.
 
     Parameters
@@ -294,6 +295,11 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="auto", loose="auto", depth
     trans : path-like | mne.transforms.Transform | None
         Head↔MRI transform of ``bem`` (None: the forward's); it must agree
         with the forward's.
+    allow_missing_types : bool
+        Localize even when ``forward`` or ``noise_cov`` lacks every channel of a
+        channel type of the recording (all its EEG, say): those channels are left
+        out, as MNE's ``mixed_norm`` does. False (default): an
+        :class:`~meeg_inverse.errors.InputError` names the lost types.
 
     Returns
     -------
@@ -315,10 +321,13 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="auto", loose="auto", depth
 
     with mne.utils.use_log_level(verbose if verbose is not None else "WARNING"):
         joint = _concatenate(evokeds)
+        # Before the baseline check reads the covariance (an array: an IndexError there).
+        _check_model_types(forward, noise_cov)
         _warn_if_not_baseline_corrected(joint, noise_cov)
         operator = make_sparse_inverse_operator(joint.info, forward, noise_cov, loose=loose,
                                                 depth=depth, rank=rank, weights=weights,
-                                                weights_min=weights_min)
+                                                weights_min=weights_min,
+                                                allow_missing_types=allow_missing_types)
     if bem is None or (isinstance(bem, str) and bem == "auto"):
         if trans is not None:
             raise InputError("trans= is used only with a bem= file (the dipole fits of the "
@@ -632,11 +641,12 @@ class SparseInverse:
 
     _param_names = ("alpha", "penalty", "penalty_params", "loose", "depth", "tol", "maxit",
                     "debias", "time_pca", "weights", "weights_min", "n_mxne_iter", "pick_ori",
-                    "rank", "random_state")
+                    "rank", "random_state", "allow_missing_types")
 
     def __init__(self, alpha="auto", penalty=None, penalty_params=None, loose="auto", depth=0.8,
                  tol=1e-4, maxit=3000, debias=True, time_pca=True, weights=None, weights_min=0.0,
-                 n_mxne_iter=1, pick_ori=None, rank=None, random_state=0):
+                 n_mxne_iter=1, pick_ori=None, rank=None, random_state=0,
+                 allow_missing_types=False):
         self.alpha = alpha
         self.penalty = penalty
         self.penalty_params = penalty_params
@@ -652,6 +662,7 @@ class SparseInverse:
         self.pick_ori = pick_ori
         self.rank = rank
         self.random_state = random_state
+        self.allow_missing_types = allow_missing_types
 
     def get_params(self, deep=True):
         """Parameters of the estimator, as scikit-learn expects."""

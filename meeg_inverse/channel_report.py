@@ -6,26 +6,9 @@ without a word, and losing a whole channel type (all the EEG of a MEG+EEG
 recording) is refused unless asked for.
 """
 
-import contextlib
-import contextvars
 from dataclasses import dataclass, field
 
 from .errors import InputError
-
-#: Whether losing a whole channel type is allowed where the inverse picks its channels
-#: (:func:`meeg_inverse.problem.select_channels`): set by :func:`lost_types_allowed`.
-_ALLOW_LOST_TYPES = contextvars.ContextVar("meeg_inverse_allow_lost_types", default=False)
-
-
-@contextlib.contextmanager
-def lost_types_allowed(allow=True):
-    """Within it, the inverse may leave out a whole channel type (``--allow-missing-types``,
-    checked and reported by the command line already)."""
-    token = _ALLOW_LOST_TYPES.set(bool(allow))
-    try:
-        yield
-    finally:
-        _ALLOW_LOST_TYPES.reset(token)
 
 _TYPE_NAMES = {"mag": "magnetometer", "grad": "gradiometer", "eeg": "EEG"}
 

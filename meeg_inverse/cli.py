@@ -735,19 +735,17 @@ def _run_continuous(args, spec, progress):
     if isinstance(alpha, str) and alpha != "qut":
         raise InputError(f"--alpha {alpha} is not available with --continuous.",
                          "use --alpha auto (the amortized threshold) or a fraction such as 0.5.")
-    from .channel_report import lost_types_allowed
     from .continuous_file import localize_continuous_file
 
-    with lost_types_allowed(args.allow_missing_types):
-        return localize_continuous_file(
-            args.recording, args.out, forward_spec=spec, noise_cov=args.noise_cov,
-            empty_room=args.empty_room, window=args.window, step=args.step,
-            l_freq=args.l_freq, h_freq=args.h_freq, tmin=args.tmin, tmax=args.tmax,
-            alpha=alpha, penalty=args.penalty or "l21", loose=args.loose, depth=args.depth,
-            rank=args.rank, tol=args.tol, bads=args.bads, ch_types=_channel_types(args),
-            exclude=args.exclude, n_jobs=args.n_jobs, noise_segment=segment,
-            figures=not args.no_figures, progress=progress, verbose=args.verbose,
-            overwrite=args.overwrite)
+    return localize_continuous_file(
+        args.recording, args.out, forward_spec=spec, noise_cov=args.noise_cov,
+        empty_room=args.empty_room, window=args.window, step=args.step,
+        l_freq=args.l_freq, h_freq=args.h_freq, tmin=args.tmin, tmax=args.tmax,
+        alpha=alpha, penalty=args.penalty or "l21", loose=args.loose, depth=args.depth,
+        rank=args.rank, tol=args.tol, bads=args.bads, ch_types=_channel_types(args),
+        exclude=args.exclude, n_jobs=args.n_jobs, noise_segment=segment,
+        figures=not args.no_figures, progress=progress, verbose=args.verbose,
+        overwrite=args.overwrite, allow_missing_types=args.allow_missing_types)
 
 
 def _print_continuous(result, paths, args, wall_s):

@@ -1300,7 +1300,7 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
                         warm_start=False, learned=None, noise_segment=None, chunk=10.0,
                         fname=None, overwrite=False, n_jobs=1, max_time=30.0,
                         random_state=0, progress=None, verbose=False, client=None, bem=None,
-                        trans=None):
+                        trans=None, allow_missing_types=False):
     """Sparse source estimate of a whole continuous recording, window by window.
 
     Parameters
@@ -1377,6 +1377,8 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
     trans : path-like | mne.transforms.Transform | None
         The head↔MRI transform of the dipole fits; default: the forward's
         (a transform given must agree with it).
+    allow_missing_types : bool
+        As :func:`meeg_inverse.make_sparse_inverse_operator`.
 
     Returns
     -------
@@ -1440,7 +1442,8 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
                 "whole recording first (mne.io.Raw.filter) and localize the filtered file.")
     with mne.utils.use_log_level(verbose):
         op = make_sparse_inverse_operator(raw.info, forward, noise_cov, loose=loose,
-                                          depth=depth, rank=rank)
+                                          depth=depth, rank=rank,
+                                          allow_missing_types=allow_missing_types)
     picks = [raw.ch_names.index(c) for c in op.ch_names]
     first = 0 if tmin is None else int(raw.time_as_index(tmin, use_rounding=True)[0])
     last = len(raw.times) if tmax is None else int(raw.time_as_index(tmax, use_rounding=True)[0]) + 1

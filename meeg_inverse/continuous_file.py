@@ -43,12 +43,15 @@ def localize_continuous_file(recording, out_dir, *, forward_spec=None, noise_cov
                              tmin=None, tmax=None, alpha="qut", penalty="l21", loose="auto",
                              depth=0.8, rank=None, tol=1e-6, bads=None, ch_types=None,
                              exclude=None, n_jobs=1, noise_segment=None, figures=True,
-                             progress=None, verbose=False, overwrite=False):
+                             progress=None, verbose=False, overwrite=False,
+                             allow_missing_types=False):
     """Localize a whole raw recording and write its outputs (what the CLI runs).
 
     ``noise_segment`` (start, stop) in seconds names a quiet segment of the
     recording: the noise covariance is estimated there when no ``noise_cov``
     or ``empty_room`` is given, and the noise level is measured there.
+    ``allow_missing_types``: localize even when the forward or the covariance
+    lacks a whole channel type of the recording (``--allow-missing-types``).
 
     Returns
     -------
@@ -121,7 +124,7 @@ def localize_continuous_file(recording, out_dir, *, forward_spec=None, noise_cov
             raw, fwd, cov, window=window, step=step, l_freq=l_freq, h_freq=h_freq, tmin=tmin,
             tmax=tmax, alpha=alpha, penalty=penalty, loose=loose, depth=depth, rank=rank,
             tol=tol, fname=h5, n_jobs=n_jobs, noise_segment=noise_segment, progress=progress,
-            verbose=verbose, bem=bem, trans=trans)
+            verbose=verbose, bem=bem, trans=trans, allow_missing_types=allow_missing_types)
         progress.step("writing the summary and figures")
         written = {"h5": H5_NAME}
         _write_windows_csv(result.windows, folder.staging / "windows.csv")

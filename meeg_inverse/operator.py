@@ -457,7 +457,8 @@ def _warn_if_prestimulus(times):
 
 @load_aware
 def make_sparse_inverse_operator(info, forward, noise_cov, *, loose="auto", depth=0.8,
-                                 rank=None, weights=None, weights_min=0.0, verbose=False):
+                                 rank=None, weights=None, weights_min=0.0,
+                                 allow_missing_types=False, verbose=False):
     """Prepare the sparse inverse of a recording setup (as MNE's ``mixed_norm`` does).
 
     Parameters
@@ -484,6 +485,10 @@ def make_sparse_inverse_operator(info, forward, noise_cov, *, loose="auto", dept
         :func:`mne.inverse_sparse.mixed_norm`.
     weights_min : float
         Sources with weight ≤ ``weights_min`` are left out.
+    allow_missing_types : bool
+        Prepare it even when the forward or the covariance lacks every channel of
+        a channel type of the recording (those channels are left out); refused
+        otherwise (``--allow-missing-types`` of the command line).
     verbose : bool | str
         MNE's verbosity during the preparation.
 
@@ -494,8 +499,9 @@ def make_sparse_inverse_operator(info, forward, noise_cov, *, loose="auto", dept
     Raises
     ------
     InputError
-        Wrong types, no channel in common, a NaN or singular covariance, an
-        orientation the forward cannot give, EEG without average reference.
+        Wrong types, no channel in common, a whole channel type lost (unless
+        ``allow_missing_types``), a NaN or singular covariance, an orientation the
+        forward cannot give, EEG without average reference.
 
     Notes
     -----
@@ -510,18 +516,13 @@ def make_sparse_inverse_operator(info, forward, noise_cov, *, loose="auto", dept
 
     from .consistency import check_rank_consistency
     from .io import needs_average_reference
-    from .problem import (_apply_prior_weights, _check_noise_cov, _depth_options,
-                          _triage_loose, select_channels)
+    from .problem import (_apply_prior_weights, _check_model_types, _check_noise_cov,
+                          _depth_options, _triage_loose, select_channels)
 
     if not isinstance(info, mne.Info):
         raise InputError(f"info must be an mne.Info, got {type(info).__name__}.",
                          "pass evoked.info (or raw.info / epochs.info).")
-    if not isinstance(forward, mne.Forward):
-        raise InputError(f"forward must be an mne.Forward, got {type(forward).__name__}.",
-                         "read one with mne.read_forward_solution.")
-    if not isinstance(noise_cov, mne.Covariance):
-        raise InputError(f"noise_cov must be an mne.Covariance, got {type(noise_cov).__name__}.",
-                         "read one with mne.read_cov or estimate it with mne.compute_covariance.")
+    _check_model_types(forward, noise_cov)
     if needs_average_reference(info):
         # Sparse solvers need the average reference as a projector, also when the
         # EEG was re-referenced (custom_ref_applied): the forward model is not.
@@ -560,7 +561,8 @@ def make_sparse_inverse_operator(info, forward, noise_cov, *, loose="auto", dept
                 forward = mne.convert_forward_solution(forward, surf_ori=True, use_cps=True,
                                                        verbose=False)
 
-        ch_names = select_channels(info, forward, noise_cov)
+        ch_names = select_channels(info, forward, noise_cov,
+                                   allow_missing_types=allow_missing_types)
         _check_noise_cov(noise_cov, ch_names)
         row_of = {c: k for k, c in enumerate(forward["sol"]["row_names"])}
         rows = np.array([row_of[c] for c in ch_names])

@@ -249,12 +249,9 @@ def load_forward(spec, info, *, verbose=False):
         subject = spec.subject or fwd["src"][0].get("subject_his_id")
         return fwd, subject, spec.subjects_dir
     if spec.subject is not None and spec.subject != TEMPLATE_SUBJECT:
-        if spec.subjects_dir is None or spec.trans is None:
-            raise InputError(
-                f"Building a forward model for subject {spec.subject!r} needs the subjects "
-                "folder and the head↔MRI transform.",
-                "give --subjects-dir and --trans (and optionally --bem, --src), or a "
-                "forward file (--forward), or no --subject to use the template head.")
+        from ._choices import check_subject_forward
+
+        check_subject_forward(spec)
         fwd = make_subject_forward(info, subject=spec.subject, subjects_dir=spec.subjects_dir,
                                    trans=spec.trans, bem=spec.bem, src=spec.src,
                                    spacing=spec.spacing or "oct6", verbose=verbose)
@@ -391,7 +388,8 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
              depth=0.8, tmin=None, tmax=None, pick_ori=None, rank=None, tol=1e-6,
              penalty_params=None, random_state=0, sure_curve=False, debias=True, subject=None,
              subjects_dir=None, progress=None, verbose=False, max_time=DEFAULT_MAX_TIME,
-             epochs=None, confidence=DEFAULT_REDRAWS, operator=None, head_model="auto"):
+             epochs=None, confidence=DEFAULT_REDRAWS, operator=None, head_model="auto",
+             allow_missing_types=False):
     """Localize an evoked response with MNE objects in and out.
 
     Parameters
@@ -433,6 +431,10 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
         The reported positions' dipole fits: 'auto' with the BEM the forward
         names, a head model (:func:`meeg_inverse.dipole_positions.checked_head_model`),
         or None (fields interpolated between the grid's).
+    allow_missing_types : bool
+        Localize even when the forward or the covariance lacks a whole channel
+        type of the recording (see :func:`meeg_inverse.make_sparse_inverse_operator`);
+        ignored with ``operator``.
 
     Returns
     -------
@@ -451,6 +453,7 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
     else:
         problem = InverseProblem.from_evoked(evoked, forward, noise_cov, loose=loose,
                                              depth=depth, rank=rank, tmin=tmin, tmax=tmax,
+                                             allow_missing_types=allow_missing_types,
                                              verbose=verbose)
     problem.check_pick_ori(pick_ori)  # refused before solving
     automatic = isinstance(alpha, str)
@@ -781,15 +784,13 @@ def _localize_file(recording, folder, *, forward_spec, noise_cov, empty_room, co
 
         head_model = checked_head_model(forward_spec.bem, forward_spec.trans, fwd,
                                         loaded.evoked.info)
-    from .channel_report import lost_types_allowed
-
-    with lost_types_allowed(allow_missing_types):  # checked and reported above
-        result = localize(loaded.evoked, fwd, cov, alpha=alpha, penalty=penalty, loose=loose,
-                          depth=depth, tmin=tmin, tmax=tmax, pick_ori=pick_ori, rank=rank,
-                          tol=tol, penalty_params=penalty_params, random_state=random_state,
-                          sure_curve=sure_curve, debias=debias, subject=subject,
-                          subjects_dir=subjects_dir, progress=progress, verbose=verbose,
-                          epochs=trials, head_model=head_model)
+    result = localize(loaded.evoked, fwd, cov, alpha=alpha, penalty=penalty, loose=loose,
+                      depth=depth, tmin=tmin, tmax=tmax, pick_ori=pick_ori, rank=rank, tol=tol,
+                      penalty_params=penalty_params, random_state=random_state,
+                      sure_curve=sure_curve, debias=debias, subject=subject,
+                      subjects_dir=subjects_dir, progress=progress, verbose=verbose,
+                      epochs=trials, head_model=head_model,
+                      allow_missing_types=allow_missing_types)  # checked and reported above
     if loaded.notes:  # what the channel matching did
         result.extra["notes"] = loaded.notes
     result.extra["recording"] = str(_named_in_result(recording, extra_files, folder.path))

@@ -108,11 +108,12 @@ def _depth_options(depth):
     return options
 
 
-def select_channels(info, forward, noise_cov):
+def select_channels(info, forward, noise_cov, *, allow_missing_types=False):
     """Channels usable for the inverse: good, in the forward and in the covariance.
 
     Returns the names in the recording's order, and raises a clear error when
-    the recording, forward and covariance share no channel.
+    the recording, forward and covariance share no channel, or when they would
+    leave out a whole channel type of the recording, unless ``allow_missing_types``.
     """
     meeg = set(info["ch_names"][k] for k in mne.pick_types(info, meg=True, eeg=True, exclude=[]))
     fwd_names = set(forward["sol"]["row_names"])
@@ -124,10 +125,10 @@ def select_channels(info, forward, noise_cov):
                          "check info['bads'] and the channel types of the recording.")
     # A whole channel type lost (an EEG-only covariance for M/EEG data): a silent change of
     # what was asked, refused (MNE's mixed_norm leaves those channels out with a log line).
-    from .channel_report import _ALLOW_LOST_TYPES, channel_report, check_channel_types
+    from .channel_report import channel_report, check_channel_types
 
-    check_channel_types(channel_report(info, forward, noise_cov),
-                        allow=_ALLOW_LOST_TYPES.get(), api=True)
+    check_channel_types(channel_report(info, forward, noise_cov), allow=allow_missing_types,
+                        api=True)
     in_fwd = [c for c in good_data if c in fwd_names]
     if not in_fwd:
         raise InputError(
@@ -152,6 +153,17 @@ def select_channels(info, forward, noise_cov):
             f"{len(missing_cov)} channel(s) are not in the noise covariance and are left out: "
             f"{', '.join(missing_cov[:10])}", stacklevel=3)
     return ch_names
+
+
+def _check_model_types(forward, noise_cov):
+    """Refuse a ``forward`` that is not an ``mne.Forward`` or a ``noise_cov`` that is not an
+    ``mne.Covariance``, with the fix."""
+    if not isinstance(forward, mne.Forward):
+        raise InputError(f"forward must be an mne.Forward, got {type(forward).__name__}.",
+                         "read one with mne.read_forward_solution.")
+    if not isinstance(noise_cov, mne.Covariance):
+        raise InputError(f"noise_cov must be an mne.Covariance, got {type(noise_cov).__name__}.",
+                         "read one with mne.read_cov or estimate it with mne.compute_covariance.")
 
 
 def _check_noise_cov(noise_cov, ch_names):
@@ -306,7 +318,8 @@ class InverseProblem:
 
     @classmethod
     def from_evoked(cls, evoked, forward, noise_cov, *, loose="auto", depth=0.8, rank=None,
-                    weights=None, weights_min=0.0, tmin=None, tmax=None, verbose=False):
+                    weights=None, weights_min=0.0, tmin=None, tmax=None,
+                    allow_missing_types=False, verbose=False):
         """Build the problem from an evoked response, a forward solution and a noise covariance.
 
         Parameters
@@ -332,6 +345,8 @@ class InverseProblem:
             Sources with weight ≤ ``weights_min`` are left out.
         tmin, tmax : float | None
             Time window to localize (s).
+        allow_missing_types : bool
+            As :func:`meeg_inverse.make_sparse_inverse_operator`.
 
         Returns
         -------
@@ -340,12 +355,7 @@ class InverseProblem:
         if not isinstance(evoked, mne.Evoked):
             raise InputError(f"evoked must be an mne.Evoked, got {type(evoked).__name__}.",
                              "average epochs first (epochs.average()).")
-        if not isinstance(forward, mne.Forward):
-            raise InputError(f"forward must be an mne.Forward, got {type(forward).__name__}.",
-                             "read one with mne.read_forward_solution.")
-        if not isinstance(noise_cov, mne.Covariance):
-            raise InputError(f"noise_cov must be an mne.Covariance, got {type(noise_cov).__name__}.",
-                             "read one with mne.read_cov or estimate it with mne.compute_covariance.")
+        _check_model_types(forward, noise_cov)
         _warn_if_not_baseline_corrected(evoked, noise_cov)
         if tmin is not None or tmax is not None:
             from .io import time_window
@@ -355,7 +365,8 @@ class InverseProblem:
 
         operator = make_sparse_inverse_operator(
             evoked.info, forward, noise_cov, loose=loose, depth=depth, rank=rank,
-            weights=weights, weights_min=weights_min, verbose=verbose)
+            weights=weights, weights_min=weights_min,
+            allow_missing_types=allow_missing_types, verbose=verbose)
         return operator.problem(evoked, check_baseline=False, tmin=tmin, tmax=tmax)
 
     # ------------------------------------------------------------------ sizes

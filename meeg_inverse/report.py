@@ -17,22 +17,6 @@ from pathlib import Path
 REPORT_HTML = "index.html"
 REPORT_H5 = "report.h5"
 
-_CAPTIONS = {"source_map": "Source map at the peak time",
-             "time_courses": "Time courses of the active sources",
-             "fit_residual": "Whitened data, fit and residual",
-             "lambda_curve": "The λ curve: selection criterion along λ (the chosen λ marked)"}
-
-
-def _caption(name, path, summary):
-    """The report's caption of a figure; the λ curve's names the criterion of its rule."""
-    method = (summary.get("alpha_selection") or {}).get("method")
-    if name == "lambda_curve" and method is not None:
-        from ._choices import selection_criterion
-
-        return f"The λ curve: {selection_criterion(method)[0]} along λ (the chosen λ marked)"
-    return _CAPTIONS.get(name, path.stem)
-
-
 def _embed(page_html, height=640):
     """An iframe holding a whole self-contained page (the viewer) inside the report."""
     return (f'<iframe title="3D viewer" style="width:100%;height:{height}px;border:0" '
@@ -83,7 +67,8 @@ def write_result_report(folder, summary, figures, *, title=None, inputs=None):
 def _result_report(folder, summary, figures, title, inputs):
     import mne
 
-    from .viz.report import _flatten, _reported_table, _sources_table, _warnings_box
+    from .viz.report import (_flatten, _reported_table, _sources_table, _warnings_box,
+                             figure_caption)
 
     folder = Path(folder)
     cohort = summary.get("cohort") or {}
@@ -100,7 +85,7 @@ def _result_report(folder, summary, figures, title, inputs):
     for name, rel in figures.items():
         path = folder / str(rel)
         if path.suffix == ".png" and path.is_file():
-            report.add_image(path, _caption(name, path, summary), section="Figures")
+            report.add_image(path, figure_caption(name, path, summary), section="Figures")
     flat = _flatten(summary, max_items=60)
     report.add_html(_table(flat.items()), "Settings and fit", section="Result")
     inputs = inputs or {}

@@ -45,6 +45,8 @@ reported position moves. It applies to surface source spaces with their mesh
 stays the cluster's energy-weighted centroid.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .clusters import merge_clusters
@@ -118,7 +120,7 @@ def _placeable(n_rows, n_sources, n_orient=3):
     return n_rows - n_orient * (n_sources - 1) >= SCAN_DIMENSIONS
 
 
-def _best(scores, points, centre):
+def _best_index(scores, points, centre):
     """Index of the best score; near-ties (:data:`TIE_RTOL`) go to the point nearest
     ``centre``, so that rounding does not choose among equal fits."""
     scores = np.asarray(scores)
@@ -358,6 +360,16 @@ def mls_weights(vertex_positions, point, radius_mm=MLS_RADIUS_MM, sigma_mm=MLS_S
     return near, np.linalg.pinv(design * w[:, None])[0] * w
 
 
+class CoarseScan(NamedTuple):
+    """The coarse half of a lattice scan (:meth:`LatticeScanner.scan_coarse`)."""
+
+    #: Cache key and position (MRI, m) of the coarse lattice's best point.
+    key: tuple
+    point: np.ndarray
+    #: Orthonormal basis of the other sources' fields projected out (None: none).
+    basis: np.ndarray | None
+
+
 def _key(point):
     """The cache key of a scanned point: its position to 0.1 mm."""
     return tuple(np.round(point * 1e4).astype(int))
@@ -426,28 +438,48 @@ class LatticeScanner(Scanner):
             self._point_fields.update(zip(missing, fields.reshape(len(missing), -1, 3)))
         return np.stack([self._point_fields[k] for k in keys])[:, rows]
 
-    def scan(self, data, centre, hemi, others, rows=slice(None), coarse_only=False):
+    def scan(self, data, centre, hemi, others, rows=slice(None)):
         """Best (grid indices, MLS weights) near ``centre`` for ``data`` (rows given)
-        once the fields ``others`` (n_rows, m) are projected out; None if no point.
-        ``coarse_only``: the best point of the coarse lattice (the centre of the
-        fine one), or None."""
+        once the fields ``others`` (n_rows, m) are projected out; None if no point:
+        :meth:`scan_coarse`, then :meth:`scan_fine` around its best point."""
+        coarse = self.scan_coarse(data, centre, hemi, others, rows)
+        return None if coarse is None else self.scan_fine(coarse, data, hemi, rows)
+
+    def scan_coarse(self, data, centre, hemi, others, rows=slice(None)):
+        """The first half of :meth:`scan`: the best point of the coarse lattice.
+
+        Returns
+        -------
+        coarse : CoarseScan | None
+            The point (the centre of the fine lattice) and what :meth:`scan_fine`
+            goes on from; None if no point.
+        """
         basis = np.linalg.qr(others)[0] if others is not None and others.shape[1] else None
-        resid = _project_out(basis, data)
-
-        def best(points, around):
-            fields = self._fields_of([k for k, _ in points], rows)
-            score = _explained_energy(fields, resid, basis)
-            return points[_best(score, [p for _, p in points], around)]
-
         centre = np.asarray(centre, float)
-        coarse = self._points_near(centre, self.radius, self.step, hemi)
-        if not coarse:
+        points = self._points_near(centre, self.radius, self.step, hemi)
+        if not points:
             return None
-        key, point = best(coarse, centre)
-        if coarse_only:
-            return point
-        fine = self._points_near(point, self.step, self.fine, hemi)
-        return self._weights[best(fine, point)[0] if fine else key]
+        key, point = self._best(points, _project_out(basis, data), basis, rows, centre)
+        return CoarseScan(key, point, basis)
+
+    def scan_fine(self, coarse, data, hemi, rows=slice(None)):
+        """The second half of :meth:`scan`: (grid indices, MLS weights) of the best
+        point of the fine lattice around ``coarse`` (:meth:`scan_coarse` of the same
+        ``data``, ``hemi`` and ``rows``)."""
+        fine = self._points_near(coarse.point, self.step, self.fine, hemi)
+        if not fine:
+            return self._weights[coarse.key]
+        # The residual again rather than kept: a subsample's data can be long, and
+        # the confidence holds the coarse scans of all its subsamples at once.
+        resid = _project_out(coarse.basis, data)
+        return self._weights[self._best(fine, resid, coarse.basis, rows, coarse.point)[0]]
+
+    def _best(self, points, resid, basis, rows, around):
+        """The (key, point) of ``points`` whose field explains most of ``resid``
+        (near-ties to the point nearest ``around``: :func:`_best_index`)."""
+        fields = self._fields_of([k for k, _ in points], rows)
+        score = _explained_energy(fields, resid, basis)
+        return points[_best_index(score, [p for _, p in points], around)]
 
     def prefetch(self, lattices):
         """Prepare the points of several lattices, ``[(centre, radius, step, hemi)]``,
@@ -784,24 +816,25 @@ def refine_positions(problem, data, clusters, *, scan_radius_mm=SCAN_RADIUS_MM,
                 if _placeable(len(np.arange(data.shape[0])[rows]), len(clusters))
                 for j in np.flatnonzero(which)]
         # Each lattice's fields in one batch: first the coarse ones around the
-        # positions, then the fine ones around each subsample's coarse best.
+        # positions, then the fine ones around each subsample's coarse best (the
+        # coarse scans are kept for the fine ones, not done twice).
         scanner.prefetch([(clusters[j].position, scanner.radius, scanner.step,
                            clusters[j].hemi) for j in sorted({j for _, j in jobs})])
-        fine = []
+        coarse = {}
         for n, j in jobs:
             rows, sub_data, _ = subsamples[n]
-            point = scanner.scan(sub_data, clusters[j].position, clusters[j].hemi,
-                                 others(j, rows), rows, coarse_only=True)
-            if point is not None:
-                fine.append((point, scanner.step, scanner.fine, clusters[j].hemi))
-        scanner.prefetch(fine)
+            coarse[n, j] = scanner.scan_coarse(sub_data, clusters[j].position,
+                                               clusters[j].hemi, others(j, rows), rows)
+        scanner.prefetch([(c.point, scanner.step, scanner.fine, clusters[j].hemi)
+                          for (_, j), c in coarse.items() if c is not None])
         stable = [np.zeros(len(clusters), bool) for _ in subsamples]
-        for n, j in jobs:
+        for (n, j), c in coarse.items():
+            if c is None:
+                continue
             rows, sub_data, _ = subsamples[n]
-            found = scanner.scan(sub_data, clusters[j].position, clusters[j].hemi,
-                                 others(j, rows), rows)
-            stable[n][j] = found is not None and np.linalg.norm(
-                scanner.position(*found) - clusters[j].position) <= STABLE_MM * 1e-3
+            found = scanner.scan_fine(c, sub_data, clusters[j].hemi, rows)
+            stable[n][j] = np.linalg.norm(scanner.position(*found)
+                                          - clusters[j].position) <= STABLE_MM * 1e-3
         return stable
 
     return stability

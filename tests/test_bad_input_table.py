@@ -72,6 +72,10 @@ CASES = {
     "channel mismatch data/forward": (lambda e, f, c: (_renamed(e), f, c), {}, "forward"),
     "forward and covariance of different channels": (
         lambda e, f, c: (e, f, _other_cov(c)), {}, "covariance"),
+    "forward of the wrong type": (lambda e, f, c: (e, "fwd.fif", c), {},
+                                  "forward must be an mne.Forward, got str"),
+    "covariance of the wrong type": (lambda e, f, c: (e, f, c.data), {},
+                                     "noise_cov must be an mne.Covariance, got ndarray"),
     "NaN/Inf": (lambda e, f, c: (_with_nan(e), f, c), {}, "NaN or Inf"),
     "negative alpha": (lambda e, f, c: (e, f, c), {"alpha": -10}, "alpha"),
     "alpha at lambda_max": (lambda e, f, c: (e, f, c), {"alpha": 100}, "alpha"),
@@ -118,6 +122,27 @@ def test_lost_channel_type_fix_names_the_pick(good):
     assert "evoked.copy().pick(['eeg'])" in str(excinfo.value)
     # The fix works: the channels picked, the same covariance is accepted.
     sparse_inverse(evoked.copy().pick("eeg"), fwd, _eeg_only_cov(cov), alpha=50)
+
+
+@pytest.mark.parametrize("entry", list(ENTRY_POINTS))
+def test_lost_channel_type_is_localized_when_allowed(good, entry, monkeypatch):
+    """``allow_missing_types=True`` (the command line's --allow-missing-types): every
+    entry point localizes the refused case above with the channels of the other types."""
+    from meeg_inverse import operator
+
+    evoked, fwd, cov = good
+    made = []
+    real = operator.make_sparse_inverse_operator
+    monkeypatch.setattr(operator, "make_sparse_inverse_operator",
+                        lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    ENTRY_POINTS[entry](evoked, _meg_only_forward(fwd), cov, allow_missing_types=True)
+    [op] = made
+    meg = mne.pick_types(evoked.info, meg=True, eeg=False, exclude="bads")
+    assert op.ch_names == [evoked.ch_names[k] for k in meg]
+    assert set(op.info.get_channel_types()) == {"grad", "mag"}
+    if entry == "sparse_inverse":  # the covariance's side: its EEG only
+        sparse_inverse(evoked, fwd, _eeg_only_cov(cov), alpha=50, allow_missing_types=True)
+        assert set(made[-1].info.get_channel_types()) == {"eeg"}
 
 
 def test_depth_above_one_warns_as_mne_accepts_it(good):

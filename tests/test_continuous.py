@@ -284,6 +284,33 @@ def test_cli_continuous_writes_the_outputs(raw_file, sample_paths, sample_forwar
                  "-q"]) == 2
 
 
+def test_cli_continuous_lost_channel_type_needs_allow_missing_types(
+        raw_file, sample_paths, sample_forward, tmp_path, capsys, monkeypatch):
+    """A forward without the EEG: refused, and localized with the MEG channels given
+    --allow-missing-types (the option reaches the operator's preparation)."""
+    from meeg_inverse import operator
+    from meeg_inverse.cli import main
+
+    fwd_file = tmp_path / "meg-fwd.fif"
+    mne.write_forward_solution(fwd_file, mne.pick_types_forward(sample_forward, meg=True,
+                                                                eeg=False), verbose=False)
+    made = []
+    real = operator.make_sparse_inverse_operator
+    monkeypatch.setattr(operator, "make_sparse_inverse_operator",
+                        lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    args = ["localize", str(raw_file), "--continuous", "--noise-cov", str(sample_paths["cov"]),
+            "--forward", str(fwd_file), "--tmin", "0.9", "--tmax", "1.5", "--no-figures", "-q"]
+    assert main(args + ["--out", str(tmp_path / "refused")]) == 2
+    assert "All EEG channels of the recording would be left out" in capsys.readouterr().err
+    assert not made
+    assert main(args + ["--out", str(tmp_path / "res"), "--allow-missing-types"]) == 0
+    [op] = made
+    assert set(op.info.get_channel_types()) == {"grad", "mag"}
+    raw_info = mne.io.read_info(raw_file, verbose=False)
+    assert len(op.ch_names) == len(mne.pick_types(raw_info, meg=True, eeg=False,
+                                                  exclude="bads"))
+
+
 def test_parallel_windows_equal_serial(setup):
     raw, fwd, cov = setup
     serial = localize_continuous(raw, fwd, cov, chunk=1.0, n_jobs=1)

@@ -96,3 +96,20 @@ def test_noise_cov_from_file_baseline_or_empty_room(raw_with_pulses, sample_path
         load_noise_cov(None, loaded, empty_room=sample_paths["evoked"])
     with pytest.raises(InputError, match="no MEG channel"):
         load_noise_cov(None, _load(eeg), empty_room=empty_room_file)
+
+
+@pytest.mark.parametrize("spec", [dict(subject="s"), dict(subject="s", trans="t-trans.fif"),
+                                  dict(subject="s", subjects_dir="d")])
+def test_subject_forward_needs_the_subjects_folder_and_the_transform(spec):
+    """load_forward (the API's, and a cohort's) refuses as the command line does
+    (_choices.check_subject_forward), before building anything."""
+    from meeg_inverse._choices import check_forward_spec
+    from meeg_inverse.pipeline import ForwardSpec, load_forward
+
+    info = mne.create_info(["EEG 001"], 100.0, "eeg")
+    for check in (lambda s: load_forward(s, info), check_forward_spec):
+        with pytest.raises(InputError) as exc:
+            check(ForwardSpec(**spec))
+        assert str(exc.value).startswith("Building a forward model for subject 's' needs the "
+                                         "subjects folder and the head↔MRI transform.")
+        assert "give --subjects-dir and --trans" in str(exc.value)

@@ -879,7 +879,7 @@ def r_index_links_lambda_curve(ctx):
     (ctx.tmp / "lambda_curve.png").write_bytes(b"png")
     _write_index(ctx.tmp, {"lambda_curve": ctx.tmp / "lambda_curve.png"}, stc, "t", {})
     page = (ctx.tmp / "index.html").read_text()
-    assert 'href="lambda_curve.png"' in page and "selection criterion along lambda" in page
+    assert 'href="lambda_curve.png"' in page and "selection criterion along λ" in page
     return Outcome(0, "", "", None)
 
 

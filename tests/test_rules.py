@@ -151,10 +151,10 @@ def test_lambda_curve_of_bic_names_its_criterion_and_the_message_its_file(tmp_pa
     assert "alpha_selection.path" in warning["fix"]  # where no figure was drawn
     assert "sure_curve" not in warning["fix"]
     # The result page's caption of the figure says the same.
-    from meeg_inverse.report import _caption
+    from meeg_inverse.viz.report import figure_caption
 
-    caption = _caption("lambda_curve", tmp_path / LAMBDA_CURVE_FILE,
-                       {"alpha_selection": {"method": "bic"}})
+    caption = figure_caption("lambda_curve", tmp_path / LAMBDA_CURVE_FILE,
+                             {"alpha_selection": {"method": "bic"}})
     assert caption == "The λ curve: BIC of the refit along λ (the chosen λ marked)"
 
 

@@ -182,13 +182,13 @@ def test_fewer_channels_than_the_sources_need_keep_centroids(problem):
 
 
 def test_tied_scores_go_to_the_point_nearest_the_centre():
-    from meeg_inverse.subgrid import _best
+    from meeg_inverse.subgrid import _best_index
 
     points = np.array([[3.0, 0, 0], [1.0, 0, 0], [0, 2.0, 0], [0, 0, 0.5]])
     # Equal to the last bit but one: a tie, whatever the rounding; the nearest wins.
     scores = np.array([5.0, 5.0 * (1 - 1e-15), 4.0, 5.0 * (1 - 1e-15)])
-    assert _best(scores, points, np.zeros(3)) == 3
-    assert _best(np.array([5.0, 4.9, 1.0, 1.0]), points, np.zeros(3)) == 0
+    assert _best_index(scores, points, np.zeros(3)) == 3
+    assert _best_index(np.array([5.0, 4.9, 1.0, 1.0]), points, np.zeros(3)) == 0
 
 
 def test_real_off_grid_sources_are_placed_closer_than_the_grid(sample_paths, sample_evoked,
@@ -246,3 +246,38 @@ def test_real_off_grid_sources_are_placed_closer_than_the_grid(sample_paths, sam
     assert np.median(errors) < 0.6 * np.median(grid_dist)
     assert np.median(errors) < np.median(centroid)
     assert (errors > 0.010).sum() <= 1
+
+
+def test_position_check_scans_each_coarse_lattice_once(problem, monkeypatch):
+    """The confidence's position check keeps each subsample's coarse scan for its fine
+    scan: one coarse scan per (subsample, source), and the answers of whole scans."""
+    from meeg_inverse import subgrid
+
+    sources = [120, 400]  # one per hemisphere
+    fields = free_gain_blocks(problem, sources)
+    t = np.linspace(0, 5, problem.data.shape[1])
+    data = (np.outer(fields[:, 0] @ [0.3, -0.5, 0.8], np.sin(t))
+            + np.outer(fields[:, 1] @ [-0.7, 0.2, 0.6], np.cos(2 * t)))
+    clusters = _clusters_at(problem, sources)
+    stability = refine_positions(problem, data, clusters, prune=False)
+    calls = []
+    real = subgrid.LatticeScanner.scan_coarse
+    monkeypatch.setattr(subgrid.LatticeScanner, "scan_coarse",
+                        lambda self, *a, **k: calls.append(self) or real(self, *a, **k))
+    rng = np.random.default_rng(0)
+    noise = 0.3 * np.abs(data).max() * rng.standard_normal(data.shape)
+    subsamples = []
+    for _ in range(3):
+        rows = np.sort(rng.choice(problem.n_channels, problem.n_channels // 2, replace=False))
+        subsamples.append((rows, (data + noise)[rows], np.ones(2, bool)))
+    stable = stability(subsamples)
+    assert len(calls) == 3 * len(clusters)
+    scanner = calls[0]
+    for (rows, sub_data, _), got in zip(subsamples, stable):
+        for j, c in enumerate(clusters):
+            others = np.hstack([scanner.field_at(o.position_sources, o.position_weights, rows)
+                                for i, o in enumerate(clusters) if i != j])
+            found = scanner.scan(sub_data, c.position, c.hemi, others, rows)
+            assert got[j] == (np.linalg.norm(scanner.position(*found) - c.position)
+                              <= subgrid.STABLE_MM * 1e-3)
+    assert np.concatenate(stable).any()

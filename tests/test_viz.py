@@ -176,6 +176,43 @@ def test_render_all_and_atomicity(two_stc, src, sample_paths, tmp_path, monkeypa
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
+def test_index_page_and_report_caption_each_figure_alike(tmp_path):
+    """One caption per figure (viz.report.figure_caption): the index page's and the result
+    report's are the same, the λ curve's naming the criterion of the rule that chose λ."""
+    import html
+    import re
+
+    import matplotlib.pyplot as plt
+
+    from meeg_inverse.report import write_result_report
+    from meeg_inverse.viz.report import _write_index
+
+    expected = {"source_map.png": "Source map at the peak time",
+                "time_courses.png": "Time courses of the active sources",
+                "fit_residual.png": "Whitened data, fit and residual",
+                "lambda_curve.png":
+                    "The λ curve: BIC of the refit along λ (the chosen λ marked)",
+                "source_map_+100ms.png": "Source map (source_map_+100ms)"}
+    figures = dict(zip(["source_map", "time_courses", "fit_residual", "lambda_curve",
+                        "source_map_1"], expected))
+    for name in expected:
+        fig = plt.figure(figsize=(1, 1))
+        fig.savefig(tmp_path / name)
+        plt.close(fig)
+    stc = mne.SourceEstimate(np.ones((1, 3)) * 1e-9, [np.array([0]), np.array([], int)], 0.0,
+                             0.01, subject="sample")
+    summary = {"sources": [], "alpha_selection": {"method": "bic"}}
+    _write_index(tmp_path, {k: tmp_path / f for k, f in figures.items()}, stc, "t", {}, summary)
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    index = {f: html.unescape(c) for f, c in re.findall(
+        r'<img src="([^"]+)" alt="[^"]*"></a><figcaption>([^<]*)</figcaption>', page)}
+    assert index == expected
+    write_result_report(tmp_path, summary, figures)  # its index.html replaces the page
+    sections, _, htmls = mne.open_report(tmp_path / "report.h5").get_contents()
+    shown = re.findall(r'<img [^>]*alt="([^"]*)"', htmls[sections.index("Figures")])
+    assert [html.unescape(c) for c in shown] == [index[f] for f in figures.values()]
+
+
 def test_matplotlib_fallback_warns(monkeypatch):
     monkeypatch.setattr(_render, "_BACKEND", None)
     monkeypatch.delenv(_render.BACKEND_ENV, raising=False)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._choices import selection_criterion
 from ._utils import NAM, atomic_write_text, format_time, pick_time_index, source_amplitudes
 from .brain import plot_source_map
 from .timecourses import plot_fit_residual, plot_time_courses
@@ -66,10 +67,45 @@ def render_all(stc, src, out_dir, data=None, fit=None, residual=None, times=None
     paths.update(extra_figures or {})
     extra = dict(info or {})
     extra.update(_flatten(summary))
-    paths["index"] = _write_index(out, paths, stc, title, extra,
-                                  sources=summary.get("sources") or [],
-                                  warnings=summary.get("warnings") or [])
+    paths["index"] = _write_index(out, paths, stc, title, extra, summary)
     return {k: Path(v) for k, v in paths.items()}
+
+
+#: Caption of each figure by its name in :func:`render_all`'s paths: the index
+#: page's and the result report's (:mod:`meeg_inverse.report`), through
+#: :func:`figure_caption`.
+FIGURE_CAPTIONS = {"source_map": "Source map at the peak time",
+                   "time_courses": "Time courses of the active sources",
+                   "fit_residual": "Whitened data, fit and residual"}
+
+
+def figure_caption(name, path, summary=None):
+    """The caption of a figure of a result folder.
+
+    Parameters
+    ----------
+    name : str
+        The figure's name in :func:`render_all`'s paths (``lambda_curve`` for
+        the λ curve).
+    path : path-like
+        Its file: names a figure :data:`FIGURE_CAPTIONS` does not list.
+    summary : dict | None
+        The result summary: the λ curve's caption names the criterion of the
+        rule that chose λ (``alpha_selection.method``).
+
+    Returns
+    -------
+    caption : str
+    """
+    if name == "lambda_curve":
+        method = ((summary or {}).get("alpha_selection") or {}).get("method")
+        criterion = ("selection criterion" if method is None
+                     else selection_criterion(method)[0])
+        return f"The λ curve: {criterion} along λ (the chosen λ marked)"
+    if name in FIGURE_CAPTIONS:
+        return FIGURE_CAPTIONS[name]
+    stem = Path(path).stem
+    return f"Source map ({stem})" if name.startswith("source_map") else stem
 
 
 #: Warnings severe enough to be written into the figures' titles.
@@ -177,7 +213,10 @@ def _warnings_box(warnings):
     return f'<div class="warnings"><h2>Warnings</h2><ul>{items}</ul></div>'
 
 
-def _write_index(out, paths, stc, title, info, sources=(), warnings=()):
+def _write_index(out, paths, stc, title, info, summary=None):
+    """``index.html``: the result's sources and ``info`` as tables, the viewer's link and
+    the figures of ``paths`` (captions: :func:`figure_caption`)."""
+    summary = summary or {}
     amp = source_amplitudes(stc)
     n_active = int(np.sum(amp.max(1) > 0)) if amp.size else 0
     t_idx = pick_time_index(stc)
@@ -188,16 +227,11 @@ def _write_index(out, paths, stc, title, info, sources=(), warnings=()):
     rows += [(str(k), str(v)) for k, v in info.items()]
     table = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
                       for k, v in rows)
-    captions = {"source_map": "Source map at the peak time",
-                "time_courses": "Time courses of the active sources",
-                "fit_residual": "Whitened data, fit and residual",
-                "lambda_curve": "The λ curve: the selection criterion along lambda (the chosen "
-                                "lambda marked)"}
     figs = []
     for key, p in paths.items():
         if Path(p).suffix != ".png":
             continue
-        cap = captions.get(key, f"Source map ({Path(p).stem})")
+        cap = figure_caption(key, p, summary)
         name = html.escape(Path(p).name)
         figs.append(f'<figure><a href="{name}"><img src="{name}" alt="{html.escape(cap)}">'
                     f"</a><figcaption>{html.escape(cap)}</figcaption></figure>")
@@ -218,9 +252,9 @@ figcaption {{ color: #5b6573; font-size: 14px; margin-top: 4px; }}
 .sources td, .sources th {{ padding-right: 18px; }} tr.uncertain td {{ color: #9aa3ad; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-{_warnings_box(warnings)}
+{_warnings_box(summary.get("warnings") or [])}
 <h2>Sources</h2>
-{_sources_table(sources)}
+{_sources_table(summary.get("sources") or [])}
 <table>{table}</table>
 {viewer}
 {''.join(figs)}
