@@ -17,14 +17,16 @@ from pathlib import Path
 REPORT_HTML = "index.html"
 REPORT_H5 = "report.h5"
 
-_CAPTIONS = {"source_map": "Source map at the peak time",
+_CAPTIONS = {"source_map": "Source map",
              "time_courses": "Time courses of the active sources",
              "fit_residual": "Whitened data, fit and residual",
              "lambda_curve": "The λ curve: selection criterion along λ (the chosen λ marked)"}
 
 
-def _caption(name, path, summary):
+def _caption(name, path, summary, captions=None):
     """The report's caption of a figure; the λ curve's names the criterion of its rule."""
+    if name in (captions or {}):
+        return captions[name]
     method = (summary.get("alpha_selection") or {}).get("method")
     if name == "lambda_curve" and method is not None:
         from ._choices import selection_criterion
@@ -52,7 +54,7 @@ def _save(report, folder):
     return {"report": REPORT_HTML, "report_h5": REPORT_H5}
 
 
-def write_result_report(folder, summary, figures, *, title=None, inputs=None):
+def write_result_report(folder, summary, figures, *, title=None, inputs=None, captions=None):
     """Write ``index.html`` and ``report.h5`` (an ``mne.Report``) into a result folder.
 
     Parameters
@@ -68,6 +70,9 @@ def write_result_report(folder, summary, figures, *, title=None, inputs=None):
         ``evoked`` (mne.Evoked), ``noise_cov`` and ``forward`` (objects or
         files) shown for provenance; missing ones are left out. ``rows``
         (:func:`input_rows`) may stand for ``evoked`` and ``noise_cov``.
+    captions : dict | None
+        Name → caption of figures whose caption only the drawing knows (the
+        source map's time: :attr:`meeg_inverse.viz._utils.MapTime.caption`).
 
     Returns
     -------
@@ -77,10 +82,10 @@ def write_result_report(folder, summary, figures, *, title=None, inputs=None):
     import mne
 
     with mne.utils.use_log_level("error"):  # MNE's notes while it draws the inputs
-        return _result_report(folder, summary, figures, title, inputs)
+        return _result_report(folder, summary, figures, title, inputs, captions or {})
 
 
-def _result_report(folder, summary, figures, title, inputs):
+def _result_report(folder, summary, figures, title, inputs, captions):
     import mne
 
     from .viz.report import _flatten, _reported_table, _sources_table, _warnings_box
@@ -100,7 +105,7 @@ def _result_report(folder, summary, figures, title, inputs):
     for name, rel in figures.items():
         path = folder / str(rel)
         if path.suffix == ".png" and path.is_file():
-            report.add_image(path, _caption(name, path, summary), section="Figures")
+            report.add_image(path, _caption(name, path, summary, captions), section="Figures")
     flat = _flatten(summary, max_items=60)
     report.add_html(_table(flat.items()), "Settings and fit", section="Result")
     inputs = inputs or {}
