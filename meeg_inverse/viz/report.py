@@ -28,8 +28,8 @@ def render_all(stc, src, out_dir, data=None, fit=None, residual=None, times=None
     viewer's first time and the index; their titles say which).
     ``source_map_times``: extra time points (s) for additional source maps. ``info``
     (dict of text, e.g. solver settings) and ``summary`` (a result summary dict; its
-    scalar entries, nested ones as ``a.b``) are listed on the index page. ``nave``: trials averaged in ``data`` (the noise band of the fit panel is
-    ``±1/sqrt(nave)``). ``extra_figures``: ``{name: path}`` of figures already drawn in
+    scalar entries, nested ones as ``a.b``) are listed on the index page. ``nave``: trials
+    averaged in ``data`` (the noise band of the fit panel is ``±1/sqrt(nave)``). ``extra_figures``: ``{name: path}`` of figures already drawn in
     ``out_dir`` (e.g. the λ curve, ``lambda_curve``) to link from the index.
     Returns ``{name: path}`` (``'index'`` included). Every file is written
     atomically, so an interrupted run leaves no half-written file.
