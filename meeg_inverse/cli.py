@@ -476,8 +476,13 @@ def _run_view(args):
     src = read_checked(mne.read_source_spaces, args.src, "source space",
                        "give the -src.fif file the forward solution was computed with.",
                        verbose=False)
+    # Opens where the figures were drawn: at the strongest reported source's peak.
+    summary_file = folder / "summary.json"
+    reported = (json.loads(summary_file.read_text(encoding="utf-8")).get("reported_sources")
+                if summary_file.is_file() else None)
     try:
-        show_live(stc, src, subject=stc.subject, subjects_dir=args.subjects_dir)
+        show_live(stc, src, subject=stc.subject, subjects_dir=args.subjects_dir,
+                  reported=reported)
     except RuntimeError as exc:
         raise InputError(str(exc), "use `meeg-inverse view RESULT` (browser) instead.") from None
     return EXIT_OK
@@ -751,11 +756,10 @@ def _run_continuous(args, spec, progress):
 def _print_continuous(result, paths, args, wall_s):
     """The one-line summary; ``wall_s``: the whole command's time (reading, localizing,
     placing the reported sources, figures, files) — what the user waited for."""
-    summary = result.summary()
     if args.json:
-        summary["files"] = {k: str(v) for k, v in paths.items()}
-        print(json.dumps(summary, indent=2, default=str))
+        _print_summary_file(paths)
         return
+    summary = result.summary()
     # How the reported sources were placed (a --bem dipole fit, sub-grid fit, centroid).
     methods = ", ".join(dict.fromkeys(s["position_method"]
                                       for s in summary["reported_sources"])) or "none"
@@ -786,12 +790,20 @@ def _run_demo(args, progress):
                     overwrite=args.overwrite)
 
 
+def _print_summary_file(paths):
+    """``--json``: print ``summary.json`` as written, byte for byte.
+
+    One source of truth: the in-memory summary lacks what is added while the
+    result is written (the no-source warning, channel notes, the files).
+    """
+    sys.stdout.write(Path(paths["summary"]).read_text(encoding="utf-8"))
+    sys.stdout.flush()
+
+
 def _print_result(summary, paths, args):
     """What the result says, from its summary (``summary.json``'s content)."""
     if args.json:
-        summary["files"] = {k: [str(x) for x in v] if isinstance(v, list) else str(v)
-                            for k, v in paths.items()}
-        print(json.dumps(summary, indent=2, default=str))
+        _print_summary_file(paths)
         return
     records = summary["sources"]
     print(f"{len(records)} active source(s); explained variance "

@@ -161,6 +161,7 @@ def localize_continuous_file(recording, out_dir, *, forward_spec=None, noise_cov
             write_viewer_html(result.binned_stc(), fwd["src"], folder.staging / "viewer.html",
                               subject=subject, subjects_dir=subjects_dir,
                               trans=fwd["mri_head_t"],
+                              reported=summary["reported_sources"],  # the one map-time rule
                               title=f"{Path(str(recording)).name}: peak amplitude per "
                                     f"{result.n_times / result.sfreq / 1000:.3g}-s bin")
             written["viewer"] = "viewer.html"

@@ -151,10 +151,15 @@ def draw_figures(folder, summary, inputs):
 def write_report(folder, summary, written, inputs):
     """Write the result's report (``index.html``, ``report.h5``); ``written`` gains them."""
     from .report import write_result_report
+    from .viz._utils import map_time
 
     summary["files"] = written
+    # The map's time by the rule draw_figures drew it with (the summary alone lacks
+    # the grid's peak, the fallback).
+    when = map_time(inputs.stc, summary.get("reported_sources"))
     written.update(write_result_report(folder, summary, dict(written),
-                                       inputs=inputs.report_inputs))
+                                       inputs=inputs.report_inputs,
+                                       captions={"source_map": when.caption}))
 
 
 def write_summary(folder, summary, written):

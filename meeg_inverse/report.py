@@ -17,6 +17,7 @@ from pathlib import Path
 REPORT_HTML = "index.html"
 REPORT_H5 = "report.h5"
 
+
 def _embed(page_html, height=640):
     """An iframe holding a whole self-contained page (the viewer) inside the report."""
     return (f'<iframe title="3D viewer" style="width:100%;height:{height}px;border:0" '
@@ -36,7 +37,7 @@ def _save(report, folder):
     return {"report": REPORT_HTML, "report_h5": REPORT_H5}
 
 
-def write_result_report(folder, summary, figures, *, title=None, inputs=None):
+def write_result_report(folder, summary, figures, *, title=None, inputs=None, captions=None):
     """Write ``index.html`` and ``report.h5`` (an ``mne.Report``) into a result folder.
 
     Parameters
@@ -52,6 +53,9 @@ def write_result_report(folder, summary, figures, *, title=None, inputs=None):
         ``evoked`` (mne.Evoked), ``noise_cov`` and ``forward`` (objects or
         files) shown for provenance; missing ones are left out. ``rows``
         (:func:`input_rows`) may stand for ``evoked`` and ``noise_cov``.
+    captions : dict | None
+        Name → caption of figures whose caption only the drawing knows (the
+        source map's time: :attr:`meeg_inverse.viz._utils.MapTime.caption`).
 
     Returns
     -------
@@ -61,10 +65,10 @@ def write_result_report(folder, summary, figures, *, title=None, inputs=None):
     import mne
 
     with mne.utils.use_log_level("error"):  # MNE's notes while it draws the inputs
-        return _result_report(folder, summary, figures, title, inputs)
+        return _result_report(folder, summary, figures, title, inputs, captions or {})
 
 
-def _result_report(folder, summary, figures, title, inputs):
+def _result_report(folder, summary, figures, title, inputs, captions):
     import mne
 
     from .viz.report import (_flatten, _reported_table, _sources_table, _warnings_box,
@@ -85,7 +89,8 @@ def _result_report(folder, summary, figures, title, inputs):
     for name, rel in figures.items():
         path = folder / str(rel)
         if path.suffix == ".png" and path.is_file():
-            report.add_image(path, figure_caption(name, path, summary), section="Figures")
+            report.add_image(path, figure_caption(name, path, summary, captions),
+                             section="Figures")
     flat = _flatten(summary, max_items=60)
     report.add_html(_table(flat.items()), "Settings and fit", section="Result")
     inputs = inputs or {}

@@ -1,5 +1,6 @@
 """Figures: off-screen rendering, time courses, fit/residual panel, render_all."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -144,17 +145,33 @@ def test_time_courses_and_fit_residual(two_stc, tmp_path):
 
 
 def test_render_all_and_atomicity(two_stc, src, sample_paths, tmp_path, monkeypatch):
+    from meeg_inverse.viz import brain
+
+    figures = _capture_figures(monkeypatch, brain)
     rng = np.random.default_rng(1)
     fit = rng.standard_normal((10, len(two_stc.times)))
     data = fit + 0.3 * rng.standard_normal(fit.shape)
     out = tmp_path / "res"
+    # The strongest reported source peaks at 150 ms; the grid's largest amplitude is at 90.
+    reported = [{"source": 1, "label": "superiortemporal-rh", "hemisphere": "rh",
+                 "peak_time_s": 0.15}]
     paths = viz.render_all(two_stc, src, out, data=data, fit=fit, subject="sample",
                            subjects_dir=sample_paths["subjects_dir"],
                            trans=mne.read_trans(sample_paths["trans"]),
                            info={"solver": "test"},
-                           summary={"alpha": 0.25, "penalty": {"name": "l21"}, "ev": [1, 2]})
+                           summary={"alpha": 0.25, "penalty": {"name": "l21"}, "ev": [1, 2],
+                                    "reported_sources": reported})
     assert set(paths) >= {"source_map", "time_courses", "fit_residual", "viewer", "index"}
     index = paths["index"].read_text()
+    # One time everywhere: the map's title, the index's caption, the viewer's first time.
+    said = "t = 150.0 ms, peak of source 1 (superiortemporal-rh)"
+    assert said in " | ".join(figures[0]._audit_texts)
+    assert f"Source map at {said}" in index
+    page = paths["viewer"].read_text()
+    start = page.index('type="application/json">') + len('type="application/json">')
+    payload = json.loads(page[start:page.index("</script>", start)].replace("<\\/", "</"))
+    assert payload["times"][payload["t0"]] == pytest.approx(150.0)
+    assert said in payload["subtitle"]
     assert "penalty.name" in index and "l21" in index and "0.25" in index
     for key in ("source_map", "time_courses", "fit_residual", "viewer"):
         assert paths[key].exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -102,15 +103,66 @@ def active_rows(amp, max_sources=None, rtol=0.0):
     return rows
 
 
-def pick_time_index(stc, time=None):
-    """Index of ``time`` (s) in ``stc.times``; default: the time of the largest amplitude."""
+def reported_peak(reported):
+    """``(time_s, note)`` of the strongest reported source's peak, or None.
+
+    ``reported``: a summary's ``reported_sources`` (strongest first). None when
+    there is none, or the strongest has no ``peak_time_s`` (a continuous run's).
+    """
+    strongest = (reported or [None])[0]
+    if not strongest or strongest.get("peak_time_s") is None:
+        return None
+    name = strongest.get("label") or strongest.get("hemisphere")
+    note = f"peak of source {strongest.get('source', 1)}" + (f" ({name})" if name else "")
+    return float(strongest["peak_time_s"]), note
+
+
+#: Why a map is drawn where no source is reported.
+GRID_PEAK_NOTE = "largest grid amplitude"
+
+
+@dataclass(frozen=True)
+class MapTime:
+    """The time a source map is drawn at, and why (:func:`map_time`)."""
+
+    index: int  # into stc.times
+    time: float  # s
+    note: str  # e.g. 'peak of source 1 (superiortemporal-rh)'; '' for a time asked for
+
+    @property
+    def label(self):
+        """``'t = 92.4 ms, peak of source 1 (superiortemporal-rh)'``."""
+        return format_time(self.time) + (f", {self.note}" if self.note else "")
+
+    @property
+    def caption(self):
+        """The source map's caption on the result pages."""
+        return f"Source map at {self.label}"
+
+
+def map_time(stc, reported=None, time=None):
+    """The one rule for the time of a source map, its time courses' marker and the viewer.
+
+    ``time`` (s) when given; else the peak time of the strongest reported source
+    (``reported``: a summary's ``reported_sources``) — what the result reports;
+    else the time of the largest grid amplitude.
+    """
+    times = np.asarray(stc.times)
+    peak = None if time is not None else reported_peak(reported)
+    if time is not None or peak is not None:
+        index = int(np.argmin(np.abs(times - float(time if peak is None else peak[0]))))
+        return MapTime(index, float(times[index]), "" if peak is None else peak[1])
     amp = source_amplitudes(stc)
-    if time is None:
-        if amp.size == 0 or not np.any(amp):
-            return 0
-        return int(np.unravel_index(np.argmax(amp), amp.shape)[1])
-    return int(np.argmin(np.abs(np.asarray(stc.times) - float(time))))
+    index = 0 if amp.size == 0 or not np.any(amp) else int(
+        np.unravel_index(np.argmax(amp), amp.shape)[1])
+    return MapTime(index, float(times[index]), GRID_PEAK_NOTE)
+
+
+def pick_time_index(stc, time=None, reported=None):
+    """Index of the map's time in ``stc.times`` (:func:`map_time`)."""
+    return map_time(stc, reported, time).index
 
 
 def format_time(t):
+    """``'t = 92.4 ms'`` of a time in seconds."""
     return f"t = {1e3 * t:.1f} ms"

@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _geometry as geo
 from ._render import get_backend, render_panels
-from ._utils import NAM, format_time, pick_time_index, save_figure, source_amplitudes
+from ._utils import NAM, map_time, pick_time_index, save_figure, source_amplitudes
 
 SURFACE_VIEWS = ("lateral", "medial")
 VOLUME_VIEWS = ("sagittal", "coronal", "axial")
@@ -166,7 +166,8 @@ def _colorbar(fig, rect, cmap, vmax, label="Source amplitude (nA·m)"):
 def plot_source_map(stc, src, fname, subject=None, subjects_dir=None, time=None,
                     views=None, hemis=("lh", "rh"), trans=None, surface="auto", mode="both",
                     smoothing_mm=None, vmax=None, cmap=None, title=None, mri=True,
-                    panel_size=(560, 420), dpi=100, backend=None, faded=None, show_time=True):
+                    panel_size=(560, 420), dpi=100, backend=None, faded=None, show_time=True,
+                    reported=None):
     """Draw a sparse source estimate at one time point and save it as a PNG.
 
     Surface source spaces: one panel per hemisphere (columns) and view (rows; default
@@ -177,7 +178,9 @@ def plot_source_map(stc, src, fname, subject=None, subjects_dir=None, time=None,
     three sides, plus T1 slices through the strongest source when
     ``subjects_dir/subject/mri/T1.mgz`` exists and ``mri`` is true.
 
-    ``time`` in seconds (default: time of the largest amplitude); ``vmax`` in A·m (default:
+    ``time`` in seconds (default: :func:`~meeg_inverse.viz._utils.map_time`, the peak of
+    the strongest of ``reported``, a summary's ``reported_sources``, else the time of the
+    largest amplitude; the title says which); ``vmax`` in A·m (default:
     the largest amplitude over all times, so maps at different times share a scale).
     ``surface``: ``'auto'``, ``'source'``, ``'fsaverage'`` (template via MNI) or a FreeSurfer
     surface name. ``faded``: a boolean per row of ``stc``, sources drawn washed out (low
@@ -191,6 +194,8 @@ def plot_source_map(stc, src, fname, subject=None, subjects_dir=None, time=None,
     geom = geo.source_geometry(stc, src, subject, subjects_dir, trans, surface)
     amp = source_amplitudes(stc)
     n_active = int(np.sum(amp.max(1) > 0)) if amp.size else 0
+    when = map_time(stc, reported, time)
+    time = when.time
     if geom.kind == "volume":
         views = tuple(views) if views is not None and set(views) - set(SURFACE_VIEWS) \
             else VOLUME_VIEWS
@@ -211,7 +216,6 @@ def plot_source_map(stc, src, fname, subject=None, subjects_dir=None, time=None,
                       for h in hemis]
         row_titles = [v.capitalize() for v in views]
     t_idx, vmax_used, cmap_used = info["t_idx"], info["vmax"], info["cmap"]
-    t = float(stc.times[t_idx])
     slices = None
     if geom.kind == "volume" and mri:
         slices = _mri_slices(geom, amp, t_idx, vmax_used, cmap_used, subject, subjects_dir, src)
@@ -251,7 +255,7 @@ def plot_source_map(stc, src, fname, subject=None, subjects_dir=None, time=None,
     # summary's reported sources are named as such.
     sub = (f"{n_active} active grid source{'s' if n_active != 1 else ''}"
            f"   ·   strongest {vmax_used * NAM:.3g} nA·m")
-    heading = f"{title} — {format_time(t)}" if show_time else title
+    heading = f"{title} — {when.label}" if show_time else title
     fig.text(0.5, 1 - 0.28 / fig_h, heading, ha="center", va="center",
              fontsize=15, weight="bold")
     fig.text(0.5, 1 - 0.58 / fig_h, sub, ha="center", va="center", fontsize=11, color="0.3")
@@ -302,10 +306,11 @@ def _mri_slices(geom, amp, t_idx, vmax, cmap, subject, subjects_dir, src):
 
 
 def show_live(stc, src, subject=None, subjects_dir=None, trans=None, surface="auto",
-              time=None, mode="both", cmap=None, **show_kwargs):
+              time=None, mode="both", cmap=None, reported=None, **show_kwargs):
     """Open an interactive pyvista window (needs a display) with both hemispheres and a
-    time slider. ``show_kwargs`` go to ``pyvista.Plotter.show``. Returns the plotter after
-    the window is closed."""
+    time slider, first at ``time`` (default as :func:`plot_source_map`, ``reported`` a
+    summary's ``reported_sources``). ``show_kwargs`` go to ``pyvista.Plotter.show``.
+    Returns the plotter after the window is closed."""
     import os
 
     import pyvista as pv
@@ -351,7 +356,7 @@ def show_live(stc, src, subject=None, subjects_dir=None, trans=None, surface="au
                 actors.append(pl.add_mesh(g, scalars="rgb", rgb=True, smooth_shading=True))
 
     times = np.asarray(stc.times)
-    t0 = pick_time_index(stc, time)
+    t0 = pick_time_index(stc, time, reported)
     draw(t0)
     if len(times) > 1:
         pl.add_slider_widget(lambda v: draw(int(np.argmin(np.abs(times - v / 1e3)))),

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .._choices import selection_criterion
-from ._utils import NAM, atomic_write_text, format_time, pick_time_index, source_amplitudes
+from ._utils import NAM, atomic_write_text, map_time, source_amplitudes
 from .brain import plot_source_map
 from .timecourses import plot_fit_residual, plot_time_courses
 from .viewer import write_viewer_html
@@ -23,11 +23,14 @@ def render_all(stc, src, out_dir, data=None, fit=None, residual=None, times=None
 
     ``data``/``fit``/``residual``: whitened (n_channels, n_times) arrays (``times`` defaults
     to ``stc.times``); the fit panel is skipped when they are not given.
-    ``source_map_times``: extra time points (s) for additional source maps (the peak time
-    is always drawn). ``info`` (dict of text, e.g. solver settings) and ``summary`` (a
-    result summary dict; its scalar entries, nested ones as ``a.b``) are listed on the
-    index page. ``nave``: trials averaged in ``data`` (the noise band of the fit panel is
-    ``±1/sqrt(nave)``). ``extra_figures``: ``{name: path}`` of figures already drawn in
+    ``time``: the main source map's time (s); default the peak of the strongest of the
+    summary's ``reported_sources``, else the time of the largest amplitude (one rule,
+    :func:`~meeg_inverse.viz._utils.map_time`, for the map, the time courses' marker, the
+    viewer's first time and the index; their titles say which).
+    ``source_map_times``: extra time points (s) for additional source maps. ``info``
+    (dict of text, e.g. solver settings) and ``summary`` (a result summary dict; its
+    scalar entries, nested ones as ``a.b``) are listed on the index page. ``nave``: trials
+    averaged in ``data`` (the noise band of the fit panel is ``±1/sqrt(nave)``). ``extra_figures``: ``{name: path}`` of figures already drawn in
     ``out_dir`` (e.g. the λ curve, ``lambda_curve``) to link from the index.
     Returns ``{name: path}`` (``'index'`` included). Every file is written
     atomically, so an interrupted run leaves no half-written file.
@@ -41,18 +44,19 @@ def render_all(stc, src, out_dir, data=None, fit=None, residual=None, times=None
     if flag:
         title = f"{title} — {flag}"
     paths = {}
-    t_peak = float(stc.times[pick_time_index(stc, time)])
+    reported = summary.get("reported_sources")
+    when = map_time(stc, reported, time)
     paths["source_map"] = plot_source_map(stc, src, out / "source_map.png", subject=subject,
-                                          subjects_dir=subjects_dir, time=t_peak, trans=trans,
+                                          subjects_dir=subjects_dir, time=time, trans=trans,
                                           surface=surface, views=views, title=title,
-                                          faded=faded)
+                                          faded=faded, reported=reported)
     for k, t in enumerate(source_map_times or ()):
         paths[f"source_map_{k + 1}"] = plot_source_map(
             stc, src, out / f"source_map_{1e3 * t:+.0f}ms.png", subject=subject,
             subjects_dir=subjects_dir, time=t, trans=trans, surface=surface, views=views,
             title=title)
     paths["time_courses"] = plot_time_courses(
-        stc, out / "time_courses.png", time=t_peak, src=src, labels=labels, faded=faded,
+        stc, out / "time_courses.png", time=when.time, src=src, labels=labels, faded=faded,
         title=(f"Time courses of the {len(summary.get('sources') or [])} active sources"
                f"{' — ' + flag if flag else ''}") if summary.get("sources") else None)
     if data is not None and fit is not None:
@@ -63,11 +67,11 @@ def render_all(stc, src, out_dir, data=None, fit=None, residual=None, times=None
         paths["viewer"] = write_viewer_html(stc, src, out / "viewer.html", subject=subject,
                                             subjects_dir=subjects_dir, title=title,
                                             trans=trans, surface=surface, labels=labels,
-                                            faded=faded)
+                                            faded=faded, time=time, reported=reported)
     paths.update(extra_figures or {})
     extra = dict(info or {})
     extra.update(_flatten(summary))
-    paths["index"] = _write_index(out, paths, stc, title, extra, summary)
+    paths["index"] = _write_index(out, paths, stc, title, extra, summary, when)
     return {k: Path(v) for k, v in paths.items()}
 
 
@@ -79,7 +83,7 @@ FIGURE_CAPTIONS = {"source_map": "Source map at the peak time",
                    "fit_residual": "Whitened data, fit and residual"}
 
 
-def figure_caption(name, path, summary=None):
+def figure_caption(name, path, summary=None, captions=None):
     """The caption of a figure of a result folder.
 
     Parameters
@@ -92,11 +96,16 @@ def figure_caption(name, path, summary=None):
     summary : dict | None
         The result summary: the λ curve's caption names the criterion of the
         rule that chose λ (``alpha_selection.method``).
+    captions : dict | None
+        Captions that replace the standard ones by name (the source map's names
+        its time: :class:`~meeg_inverse.viz._utils.MapTime`).
 
     Returns
     -------
     caption : str
     """
+    if name in (captions or {}):
+        return captions[name]
     if name == "lambda_curve":
         method = ((summary or {}).get("alpha_selection") or {}).get("method")
         criterion = ("selection criterion" if method is None
@@ -213,25 +222,27 @@ def _warnings_box(warnings):
     return f'<div class="warnings"><h2>Warnings</h2><ul>{items}</ul></div>'
 
 
-def _write_index(out, paths, stc, title, info, summary=None):
+def _write_index(out, paths, stc, title, info, summary=None, when=None):
     """``index.html``: the result's sources and ``info`` as tables, the viewer's link and
-    the figures of ``paths`` (captions: :func:`figure_caption`)."""
+    the figures of ``paths`` (captions: :func:`figure_caption`); ``when``: the source
+    map's :class:`~meeg_inverse.viz._utils.MapTime` (None: :func:`map_time` of ``stc``)."""
     summary = summary or {}
+    when = when or map_time(stc)
     amp = source_amplitudes(stc)
     n_active = int(np.sum(amp.max(1) > 0)) if amp.size else 0
-    t_idx = pick_time_index(stc)
     rows = [("Active sources", str(n_active)),
             ("Peak amplitude", f"{amp.max() * NAM:.3g} nA·m" if amp.size else "-"),
-            ("Peak time", format_time(stc.times[t_idx])),
+            ("Source map at", when.label),
             ("Time range", f"{1e3 * stc.times[0]:.1f} to {1e3 * stc.times[-1]:.1f} ms")]
     rows += [(str(k), str(v)) for k, v in info.items()]
     table = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
                       for k, v in rows)
+    captions = {"source_map": when.caption}
     figs = []
     for key, p in paths.items():
         if Path(p).suffix != ".png":
             continue
-        cap = figure_caption(key, p, summary)
+        cap = figure_caption(key, p, summary, captions)
         name = html.escape(Path(p).name)
         figs.append(f'<figure><a href="{name}"><img src="{name}" alt="{html.escape(cap)}">'
                     f"</a><figcaption>{html.escape(cap)}</figcaption></figure>")

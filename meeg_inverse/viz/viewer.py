@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _geometry as geo
-from ._utils import NAM, active_rows, atomic_write_text, pick_time_index, signed_time_courses, \
+from ._utils import NAM, active_rows, atomic_write_text, map_time, signed_time_courses, \
     source_amplitudes
 from ._viewer_assets import TEMPLATE
 from .brain import curvature_grey
@@ -49,8 +49,12 @@ def _fmt(a, digits=4):
 
 def viewer_payload(stc, src, subject=None, subjects_dir=None, trans=None, surface="auto",
                    title=None, max_sources=200, max_faces=60000, time=None, labels=None,
-                   faded=None):
+                   faded=None, reported=None):
     """The data (JSON-serialisable dict) embedded in the viewer page.
+
+    The page opens at ``time`` (s; default :func:`~meeg_inverse.viz._utils.map_time`:
+    the peak of the strongest of ``reported``, a summary's ``reported_sources``, else
+    the time of the largest amplitude), which its subtitle names.
 
     ``labels``: one name per row of ``stc`` (anatomical region and confidence);
     default the source-space vertex numbers. ``faded``: a boolean per row, sources drawn
@@ -62,7 +66,7 @@ def viewer_payload(stc, src, subject=None, subjects_dir=None, trans=None, surfac
     labels = labels or source_labels(stc, src)
     rows_all = active_rows(amp)
     rows = rows_all[:max_sources]
-    t0 = pick_time_index(stc, time)
+    when = map_time(stc, reported, time)
     meshes = []
     row_mesh = {}
     if geom.kind == "volume":
@@ -91,8 +95,8 @@ def viewer_payload(stc, src, subject=None, subjects_dir=None, trans=None, surfac
     payload = dict(
         title=title or "Sparse source estimate",
         subtitle=f"{len(rows_all)} active source{'s' if len(rows_all) != 1 else ''} · "
-                 f"{frame} coordinates",
-        times=_fmt(1e3 * np.asarray(stc.times), 6), t0=int(t0), units="nA·m",
+                 f"{frame} coordinates · opens at {when.label}",
+        times=_fmt(1e3 * np.asarray(stc.times), 6), t0=when.index, units="nA·m",
         ylabel="amplitude (nA·m)" if stc.data.ndim == 2 else "dipole norm (nA·m)",
         vmax=vmax, rmin=1.8, rmax=5.5, opacity=opacity,
         view=[0, 10] if strongest == "rh" else [180, 10],
@@ -107,7 +111,7 @@ def viewer_payload(stc, src, subject=None, subjects_dir=None, trans=None, surfac
 
 def write_viewer_html(stc, src, fname, subject=None, subjects_dir=None, title=None, trans=None,
                       surface="auto", max_sources=200, max_faces=60000, time=None, labels=None,
-                      faded=None):
+                      faded=None, reported=None):
     """Write a single self-contained HTML file with an interactive 3D view of the sources.
 
     Rotation (drag), pan (shift/right-drag), zoom (wheel), a time slider with play button,
@@ -115,10 +119,12 @@ def write_viewer_html(stc, src, fname, subject=None, subjects_dir=None, title=No
     Everything (data and a small WebGL renderer) is inlined; the page makes no network
     request (a Content-Security-Policy forbids it). Open ``fname?autotest=1`` to run the
     built-in self-test, which writes its results as JSON into ``#autotest-result``.
+    ``time`` and ``reported``: the time it opens at (:func:`viewer_payload`).
     Returns the path written.
     """
     payload = viewer_payload(stc, src, subject, subjects_dir, trans, surface, title,
-                             max_sources, max_faces, time, labels=labels, faded=faded)
+                             max_sources, max_faces, time, labels=labels, faded=faded,
+                             reported=reported)
     data = json.dumps(payload, separators=(",", ":"), allow_nan=False)
     data = data.replace("</", "<\\/")  # never close the <script> element early
     page = TEMPLATE.replace("__TITLE__", html.escape(payload["title"])).replace("__DATA__", data)
