@@ -227,6 +227,8 @@ def _write_index(out, paths, stc, title, info, summary=None, when=None):
     the figures of ``paths`` (captions: :func:`figure_caption`); ``when``: the source
     map's :class:`~meeg_inverse.viz._utils.MapTime` (None: :func:`map_time` of ``stc``)."""
     summary = summary or {}
+    # The map's caption names its time where the caller drew it at one (render_all).
+    captions = {} if when is None else {"source_map": when.caption}
     when = when or map_time(stc)
     amp = source_amplitudes(stc)
     n_active = int(np.sum(amp.max(1) > 0)) if amp.size else 0
@@ -237,7 +239,6 @@ def _write_index(out, paths, stc, title, info, summary=None, when=None):
     rows += [(str(k), str(v)) for k, v in info.items()]
     table = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
                       for k, v in rows)
-    captions = {"source_map": when.caption}
     figs = []
     for key, p in paths.items():
         if Path(p).suffix != ".png":
