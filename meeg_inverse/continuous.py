@@ -700,8 +700,9 @@ def read_continuous(fname, forward, noise_cov=None, info=None, raw=None, *, bem=
 
         raw = with_average_reference(raw)
         info = raw.info if info is None else info
-    op = make_sparse_inverse_operator(info, forward, noise_cov, loose=params["loose"],
-                                      depth=params["depth"])
+    op = make_sparse_inverse_operator(
+        info, forward, noise_cov, loose=params["loose"], depth=params["depth"],
+        rank=params.get("rank"), allow_missing_types=params.get("allow_missing_types", False))
     head_model = None
     if raw is not None:
         ctx = _reading_context(raw, op, params, int(attrs["n_times"]), float(attrs["sfreq"]))
@@ -1480,6 +1481,8 @@ def localize_continuous(raw, forward, noise_cov, *, window=0.1, step=0.05, l_fre
                   level=level, penalty=penalty, prune=prune, loose=loose, depth=depth, tol=tol,
                   warm_start=warm_start, learned=bool(learned), chunk=chunk,
                   n_window_samples=n_win, n_step_samples=n_hop,
+                  # read_continuous prepares the operator again: the same channels.
+                  rank=rank, allow_missing_types=bool(allow_missing_types),
                   tmin=float(raw.times[first]), tmax=float(raw.times[last - 1]))
     note = window_note(params, sfreq)
     if note is not None and progress is not None:

@@ -547,3 +547,16 @@ def test_cli_interrupted_during_the_dipole_fits_keeps_the_previous_result(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]  # no partial folder
     assert [p.name for p in out.iterdir()] == ["summary.json"]
     assert (out / "summary.json").read_text() == "previous"
+
+
+def test_result_of_a_lost_channel_type_reads_back(setup, tmp_path):
+    """Localized with allow_missing_types (a MEG-only forward), the file reads back with
+    the same forward: the operator is prepared again with the run's choice (it was
+    refused: 'All EEG channels of the recording would be left out')."""
+    raw, fwd, cov = setup
+    meg_fwd = mne.pick_types_forward(fwd, meg=True, eeg=False)
+    res = _run(raw.copy().crop(0, 1.5), meg_fwd, cov, chunk=100.0, fname=tmp_path / "m.h5",
+               allow_missing_types=True)
+    assert res.params["allow_missing_types"] is True
+    back = read_continuous(tmp_path / "m.h5", meg_fwd, cov, raw.info)
+    np.testing.assert_allclose(back.stc.data, res.stc.data)
