@@ -75,7 +75,7 @@ def selection_facts(selection):
 def result_warnings(records, *, field_cancellation=float("nan"), residual_ratio=None,
                     at_bound=False, empty=False, penalty="l21", automatic=False,
                     search_bound=None, alpha_fraction=None, selection_method=None,
-                    n_channels=None):
+                    n_channels=None, reported=None):
     """Everything implausible or uncertain about a result, as (code, message, fix) dicts.
 
     Parameters
@@ -103,6 +103,10 @@ def result_warnings(records, *, field_cancellation=float("nan"), residual_ratio=
     n_channels : int | None
         Channels of the inverse: below :data:`CONFIDENCE_MIN_CHANNELS` the low-confidence
         warning says that the confidence is not informative there.
+    reported : list of dict | None
+        The reported sources (:func:`reported_sources`), each with its ``confidence``:
+        the low-confidence warning counts them, as the console and the index page list
+        them (their grid sources share their confidence); None: it counts ``records``.
 
     Returns
     -------
@@ -145,11 +149,13 @@ def result_warnings(records, *, field_cancellation=float("nan"), residual_ratio=
             f"The residual is {residual_ratio:.2f} × the noise variance: the sources also "
             "explain noise.",
             "use a larger --alpha.")
-    uncertain = [r for r in records if r.get("confidence") is not None
+    counted = reported if reported else records
+    kind = "reported sources" if reported else "sources"
+    uncertain = [r for r in counted if r.get("confidence") is not None
                  and r["confidence"] < CONFIDENT]
     if uncertain and n_channels is not None and n_channels < CONFIDENCE_MIN_CHANNELS:
         add("low_confidence",
-            f"{len(uncertain)} of {len(records)} sources have a confidence below "
+            f"{len(uncertain)} of {len(counted)} {kind} have a confidence below "
             f"{CONFIDENT:.1f}, but with {n_channels} channels the confidence (half-channel "
             "resamples) is not informative: it was seen to confirm true sources from "
             f"{CONFIDENCE_MIN_CHANNELS} channels, and a true source on a 30-channel EEG "
@@ -158,7 +164,7 @@ def result_warnings(records, *, field_cancellation=float("nan"), residual_ratio=
             "anatomy (they are drawn faded all the same).")
     elif uncertain:
         add("low_confidence",
-            f"{len(uncertain)} of {len(records)} sources have a confidence below "
+            f"{len(uncertain)} of {len(counted)} {kind} have a confidence below "
             f"{CONFIDENT:.1f} (found again in fewer than half of the resamples).",
             "read them as uncertain; they are drawn faded.")
     where = "" if alpha_fraction is None else f" ({alpha_fraction:.3g} × λ_max)"

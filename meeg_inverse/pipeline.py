@@ -336,6 +336,19 @@ RULE_NAMES = {"bic": "BIC of the refit", "qut": "the quantile universal threshol
               "sure": "SURE"}
 
 
+def _floor_note(selection):
+    """What the discrepancy floor did to a BIC selection ('' when nothing): it raises λ
+    past the criterion's minimum while the fit explains noise, past the path's top (and
+    L2,1's λ_max: a non-convex penalty keeps sources there) where the BIC is not
+    evaluated (``alpha_selection.criterion`` null)."""
+    if selection.method != "bic" or not selection.n_raises:
+        return ""
+    return (f": raised {selection.n_raises} step(s) above the BIC's minimum by the "
+            "discrepancy floor (a smaller lambda's fit explains noise)"
+            + ("; above L2,1's lambda_max, a non-convex penalty still keeps sources"
+               if selection.alpha_fraction > 1 else ""))
+
+
 def _json_float(x):
     """A float for JSON: None for nan (JSON has no NaN)."""
     return None if not np.isfinite(x) else float(x)
@@ -485,7 +498,7 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
     if selection is not None:
         progress.info(f"{RULE_NAMES.get(rule, rule)} chose lambda = "
                       f"{selection.alpha_fraction:.3f} x lambda_max ({selection.n_solves} "
-                      f"solves, {selection.time:.1f} s)")
+                      f"solves, {selection.time:.1f} s)" + _floor_note(selection))
     stc = problem.to_stc(coef, pick_ori=pick_ori)
     cancellation = problem.field_cancellation(coef)
     problem.warn_if_cancelling(cancellation, penalty)
@@ -520,7 +533,9 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
     if selection is not None:
         extra["alpha_selection"] = {
             "method": selection.method, "rule": alpha,
-            "criterion": float(selection.sure),
+            "criterion": _json_float(selection.sure),
+            "discrepancy_floor_raises": (int(selection.n_raises) if selection.method == "bic"
+                                         else None),
             "n_outer_iter": int(selection.n_outer_iter), "n_solves": int(selection.n_solves),
             "dof": _json_float(selection.dof), "time_s": float(selection.time),
             "empty": bool(selection.empty), "at_search_bound": bool(selection.at_bound),
@@ -532,7 +547,7 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
     extra["warnings"] = result_warnings(
         records, field_cancellation=cancellation, residual_ratio=residual_ratio,
         alpha_fraction=alpha_abs / problem.alpha_max, empty=not records, penalty=penalty,
-        n_channels=len(problem.ch_names), **selection_facts(selection))
+        n_channels=len(problem.ch_names), reported=reported, **selection_facts(selection))
     return Localization(stc=stc, problem=problem, coef=coef, alpha=alpha_abs,
                         alpha_fraction=alpha_abs / problem.alpha_max, penalty=penalty,
                         solver_info=solver_info, records=records, subject=subject,

@@ -134,12 +134,28 @@ def write_json(obj, fname):
     fname = Path(fname)
     tmp = fname.with_name(f".{fname.name}.tmp{os.getpid()}")
     try:
-        tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+        # JSON has no NaN/Infinity (``json.dumps`` would write them bare, which strict
+        # readers, e.g. a browser's JSON.parse, refuse): they are written as null.
+        tmp.write_text(json.dumps(_finite(obj), indent=2, default=_json_default,
+                                  allow_nan=False) + "\n")
         tmp.replace(fname)
     finally:
         if tmp.exists():
             tmp.unlink()
     return fname
+
+
+def _finite(value):
+    """``value`` with every non-finite float (nan, ±inf) of it, nested, replaced by None."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _finite(value.tolist())
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return None
+    return value
 
 
 def _json_default(value):

@@ -504,3 +504,51 @@ def test_two_averages_of_one_name_are_refused(sample_paths, tmp_path, capsys):
                  str(out), "-q"]) == 2
     assert "Two averages of the file are named 'A'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_console_names_how_reported_sources_were_placed(capsys):
+    """The console's header says how the reported sources were placed (their
+    position_method): 34 centroids were announced as 'each placed by a fit'; and past
+    the 10 listed it says where the others are."""
+    from types import SimpleNamespace
+
+    from meeg_inverse.cli import _print_result
+
+    def rec(k, method):
+        return {"source": k, "hemisphere": "lh", "label": None, "position_mni_mm": None,
+                "position_head_mm": [-40.0, 10.0, 60.0], "position_method": method,
+                "peak_amplitude_nAm": 100.0 - k, "peak_time_s": 0.1, "confidence": 0.5}
+
+    def printed(methods):
+        summary = {"sources": [], "explained_variance": 0.5, "field_cancellation": 1.0,
+                   "warnings": [], "reported_sources": [rec(k, m) for k, m in
+                                                        enumerate(methods, 1)]}
+        _print_result(summary, {"summary": Path("out/summary.json")},
+                      SimpleNamespace(json=False))
+        return capsys.readouterr().out
+
+    out = printed(["centroid"] * 12)
+    assert "12 reported source(s) (neighbouring grid sources grouped, each at its grid " \
+           "sources' centroid;" in out and "placed by a fit" not in out
+    assert "... and 2 weaker ones: summary.json (reported_sources), index.html" in out
+    assert out.count("head (-40, 10, 60) mm") == 10
+    out = printed(["dipole fit (BEM)", "centroid"])
+    assert "1 placed by a fit, 1 at their centroid" in out and "weaker ones" not in out
+    out = printed(["sub-grid fit"])
+    assert "each placed by a fit" in out
+
+
+def test_one_continuous_only_option_is_named_in_the_singular(tmp_path, capsys):
+    """'--window only applies with --continuous' (was 'only apply'), exit 2, nothing
+    written."""
+    rec = tmp_path / "x-ave.fif"
+    rec.write_bytes(b"not read")
+    out = tmp_path / "out"
+    assert main(["localize", str(rec), "--window", "0.1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--window only applies with --continuous" in err and "Traceback" not in err
+    assert "drop it to localize an average" in err
+    assert not out.exists()
+    assert main(["localize", str(rec), "--window", "0.1", "--step", "0.05",
+                 "--out", str(out)]) == 2
+    assert "--window, --step only apply with --continuous" in capsys.readouterr().err

@@ -169,3 +169,43 @@ def test_lambda_curve_of_qut_shows_the_residual_ratio_it_tried():
     assert "quantile universal threshold" in ax.get_title()
     x, y = ax.get_lines()[0].get_data()
     assert list(y) == pytest.approx(sel.history["sure"])
+
+
+def test_low_confidence_warning_counts_the_reported_sources():
+    """The console and the index page list reported sources: the warning counts them
+    ('3 of 4 reported sources'), not their grid sources ('4 of 10 sources' was printed
+    under 4 reported sources of which 3 were below 0.5)."""
+    from meeg_inverse.assessment import result_warnings
+
+    confidences = [0.0, 0.0, 0.5, 0.5, 0.0, 0.5, 0.5, 0.5, 0.5, 0.0]
+    records = [{"peak_amplitude_nAm": 50.0 - k, "confidence": c}
+               for k, c in enumerate(confidences)]
+    reported = [{"confidence": c} for c in (0.0, 0.0, 0.5, 0.0)]
+    kw = dict(field_cancellation=1.0, n_channels=366)
+    (low,) = [w for w in result_warnings(records, reported=reported, **kw)
+              if w["code"] == "low_confidence"]
+    assert low["message"].startswith("3 of 4 reported sources have a confidence below 0.5")
+    (low,) = [w for w in result_warnings(records, **kw) if w["code"] == "low_confidence"]
+    assert low["message"].startswith("4 of 10 sources have a confidence below 0.5")
+    (low,) = [w for w in result_warnings(records, reported=reported, field_cancellation=1.0,
+                                         n_channels=30) if w["code"] == "low_confidence"]
+    assert low["message"].startswith("3 of 4 reported sources") and "30 channels" in low["message"]
+
+
+def test_progress_line_says_the_discrepancy_floor_raised_lambda():
+    """The EEGLAB default printed 'BIC of the refit chose lambda = 1.188 x lambda_max'
+    while the BIC's minimum was 0.95 and the discrepancy floor raised it (its BIC not
+    evaluated, criterion NaN): the line says so, and nothing when the floor did nothing."""
+    from types import SimpleNamespace
+
+    from meeg_inverse.pipeline import _floor_note
+
+    raised = SimpleNamespace(method="bic", n_raises=1, alpha_fraction=1.1875)
+    note = _floor_note(raised)
+    assert note.startswith(": raised 1 step(s) above the BIC's minimum by the discrepancy floor")
+    assert "above L2,1's lambda_max" in note
+    below = SimpleNamespace(method="bic", n_raises=2, alpha_fraction=0.6)
+    assert "raised 2 step(s)" in _floor_note(below) and "lambda_max" not in _floor_note(below)
+    assert _floor_note(SimpleNamespace(method="bic", n_raises=0, alpha_fraction=0.95)) == ""
+    # QUT counts its threshold's updates in n_raises: not the discrepancy floor.
+    assert _floor_note(SimpleNamespace(method="qut", n_raises=3, alpha_fraction=0.5)) == ""

@@ -360,3 +360,44 @@ def test_each_view_of_one_scene_is_its_own_image():
     lateral, medial = render_panels([dict(type="mesh", rr=rr, tris=tris, rgb=rgb)],
                                     ["lateral", "medial"], "lh", size=(200, 150))
     assert np.abs(lateral.astype(int) - medial.astype(int)).mean() > 1.0
+
+
+def test_source_tables_name_the_coordinates_they_show():
+    """Without the subject's MRI (no MNI), the index page's tables show head coordinates
+    under a 'head' header, never under 'MNI' (they were headed 'Position MNI (mm)')."""
+    from meeg_inverse.viz.report import _reported_table, _sources_table
+
+    head = {"source": 1, "hemisphere": "rh", "label": None, "position_head_mm": [31.6, -7.2, 59.6],
+            "position_mni_mm": None, "peak_amplitude_nAm": 111.4, "peak_time_s": 0.075,
+            "confidence": 0.0, "members": [330]}
+    page = _reported_table([head])
+    assert "Position head (mm)" in page and "MNI" not in page and "(32, -7, 60)" in page
+    grid = dict(head, explained_variance=0.03)
+    page = _sources_table([grid])
+    assert "Head (mm)" in page and "MNI" not in page and "(32, -7, 60)" in page
+    mni = dict(head, position_mni_mm=[40.0, -20.0, 10.0])
+    page = _reported_table([mni])
+    assert "Position MNI (mm)" in page and "(40, -20, 10)" in page
+    page = _sources_table([dict(mni, explained_variance=0.03)])
+    assert "MNI (mm)" in page and "(40, -20, 10)" in page
+
+
+def test_summary_json_has_no_bare_nan(tmp_path):
+    """summary.json is strict JSON: a nan (the BIC of a λ the discrepancy floor raised
+    past the path, alpha_selection.criterion) is written as null, not as NaN."""
+    import json
+
+    import numpy as np
+
+    from meeg_inverse.summary import write_json
+
+    fname = write_json({"criterion": float("nan"), "path": [np.float64(np.inf), 1.5],
+                        "nested": {"x": np.nan, "n": np.int64(3)}}, tmp_path / "s.json")
+    text = fname.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+
+    def strict(constant):
+        raise ValueError(constant)
+
+    assert json.loads(text, parse_constant=strict) == {
+        "criterion": None, "path": [None, 1.5], "nested": {"x": None, "n": 3}}

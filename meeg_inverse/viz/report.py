@@ -169,7 +169,8 @@ def _flatten(d, prefix="", max_items=40):
 
 
 def _source_cells(r, position):
-    """(row class, cells Region … Confidence) of a source record; ``position`` in MNI mm or None."""
+    """(row class, cells Region … Confidence) of a source record; ``position`` in mm
+    (the frame the table's header names) or None."""
     pos = "—" if position is None else "({:.0f}, {:.0f}, {:.0f})".format(*position)
     conf = r.get("confidence")
     cls = ' class="uncertain"' if conf is not None and conf < 0.5 else ""
@@ -189,11 +190,15 @@ def _sources_table(sources):
     if not sources:
         return "<p>No active source.</p>"
     grouped = any("source" in r for r in sources)
+    # MNI where every source has it; else (no subject's MRI) head coordinates, named so.
+    mni = all(r.get("position_mni_mm") is not None for r in sources)
+    frame = "position_mni_mm" if mni else "position_head_mm"
     head = ("<tr><th>#</th>" + ("<th>Reported source</th>" if grouped else "")
-            + _SOURCE_HEAD.format("MNI (mm)") + "<th>Explained variance</th></tr>")
+            + _SOURCE_HEAD.format("MNI (mm)" if mni else "Head (mm)")
+            + "<th>Explained variance</th></tr>")
     rows = []
     for k, r in enumerate(sources, 1):
-        cls, cells = _source_cells(r, r.get("position_mni_mm"))
+        cls, cells = _source_cells(r, r.get(frame))
         group = f"<td>{r.get('source', '—')}</td>" if grouped else ""
         rows.append(f"<tr{cls}><td>{k}</td>{group}{cells}"
                     f"<td>{100 * r['explained_variance']:.1f} %</td></tr>")
@@ -204,11 +209,15 @@ def _reported_table(reported):
     """An HTML table of the reported sources: clusters of neighbouring grid sources."""
     if not reported:
         return ""
-    head = ("<tr><th>Source</th>" + _SOURCE_HEAD.format("Position MNI (mm)")
+    # MNI where every source has it; else (no subject's MRI) head coordinates, named so.
+    mni = all(r.get("position_mni_mm") is not None for r in reported)
+    frame = "position_mni_mm" if mni else "position_head_mm"
+    head = ("<tr><th>Source</th>"
+            + _SOURCE_HEAD.format("Position MNI (mm)" if mni else "Position head (mm)")
             + "<th>Grid sources</th></tr>")
     rows = []
     for r in reported:
-        cls, cells = _source_cells(r, r.get("position_mni_mm") or r.get("position_head_mm"))
+        cls, cells = _source_cells(r, r.get(frame))
         rows.append(f"<tr{cls}><td>{r['source']}</td>{cells}<td>{len(r['members'])}</td></tr>")
     return (f'<h3>Reported sources</h3><table class="sources">{head}{"".join(rows)}</table>'
             "<h3>Grid sources</h3>")
