@@ -119,7 +119,7 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
                   max_iter=None, p0=None, time_pca=False, debias=True, random_state=0,
                   sure_curve=False, max_time=DEFAULT_MAX_TIME, callback=None,
                   solver_callback=None, verbose=False, confidence=0, epochs=None,
-                  head_model="auto", **select_kw):
+                  head_model="auto", confidence_scheme="half", **select_kw):
     """Solve a whitened problem at ``alpha`` or with the automatic λ rule.
 
     Parameters
@@ -169,6 +169,9 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
         (:func:`meeg_inverse.subgrid.refine_positions`): 'auto' the BEM the
         forward names (:func:`meeg_inverse.dipole_positions.head_model_of`),
         None the grid's interpolated fields.
+    confidence_scheme : {'half', 'quarter', 'placeable'}
+        The confidence's channel subsamples
+        (:func:`meeg_inverse.clusters.subsample_rows`).
     **select_kw
         Passed to :func:`~meeg_inverse.sure.select_alpha` (e.g. ``method``).
 
@@ -367,7 +370,7 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
         conf = _cluster_confidence(problem, data, clusters, penalty,
                                    alpha_abs / problem.alpha_max, int(confidence), epochs,
                                    random_state, params,
-                                   stability, max_time)
+                                   stability, max_time, scheme=confidence_scheme)
         timings["confidence"] = time.perf_counter() - t2
     if basis is not None:
         coef_active = coef_active @ basis
@@ -471,7 +474,7 @@ def _refit_amplitudes(problem, active_set, coef_active, clusters):
 
 
 def _cluster_confidence(problem, data, clusters, penalty, alpha_fraction, n_resamples, epochs,
-                        random_state, params, stability=None, max_time=None):
+                        random_state, params, stability=None, max_time=None, scheme="half"):
     """Each cluster's stability-selection frequency, and {source index: it} of its members."""
     from .clusters import cluster_confidence
 
@@ -482,7 +485,7 @@ def _cluster_confidence(problem, data, clusters, penalty, alpha_fraction, n_resa
         problem.gain, data, clusters, penalty=penalty if penalty != "irmxne" else "l21",
         alpha_fraction=alpha_fraction, n_orient=problem.n_orient, positions=positions,
         hemis=hemis, amplitude_scale=weights, noise=problem.noise_estimate, epochs=epochs,
-        n_resamples=n_resamples, stability=stability, max_time=max_time,
+        n_resamples=n_resamples, stability=stability, max_time=max_time, scheme=scheme,
         random_state=0 if random_state is None else random_state, **penalty_params)
     conf = {}
     for c, f in zip(clusters, freq):
