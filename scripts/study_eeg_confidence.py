@@ -33,7 +33,7 @@ HIGH = 0.9
 
 
 def setup():
-    """Evoked (average reference), noise covariance, inversion forward and the off-grid truth forward."""
+    """Evoked (average reference), noise covariance, inversion and off-grid truth forwards."""
     import mne
 
     from meeg_inverse import io as mio
