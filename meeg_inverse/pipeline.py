@@ -383,6 +383,12 @@ def _search_progress(progress, rule="sure"):
     return show, bar
 
 
+#: How the summary names the confidence's channel subsamples (clusters.subsample_rows).
+_SCHEME_WORDS = {"half": "half-channel subsamples",
+                 "quarter": "subsamples leaving a quarter of the channels out",
+                 "placeable": "subsamples leaving out as many channels as place every source"}
+
+
 def _whitened_epochs(problem, epochs):
     """The single trials on the problem's channels and samples, whitened (or None)."""
     if epochs is None or len(epochs) < 2:
@@ -518,7 +524,9 @@ def localize(evoked, forward, noise_cov, *, alpha="auto", penalty=None, loose="a
     residual_ratio = problem.residual_ratio(coef)
     extra = {
         "noise": {**noise.as_dict(), "residual_ratio": residual_ratio},
-        "confidence": {"method": ("stability selection over half-channel subsamples"
+        "confidence": {"method": ("stability selection over "
+                                  + _SCHEME_WORDS.get(solution.confidence_scheme,
+                                                      "channel subsamples")
                                   + (" and trial bootstrap" if trials is not None else "")
                                   + ", above the noise-only threshold"),
                        "n_resamples": int(confidence), "match_mm": MATCH_MM,

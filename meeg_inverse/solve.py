@@ -72,6 +72,9 @@ class InverseSolution:
     minor_clusters : list of SourceCluster
         Clusters dropped from the estimate by the support rules (weaker than
         :data:`meeg_inverse.clusters.MINOR_FRACTION` × the strongest).
+    confidence_scheme : str | None
+        The confidence's channel subsamples ('half', 'quarter', 'placeable';
+        :func:`meeg_inverse.clusters.subsample_rows`).
     position_model : str | None
         How the reported positions were fitted: the head model's description
         (dipole fits with the BEM), 'fields interpolated between the grid's
@@ -89,6 +92,7 @@ class InverseSolution:
     clusters: list = field(default_factory=list)
     minor_clusters: list = field(default_factory=list)
     position_model: str | None = None
+    confidence_scheme: str | None = None
 
     def full_coef(self):
         """The solution with all rows, shape (n_rows, n_times)."""
@@ -119,7 +123,7 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
                   max_iter=None, p0=None, time_pca=False, debias=True, random_state=0,
                   sure_curve=False, max_time=DEFAULT_MAX_TIME, callback=None,
                   solver_callback=None, verbose=False, confidence=0, epochs=None,
-                  head_model="auto", **select_kw):
+                  head_model="auto", confidence_scheme="auto", **select_kw):
     """Solve a whitened problem at ``alpha`` or with the automatic λ rule.
 
     Parameters
@@ -169,6 +173,12 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
         (:func:`meeg_inverse.subgrid.refine_positions`): 'auto' the BEM the
         forward names (:func:`meeg_inverse.dipole_positions.head_model_of`),
         None the grid's interpolated fields.
+    confidence_scheme : {'auto', 'half', 'quarter', 'placeable'}
+        The confidence's channel subsamples
+        (:func:`meeg_inverse.clusters.subsample_rows`); 'auto': a quarter of the
+        channels left out below
+        :data:`~meeg_inverse.clusters.QUARTER_BELOW_CHANNELS` channels, half
+        otherwise (:func:`meeg_inverse.clusters.default_confidence_scheme`).
     **select_kw
         Passed to :func:`~meeg_inverse.sure.select_alpha` (e.g. ``method``).
 
@@ -362,12 +372,16 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
     else:
         stability = None
     conf = None
+    if confidence_scheme == "auto":
+        from .clusters import default_confidence_scheme
+
+        confidence_scheme = default_confidence_scheme(len(problem.ch_names))
     if confidence and clusters and problem.data.shape[1] <= MAX_CONFIDENCE_SAMPLES:
         t2 = time.perf_counter()
         conf = _cluster_confidence(problem, data, clusters, penalty,
                                    alpha_abs / problem.alpha_max, int(confidence), epochs,
                                    random_state, params,
-                                   stability, max_time)
+                                   stability, max_time, scheme=confidence_scheme)
         timings["confidence"] = time.perf_counter() - t2
     if basis is not None:
         coef_active = coef_active @ basis
@@ -398,7 +412,8 @@ def solve_inverse(problem, *, alpha, penalty=None, penalty_params=None, tol=1e-6
                            alpha_fraction=alpha_abs / problem.alpha_max,
                            solver_info=solver_info, selection=selection, timings=timings,
                            confidence=conf, clusters=clusters, minor_clusters=minor,
-                           position_model=position_model)
+                           position_model=position_model,
+                           confidence_scheme=confidence_scheme)
 
 
 def _bic_price(problem, data, active_set, coef_active):
@@ -471,7 +486,7 @@ def _refit_amplitudes(problem, active_set, coef_active, clusters):
 
 
 def _cluster_confidence(problem, data, clusters, penalty, alpha_fraction, n_resamples, epochs,
-                        random_state, params, stability=None, max_time=None):
+                        random_state, params, stability=None, max_time=None, scheme="half"):
     """Each cluster's stability-selection frequency, and {source index: it} of its members."""
     from .clusters import cluster_confidence
 
@@ -482,7 +497,7 @@ def _cluster_confidence(problem, data, clusters, penalty, alpha_fraction, n_resa
         problem.gain, data, clusters, penalty=penalty if penalty != "irmxne" else "l21",
         alpha_fraction=alpha_fraction, n_orient=problem.n_orient, positions=positions,
         hemis=hemis, amplitude_scale=weights, noise=problem.noise_estimate, epochs=epochs,
-        n_resamples=n_resamples, stability=stability, max_time=max_time,
+        n_resamples=n_resamples, stability=stability, max_time=max_time, scheme=scheme,
         random_state=0 if random_state is None else random_state, **penalty_params)
     conf = {}
     for c, f in zip(clusters, freq):

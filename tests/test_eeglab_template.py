@@ -45,7 +45,7 @@ def test_eeglab_localize_on_template(eeglab_dir, tmp_path):
     assert summary["n_active_sources"] >= 1
     assert summary["n_channels"] == 30  # EOG1, EOG2 are eye electrodes, not scalp EEG
     assert summary["channels"]["used"] == {"eeg": 30}
-    # 30 channels: the low confidences are said to be uninformative, not low (stop 21).
+    # 30 channels: a low confidence (quarter-out resamples) is said to be weak evidence.
     warnings = {w["code"]: w for w in summary["warnings"]}
     assert "with 30 channels the confidence" in warnings["low_confidence"]["message"]
     stc = mne.read_source_estimate(out / "sources-stc.h5")  # .stc files keep no subject
