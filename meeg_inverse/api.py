@@ -207,7 +207,7 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="auto", loose="auto", depth
                    pick_ori=None, sure_alpha_grid="auto", verbose=None, *, rng=None,
                    random_state=None, penalty=None, penalty_params=None, alpha_fraction=None,
                    return_result=False, max_time=DEFAULT_MAX_TIME, bem="auto", trans=None,
-                   allow_missing_types=False):
+                   allow_missing_types=False, tmin=None, tmax=None):
     """Sparse source estimate with group penalties; a drop-in for ``mixed_norm``.
 
     Parameters
@@ -300,6 +300,12 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="auto", loose="auto", depth
         channel type of the recording (all its EEG, say): those channels are left
         out, as MNE's ``mixed_norm`` does. False (default): an
         :class:`~meeg_inverse.errors.InputError` names the lost types.
+    tmin, tmax : float | None
+        Time window to localize (s), of one evoked (not with a list). The noise
+        level of the automatic λ is measured on the evoked's pre-stimulus
+        baseline first, as ``meeg-inverse localize --tmin --tmax`` does; an evoked
+        cropped beforehand has none, and the level the covariance predicts
+        (``1 / nave``) is then assumed, with a warning.
 
     Returns
     -------
@@ -344,7 +350,8 @@ def sparse_inverse(evoked, forward, noise_cov, alpha="auto", loose="auto", depth
         return_as_dipoles=return_as_dipoles, pick_ori=pick_ori, rng=rng,
         random_state=random_state, penalty=penalty, penalty_params=penalty_params,
         alpha_fraction=alpha_fraction, return_result=return_result, max_time=max_time,
-        sure_alpha_grid=sure_alpha_grid, head_model=head_model, _check_baseline=False)
+        sure_alpha_grid=sure_alpha_grid, head_model=head_model, _check_baseline=False,
+        tmin=tmin, tmax=tmax)
 
 
 def apply_sparse_inverse(operator, evoked, alpha="auto", *, maxit=3000, tol=1e-4,
@@ -353,7 +360,7 @@ def apply_sparse_inverse(operator, evoked, alpha="auto", *, maxit=3000, tol=1e-4
                          rng=None, random_state=None, penalty=None, penalty_params=None,
                          alpha_fraction=None, return_result=False,
                          max_time=DEFAULT_MAX_TIME, sure_alpha_grid="auto",
-                         head_model="auto", _check_baseline=True):
+                         head_model="auto", _check_baseline=True, tmin=None, tmax=None):
     """Apply a prepared operator to evoked data (see :func:`sparse_inverse`).
 
     Parameters
@@ -364,13 +371,14 @@ def apply_sparse_inverse(operator, evoked, alpha="auto", *, maxit=3000, tol=1e-4
         Recorded with the operator's channels; a list is fitted jointly.
     alpha, maxit, tol, active_set_size, debias, time_pca, n_mxne_iter,
     return_residual, return_as_dipoles, pick_ori, rng, random_state, penalty,
-    penalty_params, alpha_fraction, return_result, max_time, sure_alpha_grid
+    penalty_params, alpha_fraction, return_result, max_time, sure_alpha_grid, tmin, tmax
         As in :func:`sparse_inverse`.
 
     Returns
     -------
     As :func:`sparse_inverse`.
     """
+    from .noise import MIN_BASELINE_SAMPLES
     from .solve import solve_inverse
 
     evokeds, is_list = _as_evoked_list(evoked)
@@ -402,8 +410,21 @@ def apply_sparse_inverse(operator, evoked, alpha="auto", *, maxit=3000, tol=1e-4
         raise InputError(f"tol must be a number in (0, 1), got {tol!r}.", "use e.g. 1e-4.")
     seed = random_state if random_state is not None else rng
 
+    if (tmin is not None or tmax is not None) and len(evokeds) > 1:
+        raise InputError("tmin/tmax apply to one evoked response, not to a list fitted jointly.",
+                         "crop each evoked (evoked.copy().crop(tmin, tmax)) before the call.")
     joint = _concatenate(evokeds)
-    problem = operator.problem(joint, check_baseline=_check_baseline)
+    problem = operator.problem(joint, check_baseline=_check_baseline, tmin=tmin, tmax=tmax)
+    if tmin is not None or tmax is not None:
+        evokeds = [problem.evoked]  # the window: what the estimates and residuals cover
+    if alpha_mode != "fraction" and problem.noise_estimate.source == "nominal":
+        warnings.warn(
+            "The evoked response has no pre-stimulus baseline (fewer than "
+            f"{MIN_BASELINE_SAMPLES} samples before 0 s), so the automatic λ assumes the "
+            "noise level the covariance predicts (1/nave) instead of measuring it (on the "
+            "sample averages the baseline's was 1.06-1.24 × that). Fix: pass the whole "
+            "evoked and the window as tmin/tmax (e.g. tmin=0.05, tmax=0.15) instead of "
+            "cropping it first.", RuntimeWarning, stacklevel=3)
     select_kw = {}
     if sure_grid is not None and alpha_mode == "sure":  # MNE's grid, in % of lambda_max
         select_kw = {"method": "sure-grid", "grid": sure_grid / 100.0 * problem.alpha_max}
@@ -603,7 +624,8 @@ def localize_epochs(epochs, forward, noise_cov=None, *, tmin=None, tmax=None, **
                 f"The window [{lo}, {hi}] s is not inside the epochs "
                 f"[{evoked.times[0]:.3f}, {evoked.times[-1]:.3f}] s.",
                 "choose tmin < tmax inside the epochs.")
-        evoked.crop(lo, hi)
+        # The whole average goes in: the noise level is measured on its baseline.
+        kwargs.update(tmin=lo, tmax=hi)
     return sparse_inverse(evoked, forward, noise_cov, **kwargs)
 
 
@@ -623,7 +645,10 @@ def localize_raw(raw, forward, noise_cov, start, stop, **kwargs):
     evoked = mne.EvokedArray(raw.get_data(start=first, stop=last + 1), raw.info,
                              tmin=raw.times[first], nave=1, comment=f"raw {start}-{stop} s",
                              verbose=False)
-    return sparse_inverse(evoked, forward, noise_cov, **kwargs)
+    with warnings.catch_warnings():
+        # A raw window has no stimulus: the covariance's level is the one to assume.
+        warnings.filterwarnings("ignore", message="The evoked response has no pre-stimulus")
+        return sparse_inverse(evoked, forward, noise_cov, **kwargs)
 
 
 class SparseInverse:

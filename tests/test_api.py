@@ -222,3 +222,25 @@ def test_result_object_carries_lambda_sure_and_convergence(evoked_window, sample
     assert isinstance(result.estimates[0], mne.SourceEstimate)
     assert result.n_active_sources == result.estimates[0].data.shape[0] >= 1
     assert 0 < result.explained_variance <= 1
+
+
+def test_window_measures_the_noise_on_the_baseline(sample_evoked, sample_forward, sample_cov):
+    """tmin/tmax: the automatic λ's noise level is measured on the whole evoked's baseline
+    (as the CLI's --tmin/--tmax); the evoked cropped first has none: the nominal 1/nave is
+    assumed, and said (it was silent)."""
+    whole = sparse_inverse(sample_evoked, sample_forward, sample_cov, tmin=0.05, tmax=0.15,
+                           return_result=True)
+    assert whole.noise.source == "baseline" and whole.noise.n_samples >= 10
+    stc = whole.estimates[0]
+    assert stc.times[0] == pytest.approx(0.05, abs=0.002)
+    assert stc.times[-1] == pytest.approx(0.15, abs=0.002)
+    cropped = sample_evoked.copy().crop(0.05, 0.15)
+    with pytest.warns(RuntimeWarning, match="no pre-stimulus baseline.*tmin/tmax"):
+        nominal = sparse_inverse(cropped, sample_forward, sample_cov, return_result=True)
+    assert nominal.noise.source == "nominal"
+    assert nominal.noise.variance == pytest.approx(1 / sample_evoked.nave)
+    with warnings.catch_warnings():  # a fixed α needs no noise level: nothing said
+        warnings.simplefilter("error", RuntimeWarning)
+        sparse_inverse(cropped, sample_forward, sample_cov, alpha=50)
+    with pytest.raises(InputError, match="one evoked"):
+        sparse_inverse([sample_evoked, sample_evoked], sample_forward, sample_cov, tmin=0.05)
