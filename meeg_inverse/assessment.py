@@ -10,6 +10,7 @@ import numpy as np
 # The fields-cancel threshold lives where the CLI launcher reads it without numpy.
 from ._choices import FIELD_CANCELLATION_WARNING, LAMBDA_CURVE_FILE, selection_criterion
 from .anatomy import source_labels
+from .clusters import QUARTER_BELOW_CHANNELS
 from .confidence import CONFIDENT
 
 __all__ = ["annotate_records", "result_warnings", "IMPLAUSIBLE_AMPLITUDE_NAM",
@@ -25,13 +26,12 @@ MANY_SOURCES = 10
 #: explains noise (the discrepancy principle's floor).
 RESIDUAL_FLOOR = 0.8
 #: Below this many channels the confidence leaves a quarter of the channels out instead of
-#: half (:data:`meeg_inverse.clusters.QUARTER_BELOW_CHANNELS`): half-channel resamples gave a
-#: simulated 100 nA·m source on the 30-channel EEGLAB montage, localized 2.3 mm from the
-#: truth, 0.0 (stop 21). With a quarter out, in the pre-registered simulation on that montage
-#: (docs/studies/eeg_confidence_results.md), every source at ≥ 0.9 was true (5/5), no
+#: half (the scheme's own threshold, :data:`meeg_inverse.clusters.QUARTER_BELOW_CHANNELS`):
+#: in the pre-registered simulation on the 30-channel EEGLAB montage
+#: (docs/studies/eeg_confidence_results.md) every source at ≥ 0.9 was true (5/5), no
 #: noise-only source reached 0.9, but 9 of 26 true sources stayed below 0.5: the warning
 #: says that a low value there is weak evidence.
-CONFIDENCE_MIN_CHANNELS = 64
+CONFIDENCE_MIN_CHANNELS = QUARTER_BELOW_CHANNELS
 
 
 def annotate_records(records, *, confidence=None, subject=None, subjects_dir=None):

@@ -289,7 +289,7 @@ def cluster_confidence(gain, data, clusters, *, penalty, alpha_fraction, n_orien
     qut_full = quantile_universal_threshold(gain, n_times, noise, n_orient,
                                             random_state=random_state)
     # ``/ np.sqrt(2.0)`` kept as it was for the half scheme (bit-identical results).
-    qut_half = (qut_full / np.sqrt(2.0) if scheme == "half"
+    qut_sub = (qut_full / np.sqrt(2.0) if scheme == "half"
                 else qut_full * np.sqrt(n_keep / n_channels))
     rng = np.random.default_rng(random_state)
     n_blocks = gain.shape[1] // n_orient
@@ -315,8 +315,8 @@ def cluster_confidence(gain, data, clusters, *, penalty, alpha_fraction, n_orien
                               n_orient, tol, budget)
         found = _near(res.coef, centroids, n_blocks, positions, hemis, amplitude_scale,
                       radius_mm, match_mm)
-        if found.any() and qut_half < a_max:
-            above = solve(sub_gain, sub_data, l21.with_alpha(qut_half), n_orient=n_orient,
+        if found.any() and qut_sub < a_max:
+            above = solve(sub_gain, sub_data, l21.with_alpha(qut_sub), n_orient=n_orient,
                           tol=tol, **budget)
             found = found & _near(above.coef, centroids, n_blocks, positions, hemis,
                                   amplitude_scale, radius_mm, match_mm)
@@ -360,14 +360,14 @@ def subsample_rows(n_rows, n_sources, scheme="half", n_orient=3):
     (at least 1 left out): the most left out that still places every source
     (:func:`meeg_inverse.subgrid._placeable`).
     """
-    from .subgrid import SCAN_DIMENSIONS
+    from .subgrid import spare_dimensions
 
     if scheme == "half":
         return n_rows // 2
     if scheme == "quarter":
         return n_rows - n_rows // 4
     if scheme == "placeable":
-        spare = n_rows - SCAN_DIMENSIONS - n_orient * (max(int(n_sources), 1) - 1)
+        spare = spare_dimensions(n_rows, max(int(n_sources), 1), n_orient)
         return n_rows - max(1, min(n_rows // 2, spare))
     raise ValueError(f"scheme must be one of {CONFIDENCE_SCHEMES}, got {scheme!r}")
 

@@ -55,7 +55,7 @@ __all__ = ["FINE_STEP_MM", "ForwardLatticeScanner", "LATTICE_STEP_MM", "MAX_SOUR
            "MERGE_MM", "MLS_MIN_VERTICES", "MLS_RADIUS_MM", "MLS_SIGMA_MM", "NEAR_GRID_MM",
            "PRUNE_FRACTION", "SCAN_DIMENSIONS", "SCAN_RADIUS_MM", "STABLE_MM", "STEP", "SWEEPS", "TWIN_COSINE", "TWIN_MM", "LatticeScanner", "Scanner",
            "forward_field_function", "refine_positions", "free_gain_blocks",
-           "inversion_mesh", "max_sources", "mls_weights"]
+           "inversion_mesh", "max_sources", "mls_weights", "spare_dimensions"]
 
 #: Triangles with a vertex within this distance of a cluster's centroid are scanned (mm).
 SCAN_RADIUS_MM = 15.0
@@ -114,10 +114,17 @@ def max_sources(n_rows, n_orient=3):
     return int(min(MAX_SOURCES, (n_rows - SCAN_DIMENSIONS) // n_orient + 1))
 
 
+def spare_dimensions(n_rows, n_sources, n_orient=3):
+    """Dimensions a source's scan on ``n_rows`` channels keeps beyond the
+    :data:`SCAN_DIMENSIONS` it needs, ``n_sources - 1`` others projected out
+    (negative: it cannot place the source)."""
+    return n_rows - n_orient * (n_sources - 1) - SCAN_DIMENSIONS
+
+
 def _placeable(n_rows, n_sources, n_orient=3):
     """Whether a source's scan on ``n_rows`` channels, ``n_sources - 1`` others
     projected out, keeps :data:`SCAN_DIMENSIONS` dimensions."""
-    return n_rows - n_orient * (n_sources - 1) >= SCAN_DIMENSIONS
+    return spare_dimensions(n_rows, n_sources, n_orient) >= 0
 
 
 def _best_index(scores, points, centre):
