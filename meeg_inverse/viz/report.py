@@ -185,16 +185,22 @@ _SOURCE_HEAD = ("<th>Region</th><th>Hemisphere</th><th>{}</th><th>Peak (nA·m)</
                 "<th>Peak time (ms)</th><th>Confidence</th>")
 
 
+def _position_frame(records):
+    """(record key, column name) of the positions a table shows: MNI where every record
+    has it, else (no subject's MRI) head coordinates, named so."""
+    if all(r.get("position_mni_mm") is not None for r in records):
+        return "position_mni_mm", "MNI"
+    return "position_head_mm", "head"
+
+
 def _sources_table(sources):
     """An HTML table of the grid sources (strongest first), with their reported source."""
     if not sources:
         return "<p>No active source.</p>"
     grouped = any("source" in r for r in sources)
-    # MNI where every source has it; else (no subject's MRI) head coordinates, named so.
-    mni = all(r.get("position_mni_mm") is not None for r in sources)
-    frame = "position_mni_mm" if mni else "position_head_mm"
+    frame, name = _position_frame(sources)
     head = ("<tr><th>#</th>" + ("<th>Reported source</th>" if grouped else "")
-            + _SOURCE_HEAD.format("MNI (mm)" if mni else "Head (mm)")
+            + _SOURCE_HEAD.format(f"{name[0].upper()}{name[1:]} (mm)")
             + "<th>Explained variance</th></tr>")
     rows = []
     for k, r in enumerate(sources, 1):
@@ -209,11 +215,8 @@ def _reported_table(reported):
     """An HTML table of the reported sources: clusters of neighbouring grid sources."""
     if not reported:
         return ""
-    # MNI where every source has it; else (no subject's MRI) head coordinates, named so.
-    mni = all(r.get("position_mni_mm") is not None for r in reported)
-    frame = "position_mni_mm" if mni else "position_head_mm"
-    head = ("<tr><th>Source</th>"
-            + _SOURCE_HEAD.format("Position MNI (mm)" if mni else "Position head (mm)")
+    frame, name = _position_frame(reported)
+    head = ("<tr><th>Source</th>" + _SOURCE_HEAD.format(f"Position {name} (mm)")
             + "<th>Grid sources</th></tr>")
     rows = []
     for r in reported:
